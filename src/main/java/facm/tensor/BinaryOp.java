@@ -1,0 +1,6 @@
+package facm.tensor;
+
+/** Elementwise functions of two float arguments. */
+public enum BinaryOp {
+    ADD, SUB, MUL, DIV, MAX, MIN
+}
