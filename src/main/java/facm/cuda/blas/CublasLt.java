@@ -2,6 +2,9 @@ package facm.cuda.blas;
 
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
+import facm.cuda.Cuda;
+import jcuda.driver.JCudaDriver;
+
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.HashMap;
@@ -24,6 +27,9 @@ import java.util.Map;
  *
  * <p><b>Workspace.</b> The caller owns it (e.g. from the device arena); pass {@link #RECOMMENDED_WORKSPACE_BYTES}
  * bytes, 256-byte aligned, and do not use it concurrently on another stream.
+ *
+ * <p><b>Debugging.</b> With {@link Cuda#syncCheck()} on (tests), every GEMM is followed by a context synchronize and
+ * an error check, so an asynchronous fault is reported at the GEMM that caused it.
  */
 public final class CublasLt implements AutoCloseable {
 
@@ -131,6 +137,11 @@ public final class CublasLt implements AutoCloseable {
             throw new CublasException("cublasLtMatmul", status, g.describe() + " (algorithm needs "
                     + plan.workspaceNeeded + " of " + workspaceBytes + " workspace bytes, stream 0x"
                     + Long.toHexString(stream) + ")");
+        }
+        if (Cuda.syncCheck()) {
+            // Debug mode (tests): report an asynchronous fault at the GEMM that caused it. Only the raw stream
+            // address is known here, so the whole context is synchronized.
+            Cuda.check(JCudaDriver.cuCtxSynchronize(), "cuCtxSynchronize after cublasLtMatmul for " + g.describe());
         }
     }
 
