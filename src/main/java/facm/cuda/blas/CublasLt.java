@@ -69,7 +69,15 @@ public final class CublasLt implements AutoCloseable {
      * @throws CublasException when cublasLtCreate fails
      */
     public static CublasLt open() {
-        CublasLtFunctions f = functions();
+        return open(functions());
+    }
+
+    /** A handle over an explicitly loaded library (tests bind a host-memory stand-in this way). */
+    static CublasLt open(NativeLibrary library) {
+        return open(new CublasLtFunctions(library));
+    }
+
+    private static CublasLt open(CublasLtFunctions f) {
         Arena arena = Arena.ofShared();
         try {
             long handle = f.createHandle(arena.allocate(8, 8));
