@@ -23,7 +23,8 @@ import java.util.Map;
  * it is cached under the shape, the pointers' alignments (up to 256 bytes, which the heuristic must know) and the
  * workspace size. A repeated GEMM then allocates no native memory: alpha and beta go through a preallocated host
  * buffer (pointer mode host), and the call is one downcall to cublasLtMatmul. The cache is never evicted; a model has
- * a few dozen GEMM shapes. Because nothing is allocated on the device either, GEMMs can be captured in CUDA graphs.
+ * a few dozen GEMM shapes. Because nothing is allocated on the device either, GEMMs can be captured in CUDA graphs
+ * (alpha and beta are read at call time, so a captured GEMM keeps the values it was captured with).
  *
  * <p><b>Workspace.</b> The caller owns it (e.g. from the device arena); pass {@link #RECOMMENDED_WORKSPACE_BYTES}
  * bytes, 256-byte aligned, and do not use it concurrently on another stream.
