@@ -103,6 +103,11 @@ public interface Backend extends AutoCloseable {
     /** Waits until all queued work is done (CPU: no-op). */
     void synchronize();
 
+    /** The network layers of facm-spec.md §3 on this backend. */
+    default NetworkOps network() {
+        throw new UnsupportedOperationException(describe() + " does not implement the network ops yet");
+    }
+
     @Override
     void close();
 
@@ -146,6 +151,25 @@ public interface Backend extends AutoCloseable {
         Tensor out = batch < 0 ? empty(DType.F32, m, n) : empty(DType.F32, batch, m, n);
         gemm(a, transA, b, transB, out, 1f, 0f, precision);
         return out;
+    }
+
+    /**
+     * Linear layer y = x·Wᵀ + b (PyTorch layout: W is [out, in]). x is [..., in] (all leading dimensions are rows of one
+     * GEMM), out is [..., out], bias [out] or null. F32 weights use {@code precision} FP32 or TF32; BF16 x and W use BF16.
+     */
+    default void linear(Tensor x, Tensor weight, Tensor bias, Tensor out, GemmPrecision precision) {
+        int in = weight.dim(1);
+        int outF = weight.dim(0);
+        if (x.dim(-1) != in || out.dim(-1) != outF || out.numel() / outF != x.numel() / in) {
+            throw new ShapeException("linear: x " + x.describe() + ", weight " + weight.describe() + ", out "
+                    + out.describe() + " do not fit y = x·Wᵀ");
+        }
+        int rows = (int) (x.numel() / in);
+        Tensor out2 = out.reshape(rows, outF);
+        gemm(x.reshape(rows, in), false, weight, true, out2, 1f, 0f, precision);
+        if (bias != null) {
+            binary(BinaryOp.ADD, out2, bias, out2);
+        }
     }
 
     default Tensor convert(Tensor x, DType to) {

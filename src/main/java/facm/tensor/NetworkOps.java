@@ -1,0 +1,70 @@
+package facm.tensor;
+
+/**
+ * The LightningDiT layers (facm-spec.md §3) as backend ops, each defined once here and implemented by every backend
+ * ({@code backend.network()}). All tensors are F32 unless stated; "rows" are the leading dimensions flattened. Each
+ * op's backward and forward-mode (JVP) twins will sit next to it in this interface as the training issues add them.
+ *
+ * <p>Layout conventions: activations are token-major {@code [B, T, D]}; attention heads are {@code [B, H, T, dh]};
+ * modulation vectors are one {@code [B, K·D]} tensor per block (K = 6 chunks in a block, 2 in the final layer) and ops
+ * read chunk {@code c} (= elements {@code [c·D, (c+1)·D)} of each batch row) in place, so no slicing copies exist.
+ */
+public interface NetworkOps {
+
+    /**
+     * Patch embedding layout (§3.2 step 1, §3.5): x {@code [B,C,H,W]} → out {@code [B, (H/p)(W/p), C·p·p]} with
+     * out[b, i·(W/p)+j, c·p² + pr·p + pc] = x[b, c, i·p+pr, j·p+pc] (the flattening of a conv weight {@code (D,C,p,p)}).
+     */
+    void patchify(Tensor x, int patch, Tensor out);
+
+    /**
+     * Output layout (§3.2 step 8, §3.5): tokens {@code [B, T, p·p·C]} → out {@code [B,C,H,W]} with
+     * out[b, c, i·p+pr, j·p+pc] = tokens[b, i·(W/p)+j, (pr·p+pc)·C + c]. H and W come from out's shape.
+     */
+    void unpatchify(Tensor tokens, int patch, Tensor out);
+
+    /**
+     * Sinusoidal time features (§3.2 step 3): t {@code [B]} → out {@code [B, dim]}, half = dim/2,
+     * f_k = exp(−ln(maxPeriod)·k/half), out[b,k] = cos(t_b f_k), out[b,half+k] = sin(t_b f_k). Computed in fp32 from
+     * t as given (no scaling); arguments t·f_k are formed in fp64 on the CPU and fp32 on CUDA.
+     */
+    void timestepEmbedding(Tensor t, float maxPeriod, Tensor out);
+
+    /** Row lookup: table {@code [V, D]}, ids {@code [B]} (I32, each in [0,V)) → out {@code [B, D]}. */
+    void embedding(Tensor table, Tensor ids, Tensor out);
+
+    /**
+     * RMSNorm with optional adaLN modulation (§3.2 block, final layer): for x {@code [B, T, D]},
+     * out = x·ρ ⊙ w ⊙ (1 + scale_b) + shift_b with ρ = (mean_D(x²) + eps)^(−½) per row, statistics in fp32.
+     * {@code mod} {@code [B, K·D]} supplies shift = chunk {@code shiftChunk} and scale = chunk {@code scaleChunk}; with
+     * {@code mod == null} it is plain RMSNorm (x may then have any rank, normalized over its last dimension).
+     * {@code rstd} (rows, may be null) receives ρ for the backward pass.
+     */
+    void rmsNormModulate(Tensor x, Tensor weight, float eps, Tensor mod, int shiftChunk, int scaleChunk,
+                         Tensor out, Tensor rstd);
+
+    /** Gated residual (§3.2 block): h {@code [B,T,D]} += gate_b ⊙ a, gate = chunk {@code gateChunk} of mod {@code [B,K·D]}. */
+    void gatedResidual(Tensor h, Tensor a, Tensor mod, int gateChunk);
+
+    /**
+     * Attention input preparation (§3.2 Attention, §3.4): qkv {@code [B, T, 3·H·dh]} (per token: q heads, then k heads,
+     * then v heads, head-major) → q, k, v {@code [B, H, T, dh]}. q and k are RMS-normalized over dh with weights
+     * qWeight/kWeight {@code [dh]} (skipped when null: no qk-norm) and then rotated by the interleaved-pair RoPE with
+     * tables cos/sin {@code [T, dh]} (skipped when null): x'[2p] = x[2p]·cos − x[2p+1]·sin,
+     * x'[2p+1] = x[2p+1]·cos + x[2p]·sin, using the table entry at (token, 2p). eps is the RMSNorm epsilon.
+     * {@code rstd} {@code [B, T, 2, H]} (may be null) receives ρ of q and k for the backward pass.
+     */
+    void qkNormRope(Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps, Tensor ropeCos, Tensor ropeSin,
+                    Tensor q, Tensor k, Tensor v, Tensor rstd);
+
+    /**
+     * Softmax attention (§3.2): per batch and head O = softmax(q kᵀ·scale) v, written token-major into out
+     * {@code [B, T, H·dh]} (head-major within a token). No mask. {@code lse} {@code [B, H, T]} (may be null) receives the
+     * natural-log sum-exp of the scaled scores per query row, for a backward pass that recomputes the probabilities.
+     * CUDA uses a fused online-softmax kernel; the CPU materializes one row of scores at a time.
+     */
+    void attention(Tensor q, Tensor k, Tensor v, float scale, Tensor out, Tensor lse);
+
+    /** SwiGLU (§3.2): gu {@code [rows, 2F]} (first F = gate g, last F = u) → out {@code [rows, F]} = SiLU(g) ⊙ u. */
+    void swiglu(Tensor gu, Tensor out);
+}
