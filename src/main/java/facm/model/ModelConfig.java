@@ -2,7 +2,10 @@ package facm.model;
 
 import com.google.gson.Gson;
 import com.google.gson.GsonBuilder;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
 import com.google.gson.JsonParseException;
+import com.google.gson.JsonParser;
 
 /**
  * A LightningDiT configuration (facm-spec.md §3.1, §3.5, §3.7). Immutable and validated at construction; printed at the
@@ -84,18 +87,42 @@ public record ModelConfig(String name, int depth, int hidden, int heads, int pat
         return GSON.toJson(this);
     }
 
+    /** Parses {@link #toJson()} output; every field is required and a missing or mistyped one is named. */
     public static ModelConfig fromJson(String json) {
+        JsonObject o;
         try {
-            ModelConfig c = GSON.fromJson(json, ModelConfig.class);
-            if (c == null) {
-                throw new IllegalArgumentException("empty model config JSON");
-            }
-            // Gson bypasses the canonical constructor; run the validation explicitly.
-            return new ModelConfig(c.name, c.depth, c.hidden, c.heads, c.patch, c.inputSize, c.inChannels,
-                    c.numClasses, c.qkNorm, c.rope, c.auxTime);
-        } catch (JsonParseException e) {
-            throw new IllegalArgumentException("model config is not valid JSON: " + e.getMessage(), e);
+            o = JsonParser.parseString(json).getAsJsonObject();
+        } catch (JsonParseException | IllegalStateException e) {
+            throw new IllegalArgumentException("model config is not a JSON object: " + e.getMessage(), e);
         }
+        return new ModelConfig(o.has("name") ? o.get("name").getAsString() : "custom", intField(o, "depth"),
+                intField(o, "hidden"), intField(o, "heads"), intField(o, "patch"), intField(o, "inputSize"),
+                intField(o, "inChannels"), intField(o, "numClasses"), boolField(o, "qkNorm"), boolField(o, "rope"),
+                boolField(o, "auxTime"));
+    }
+
+    private static JsonElement field(JsonObject o, String key) {
+        JsonElement e = o.get(key);
+        if (e == null || e.isJsonNull()) {
+            throw new IllegalArgumentException("model config JSON lacks '" + key + "'");
+        }
+        return e;
+    }
+
+    private static int intField(JsonObject o, String key) {
+        try {
+            return field(o, key).getAsInt();
+        } catch (NumberFormatException | UnsupportedOperationException | IllegalStateException e) {
+            throw new IllegalArgumentException("model config field '" + key + "' is not an integer: " + o.get(key));
+        }
+    }
+
+    private static boolean boolField(JsonObject o, String key) {
+        JsonElement e = field(o, key);
+        if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isBoolean()) {
+            throw new IllegalArgumentException("model config field '" + key + "' is not true/false: " + e);
+        }
+        return e.getAsBoolean();
     }
 
     /** Same architecture with another input geometry or class count (e.g. a preset applied to other data). */

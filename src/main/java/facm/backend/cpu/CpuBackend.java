@@ -28,6 +28,13 @@ import java.util.Objects;
  * {@code out} to be an input; reduce and gemm reject an {@code out} that shares storage with an input.
  */
 public final class CpuBackend implements Backend {
+    private final CpuNetworkOps network = new CpuNetworkOps(this);
+
+    @Override
+    public facm.tensor.NetworkOps network() {
+        return network;
+    }
+
     private final ParallelRanges parallel;
     private volatile boolean closed;
 
