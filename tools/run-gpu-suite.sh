@@ -11,7 +11,9 @@
 #   --bundle DIR    the bundle folder (default: the folder of this script, or dist/facm-bundle next to tools/)
 #   --deadline S    finish everything, summary included, within S seconds (default 570; the device tool stops a
 #                   command at 600 s): each stage gets at most what is left
-# The summary table is printed last. Exit status: 0 when every test that ran passed (and no stage failed), else 1.
+# The summary table is printed last. Exit status 1 when a test failed, no tests were found, a GPU is present but
+# every GPU test skipped, or info or JMH failed or ran out of time; else 0. A failing PyTorch reference (no torch,
+# no GPU for it) only shows in the summary. The GPU tests run with -Dfacm.cuda.syncCheck=true, the CPU tests without.
 set -uo pipefail
 
 default_jmh_args="-f 1 -wi 2 -i 3 -w 1s -r 1s -foe true"
@@ -49,6 +51,7 @@ out=$(cd "$out_arg" && pwd)
 cd "$bundle"
 java="$bundle/runtime/bin/java"
 summary=()      # lines of the final table, in stage order
+have_gpu=0      # set when nvidia-smi lists a GPU
 failed=0
 
 log() { echo; echo "==> $*"; }
@@ -88,6 +91,8 @@ junit_summary() {
   if [ "$code" = 124 ] || [ "$code" = 137 ]; then verdict="TIMED OUT"
   elif [ "$code" = 2 ]; then verdict="NO TESTS FOUND"
   elif [ "$code" != 0 ]; then verdict="FAILED"
+  elif [ "$label" = "gpu tests" ] && [ "$have_gpu" = 1 ] && [ "${ok:-0}" = 0 ]; then
+    verdict="NONE RAN: a GPU is here but every GPU test skipped"
   fi
   [ "$verdict" = ok ] || failed=1
   summary+=("$(printf '%-12s %s passed, %s failed, %s skipped (%s aborted + %s disabled); containers: %s failed, %s aborted  [%s, exit %s]' \
@@ -112,6 +117,7 @@ if command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi -L 2>&1 | tee "$out/nvidia-smi.txt"
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit --format=csv 2>&1 | tee -a "$out/nvidia-smi.txt"
   gpu=$(nvidia-smi -L 2>/dev/null | head -n1 | sed 's/ (UUID.*//')
+  nvidia-smi -L 2>/dev/null | grep -q '^GPU [0-9]' && have_gpu=1
 else
   echo "nvidia-smi not found: no NVIDIA driver on this machine" | tee "$out/nvidia-smi.txt"
   gpu="none (no nvidia-smi)"
@@ -123,17 +129,21 @@ summary+=("$(printf '%-12s %s' "GPU" "$gpu")")
 # ---------------------------------------------------------------- engine info
 log "java -jar facm-engine.jar info"
 run_stage info 60 "$out/info.log" "$java" --enable-native-access=ALL-UNNAMED -jar facm-engine.jar info
-info_line=$(grep -v -e '^WARNING' -e '^$' "$out/info.log" | head -n 2 | paste -sd' ' - | cut -c1-150)
 [ "$rc" = 0 ] || failed=1
-summary+=("$(printf '%-12s exit %s: %s' "info" "$rc" "$info_line")")
+summary+=("$(printf '%-12s exit %s: %s' "info" "$rc" "$(grep -v -e '^WARNING' -e '^$' "$out/info.log" | head -n1 | cut -c1-140)")")
+# info's gpu and kernels lines say whether this host can run the GPU tests at all.
+while IFS= read -r line; do
+  [ -n "$line" ] && summary+=("$(printf '%-12s   %s' "" "$(tr -s ' ' <<<"$line" | cut -c1-150)")")
+done < <(grep -E '^(gpu|kernels|device|cuda|driver)[: ]' "$out/info.log" | head -n 6)
 
 # ---------------------------------------------------------------- tests
-java_test_opts=(-Dfacm.cuda.syncCheck=true --enable-native-access=ALL-UNNAMED -Xss4m)
+# The GPU tests check every launch (syncCheck); the CPU tests run as under Maven's surefire (same flags, no syncCheck).
+java_test_opts=(--enable-native-access=ALL-UNNAMED -Xss4m)
 junit_common=(execute --disable-banner --disable-ansi-colors --class-path facm-engine.jar:facm-engine-tests.jar
   --scan-class-path=facm-engine-tests.jar --details=tree --details-theme=ascii --fail-if-no-tests)
 
 log "GPU tests (JUnit, --include-tag gpu)"
-run_stage "GPU tests" 300 "$out/junit-gpu.log" "$java" "${java_test_opts[@]}" -jar "$junit_jar" "${junit_common[@]}" \
+run_stage "GPU tests" 300 "$out/junit-gpu.log" "$java" -Dfacm.cuda.syncCheck=true "${java_test_opts[@]}" -jar "$junit_jar" "${junit_common[@]}" \
   --include-tag gpu --reports-dir "$out/junit"
 junit_summary "gpu tests" "$out/junit-gpu.log" "$out/junit" "$rc"
 
