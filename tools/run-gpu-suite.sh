@@ -48,7 +48,7 @@ fi
 bundle=$(cd "$bundle" && pwd)
 mkdir -p "$out_arg" || { echo "run-gpu-suite: cannot create $out_arg" >&2; exit 2; }
 out=$(cd "$out_arg" && pwd)
-cd "$bundle"
+cd "$bundle" || exit 2
 java="$bundle/runtime/bin/java"
 summary=()      # lines of the final table, in stage order
 have_gpu=0      # set when nvidia-smi lists a GPU
