@@ -4,6 +4,7 @@ import facm.cuda.Cuda;
 import facm.cuda.CudaDevice;
 import facm.cuda.CudaStream;
 import facm.cuda.Kernel;
+import facm.cuda.KernelArg;
 import facm.cuda.KernelLibrary;
 import facm.tensor.Backend;
 import facm.tensor.Bf16;
@@ -52,8 +53,8 @@ public final class CudaBackend implements Backend {
         this.elementwise = new ElementwiseKernels(kernels, stream);
         this.reductions = new ReductionKernels(kernels, stream);
         this.random = new RandomKernels(kernels, stream);
-        this.noop = kernels.kernel("noop");
-        this.gemm = new CudaGemm(device);
+        this.noop = kernels.kernel("noop", KernelArg.I32);
+        this.gemm = new CudaGemm(device, elementwise);
     }
 
     /** Opens GPU {@code ordinal} for this backend alone; {@link #close()} releases the device. */
@@ -306,34 +307,8 @@ public final class CudaBackend implements Backend {
     @Override
     public void gemm(Tensor a, boolean transA, Tensor b, boolean transB, Tensor out, float alpha, float beta,
                      GemmPrecision precision) {
-        CudaTensor x = require("gemm", a);
-        CudaTensor y = require("gemm", b);
-        CudaTensor o = require("gemm", out);
-        CudaGemm.Plan p = CudaGemm.plan(x, transA, y, transB, o, precision);
-        if (o.numel() == 0) {
-            return;
-        }
-        if (p.k() == 0) {
-            // An empty sum: out = beta * out, which cuBLASLt does not accept as a product of size k = 0.
-            scaleInPlace(o, beta);
-            return;
-        }
-        gemm.run(p, x, y, o, alpha, beta);
-    }
-
-    /** out = beta * out for an empty product (beta 0 writes zeros, so old NaN garbage does not survive). */
-    private void scaleInPlace(CudaTensor o, float beta) {
-        if (beta == 0f) {
-            fill(o, 0f);
-        } else if (o.dtype() == DType.F32) {
-            elementwise.affine(o.address(), o.address(), o.numel(), beta, 0f);
-        } else {
-            try (CudaTensor tmp = empty("gemm k=0 scratch", DType.F32, o.shape())) {
-                elementwise.bf16ToF32(o.address(), tmp.address(), o.numel());
-                elementwise.affine(tmp.address(), tmp.address(), o.numel(), beta, 0f);
-                elementwise.f32ToBf16(tmp.address(), o.address(), o.numel());
-            }
-        }
+        gemm.gemm(require("gemm", a), transA, require("gemm", b), transB, require("gemm", out), alpha, beta,
+                precision);
     }
 
     // ---------------------------------------------------------------- random numbers
@@ -363,26 +338,11 @@ public final class CudaBackend implements Backend {
             copy(in, o);
             return;
         }
-        long n = in.numel();
-        switch (from) {
-            case F32 -> {
-                if (to == DType.BF16) {
-                    elementwise.f32ToBf16(in.address(), o.address(), n);
-                } else {
-                    elementwise.f32ToI32(in.address(), o.address(), n);
-                }
-            }
-            case BF16 -> elementwise.bf16ToF32(in.address(), requireConversion(in, o, DType.F32).address(), n);
-            case I32 -> elementwise.i32ToF32(in.address(), requireConversion(in, o, DType.F32).address(), n);
-        }
-    }
-
-    private static CudaTensor requireConversion(CudaTensor in, CudaTensor out, DType allowed) {
-        if (out.dtype() != allowed) {
+        if (!ElementwiseKernels.converts(from, to)) {
             throw new ShapeException("convert: " + in.describe() + " -> " + out.describe() + " is not supported "
                     + "(supported: f32<->bf16, f32<->i32)");
         }
-        return out;
+        elementwise.convert(from, to, in.address(), o.address(), in.numel());
     }
 
     @Override
@@ -391,10 +351,10 @@ public final class CudaBackend implements Backend {
         stream.synchronize();
     }
 
-    /** Queues the empty kernel (kernels/launch.cu): measures the fixed cost of one launch. */
+    /** Queues the empty kernel of kernels/launch.cu (one block of one thread): the fixed cost of a launch. */
     public void launchNoop() {
         requireOpenBackend("launchNoop");
-        noop.launch(stream, 1, 1, 1, 1, 1, 1, 0);
+        noop.launch(stream, 1, 1, 1, 1, 1, 1, 0, 0);
     }
 
     /**

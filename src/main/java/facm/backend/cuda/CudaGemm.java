@@ -20,11 +20,49 @@ final class CudaGemm implements AutoCloseable {
     static final long WORKSPACE_BYTES = 32L << 20;
 
     private final CudaDevice device;
+    private final ElementwiseKernels elementwise;
     private CublasLt cublasLt;
     private DeviceBuffer workspace;
 
-    CudaGemm(CudaDevice device) {
+    CudaGemm(CudaDevice device, ElementwiseKernels elementwise) {
         this.device = device;
+        this.elementwise = elementwise;
+    }
+
+    /** Checks the operands, then queues the product on the device's main stream. */
+    void gemm(CudaTensor a, boolean transA, CudaTensor b, boolean transB, CudaTensor out, float alpha, float beta,
+              GemmPrecision precision) {
+        Plan p = plan(a, transA, b, transB, out, precision);
+        if (out.numel() == 0) {
+            return;
+        }
+        if (p.k() == 0) {
+            scaleOut(out, beta); // an empty sum, which cuBLASLt does not take as a product
+            return;
+        }
+        run(p, a, b, out, alpha, beta);
+    }
+
+    /** out = beta * out for an empty product; beta 0 writes zeros (old NaN garbage must not survive). */
+    private void scaleOut(CudaTensor out, float beta) {
+        long n = out.numel();
+        if (out.dtype() == DType.F32) {
+            if (beta == 0f) {
+                elementwise.fill32(out.address(), n, 0);
+            } else {
+                elementwise.affine(out.address(), out.address(), n, beta, 0f);
+            }
+            return;
+        }
+        if (beta == 0f) {
+            elementwise.fill16(out.address(), n, (short) 0);
+            return;
+        }
+        try (DeviceBuffer tmp = device.arena().allocate(n * 4, "gemm k=0 scratch for " + out.describe())) {
+            elementwise.convert(DType.BF16, DType.F32, out.address(), tmp.address(), n);
+            elementwise.affine(tmp.address(), tmp.address(), n, beta, 0f);
+            elementwise.convert(DType.F32, DType.BF16, tmp.address(), out.address(), n);
+        }
     }
 
     /** The validated problem: sizes, batch and the cuBLASLt mode. */
@@ -33,7 +71,7 @@ final class CudaGemm implements AutoCloseable {
     }
 
     /** Checks the operands like CpuGemm does and derives the product's sizes. */
-    static Plan plan(CudaTensor a, boolean transA, CudaTensor b, boolean transB, CudaTensor out,
+    private static Plan plan(CudaTensor a, boolean transA, CudaTensor b, boolean transB, CudaTensor out,
                      GemmPrecision precision) {
         String what = "gemm(" + a.describe() + (transA ? "ᵀ" : "") + " · " + b.describe() + (transB ? "ᵀ" : "")
                 + " -> " + out.describe() + ", " + precision + ")";
@@ -79,7 +117,7 @@ final class CudaGemm implements AutoCloseable {
     }
 
     /** Queues the product on the device's main stream. The plan must have m, n, k and batch all non-zero. */
-    void run(Plan p, CudaTensor a, CudaTensor b, CudaTensor out, float alpha, float beta) {
+    private void run(Plan p, CudaTensor a, CudaTensor b, CudaTensor out, float alpha, float beta) {
         RowMajorGemm g = new RowMajorGemm(p.kind(), p.transA(), p.transB(), p.m(), p.n(), p.k(), p.batch(),
                 p.strideA(), p.strideB(), p.strideC(), alpha, beta);
         if (cublasLt == null) {

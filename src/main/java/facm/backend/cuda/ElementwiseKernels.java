@@ -4,6 +4,7 @@ import facm.cuda.CudaStream;
 import facm.cuda.Kernel;
 import facm.cuda.KernelLibrary;
 import facm.tensor.BinaryOp;
+import facm.tensor.DType;
 import facm.tensor.UnaryOp;
 
 import static facm.cuda.KernelArg.F32;
@@ -84,27 +85,23 @@ final class ElementwiseKernels {
         }
     }
 
-    void f32ToBf16(long x, long out, long n) {
-        if (n > 0) {
-            f32ToBf16.launch1d(stream, n, BLOCK, x, out, n);
-        }
+    /** True for the conversions {@link #convert} supports: f32 <-> bf16 and f32 <-> i32. */
+    static boolean converts(DType from, DType to) {
+        return from != null && to != null && from != to && (from == DType.F32 || to == DType.F32);
     }
 
-    void bf16ToF32(long x, long out, long n) {
-        if (n > 0) {
-            bf16ToF32.launch1d(stream, n, BLOCK, x, out, n);
+    /**
+     * Converts n elements: f32 -> bf16 rounds to nearest even (NaN stays NaN, as facm.tensor.Bf16), f32 -> i32
+     * truncates like Java's cast, bf16 -> f32 and i32 -> f32 are exact or round to nearest even.
+     */
+    void convert(DType from, DType to, long x, long out, long n) {
+        if (!converts(from, to)) {
+            throw new IllegalArgumentException("no conversion kernel " + from + " -> " + to);
         }
-    }
-
-    void f32ToI32(long x, long out, long n) {
+        Kernel k = from == DType.F32 ? (to == DType.BF16 ? f32ToBf16 : f32ToI32)
+                : from == DType.BF16 ? bf16ToF32 : i32ToF32;
         if (n > 0) {
-            f32ToI32.launch1d(stream, n, BLOCK, x, out, n);
-        }
-    }
-
-    void i32ToF32(long x, long out, long n) {
-        if (n > 0) {
-            i32ToF32.launch1d(stream, n, BLOCK, x, out, n);
+            k.launch1d(stream, n, BLOCK, x, out, n);
         }
     }
 }
