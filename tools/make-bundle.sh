@@ -63,8 +63,9 @@ junit_jar_name="junit-platform-console-standalone-$junit_version.jar"
 # ---------------------------------------------------------------- build
 if [ "$build" = 1 ]; then
   # install (not just package): the bench module depends on dev.facm:facm-engine from the local repository.
-  step "building the engine (tools/mvn.sh -DskipTests install)"
-  mvn_run -DskipTests install || fail "the engine build failed (see Maven's output above)"
+  # cuda.required=1: a bundle for a GPU host without compiled kernels is useless, so nvcc failing fails the build.
+  step "building the engine (tools/mvn.sh -DskipTests -Dcuda.required=1 install)"
+  mvn_run -DskipTests -Dcuda.required=1 install || fail "the engine build failed (see Maven's output above)"
   if [ "$with_bench" = 1 ]; then
     step "building the JMH benchmarks (bench/)"
     mvn_run -f "$root/bench/pom.xml" -DskipTests package || fail "the bench module build failed (see Maven's output above)"

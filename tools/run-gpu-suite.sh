@@ -42,9 +42,14 @@ done
 started=$SECONDS
 here=$(cd "$(dirname "$0")" && pwd)
 if [ -z "$bundle" ]; then
-  if [ -x "$here/runtime/bin/java" ]; then bundle="$here"; else bundle="$here/../dist/facm-bundle"; fi
+  if [ -f "$here/runtime/bin/java" ]; then bundle="$here"; else bundle="$here/../dist/facm-bundle"; fi
 fi
-[ -x "$bundle/runtime/bin/java" ] || { echo "run-gpu-suite: no bundle at $bundle (runtime/bin/java missing): run tools/make-bundle.sh first" >&2; exit 2; }
+[ -f "$bundle/runtime/bin/java" ] || { echo "run-gpu-suite: no bundle at $bundle (runtime/bin/java missing): run tools/make-bundle.sh first" >&2; exit 2; }
+# A copy that lost its execute bits would fail late (jspawnhelper starts JMH's forks): restore them when we may.
+if [ ! -x "$bundle/runtime/bin/java" ] || [ ! -x "$bundle/runtime/lib/jspawnhelper" ]; then
+  chmod u+x "$bundle"/runtime/bin/* "$bundle/runtime/lib/jspawnhelper" 2>/dev/null \
+    || { echo "run-gpu-suite: $bundle/runtime has lost its execute bits and cannot be fixed (read-only?)" >&2; exit 2; }
+fi
 bundle=$(cd "$bundle" && pwd)
 mkdir -p "$out_arg" || { echo "run-gpu-suite: cannot create $out_arg" >&2; exit 2; }
 out=$(cd "$out_arg" && pwd)
@@ -166,6 +171,8 @@ if [ "$run_bench" = 1 ]; then
       failed=1
       what="FAILED"; { [ "$rc" = 124 ] || [ "$rc" = 137 ]; } && what="TIMED OUT (no JSON; per-benchmark results are in jmh.log)"
       summary+=("$(printf '%-12s %s (exit %s), see jmh.log' "jmh" "$what" "$rc")")
+      first_error=$(grep -m1 -E '^[a-zA-Z.]+(Exception|Error): ' "$out/jmh.log" | cut -c1-160)
+      [ -n "$first_error" ] && summary+=("$(printf '%-12s   %s' "" "$first_error")")
     fi
   else
     summary+=("$(printf '%-12s not in this bundle (made with --no-bench)' "jmh")")
