@@ -28,6 +28,13 @@ import java.util.Objects;
  * {@code out} to be an input; reduce and gemm reject an {@code out} that shares storage with an input.
  */
 public final class CpuBackend implements Backend {
+    private final CpuNetworkOps network = new CpuNetworkOps(this);
+
+    @Override
+    public facm.tensor.NetworkOps network() {
+        return network;
+    }
+
     private final ParallelRanges parallel;
     private volatile boolean closed;
 
@@ -303,46 +310,16 @@ public final class CpuBackend implements Backend {
             copy(in, o);
             return;
         }
-        long grain = ElementwiseOps.CHEAP_GRAIN;
         switch (from) {
             case F32 -> {
-                float[] src = in.f32();
                 if (to == DType.BF16) {
-                    short[] dst = o.bf16();
-                    parallel.forRange(src.length, grain, (s, e) -> {
-                        for (int i = (int) s; i < (int) e; i++) {
-                            dst[i] = Bf16.fromFloat(src[i]);
-                        }
-                    });
+                    ConversionOps.f32ToBf16(parallel, in.f32(), o.bf16());
                 } else {
-                    // Java's float-to-int cast truncates toward zero, saturates at the int range and maps NaN to 0,
-                    // the same as CUDA's __float2int_rz.
-                    int[] dst = o.i32();
-                    parallel.forRange(src.length, grain, (s, e) -> {
-                        for (int i = (int) s; i < (int) e; i++) {
-                            dst[i] = (int) src[i];
-                        }
-                    });
+                    ConversionOps.f32ToI32(parallel, in.f32(), o.i32());
                 }
             }
-            case BF16 -> {
-                short[] src = in.bf16();
-                float[] dst = requireConversion(in, o, DType.F32).f32();
-                parallel.forRange(src.length, grain, (s, e) -> {
-                    for (int i = (int) s; i < (int) e; i++) {
-                        dst[i] = Bf16.toFloat(src[i]);
-                    }
-                });
-            }
-            case I32 -> {
-                int[] src = in.i32();
-                float[] dst = requireConversion(in, o, DType.F32).f32();
-                parallel.forRange(src.length, grain, (s, e) -> {
-                    for (int i = (int) s; i < (int) e; i++) {
-                        dst[i] = src[i]; // round to nearest even above 2^24, like __int2float_rn
-                    }
-                });
-            }
+            case BF16 -> ConversionOps.bf16ToF32(parallel, in.bf16(), requireConversion(in, o, DType.F32).f32());
+            case I32 -> ConversionOps.i32ToF32(parallel, in.i32(), requireConversion(in, o, DType.F32).f32());
         }
     }
 

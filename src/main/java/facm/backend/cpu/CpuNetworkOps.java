@@ -335,7 +335,7 @@ public final class CpuNetworkOps implements NetworkOps {
     // ---------------------------------------------------------------- checks shared by the ops
 
     /** t as an open F32 tensor of this backend; {@code role} names the argument in errors. */
-    CpuTensor f32(String op, String role, Tensor t) {
+    private CpuTensor f32(String op, String role, Tensor t) {
         Objects.requireNonNull(t, () -> op + ": " + role + " is null");
         CpuTensor c = backend.require(op + " " + role, t);
         Shapes.requireDType(op + ": " + role, c, DType.F32);

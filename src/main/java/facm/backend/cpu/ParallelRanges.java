@@ -79,11 +79,32 @@ public final class ParallelRanges implements AutoCloseable {
                 ForkJoinTask.invokeAll(tasks);
             }
         };
-        if (Thread.currentThread() instanceof ForkJoinWorkerThread w && w.getPool() == pool) {
-            all.invoke();
-        } else {
-            pool.invoke(all);
+        try {
+            if (Thread.currentThread() instanceof ForkJoinWorkerThread w && w.getPool() == pool) {
+                all.invoke();
+            } else {
+                pool.invoke(all);
+            }
+        } catch (RuntimeException e) {
+            throw unwrapped(e);
+        } catch (Error e) {
+            throw unwrapped(e);
         }
+    }
+
+    /**
+     * ForkJoin rethrows a worker's exception as a new instance of the same class wrapping the original, whose
+     * message then repeats the class name. Rethrow the original (its stack shows where it failed) with the wrapper,
+     * which shows the caller, attached as suppressed.
+     */
+    @SuppressWarnings("unchecked") // the cause has exactly e's class
+    private static <T extends Throwable> T unwrapped(T e) {
+        Throwable cause = e.getCause();
+        if (cause != null && cause.getClass() == e.getClass()) {
+            cause.addSuppressed(e);
+            return (T) cause;
+        }
+        return e;
     }
 
     /** Stops the workers; later calls fail. Idempotent. */
