@@ -33,6 +33,8 @@ import java.util.Objects;
  * numerics are stated per kernel file and checked against the CPU in the gpu-tagged tests.
  */
 public final class CudaBackend implements Backend {
+    private CudaNetworkOps network;
+
     private final CudaDevice device;
     private final boolean ownsDevice;
     private final CudaStream stream;
@@ -343,6 +345,14 @@ public final class CudaBackend implements Backend {
                     + "(supported: f32<->bf16, f32<->i32)");
         }
         elementwise.convert(from, to, in.address(), o.address(), in.numel());
+    }
+
+    @Override
+    public synchronized facm.tensor.NetworkOps network() {
+        if (network == null) {
+            network = new CudaNetworkOps(this);
+        }
+        return network;
     }
 
     @Override
