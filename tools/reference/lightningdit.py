@@ -237,8 +237,8 @@ class LightningDiT(nn.Module):
 def load_arrays(model, arrays):
     """Loads {key: numpy or torch array} strictly (every key, nothing extra), converting to the model's dtype."""
     state = {k: (v if isinstance(v, torch.Tensor) else torch.from_numpy(v)) for k, v in arrays.items()}
-    result = model.load_state_dict(state, strict=True)
-    return result
+    model.load_state_dict(state, strict=True)
+    return model
 
 
 def load_philox_weights(model, seed):
@@ -247,10 +247,13 @@ def load_philox_weights(model, seed):
     return model
 
 
-def build(cfg, seed=None, dtype=torch.float32, device="cpu"):
-    """A model in eval mode on `device` in `dtype`, with Philox weights of `seed` (or NaNs when seed is None)."""
+def build(cfg, seed=None, dtype=torch.float32, device="cpu", weights=None):
+    """A model in eval mode on `device` in `dtype`, with the Philox weights of `seed`, or the given `weights`
+    ({key: array}, e.g. philox_weights.model_weights(cfg, seed) computed once), or NaNs when both are None."""
     model = LightningDiT(cfg)
-    if seed is not None:
+    if weights is not None:
+        load_arrays(model, weights)
+    elif seed is not None:
         load_philox_weights(model, seed)
     return model.to(device=device, dtype=dtype).eval()
 

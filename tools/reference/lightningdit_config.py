@@ -241,7 +241,7 @@ def self_test():
         except ValueError:
             continue
         raise AssertionError(f"config {bad} was accepted")
-    print(f"lightningdit_config.py self-test passed (parameter counts, SwiGLU widths, tables, presets)")
+    print("lightningdit_config.py self-test passed (parameter counts, SwiGLU widths, tables, presets)")
 
 
 if __name__ == "__main__":
