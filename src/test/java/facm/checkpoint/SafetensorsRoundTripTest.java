@@ -37,7 +37,8 @@ class SafetensorsRoundTripTest {
         List<SafetensorsWriter.Entry> entries = new ArrayList<>();
         entries.add(SafetensorsWriter.Entry.f32("odd/f32", new int[] {7, 1}, f32));
         entries.add(SafetensorsWriter.Entry.bf16("bf16 ünïcode", new int[] {1, 7}, bf16));
-        entries.add(new SafetensorsWriter.Entry("f16", CheckpointDType.F16, new int[] {7}, TensorPayload.ofShorts(f16)));
+        entries.add(new SafetensorsWriter.Entry("f16", CheckpointDType.F16, new int[] {7},
+                TensorPayload.ofShorts(f16)));
         entries.add(new SafetensorsWriter.Entry("f64", CheckpointDType.F64, new int[] {3},
                 TensorPayload.of(bytesLE(8, b -> b.putDouble(0.1).putDouble(-1e300).putDouble(2.5)))));
         entries.add(SafetensorsWriter.Entry.i64("i64", new int[] {2}, new long[] {Long.MIN_VALUE, 1L << 40}));
