@@ -21,12 +21,15 @@ public final class Philox {
 
     /** The four output words for (seed, counter), written into {@code out}. */
     public static void block(long seed, long counter, int[] out) {
-        int c0 = (int) counter;
-        int c1 = (int) (counter >>> 32);
-        int c2 = 0;
-        int c3 = 0;
-        int k0 = (int) seed;
-        int k1 = (int) (seed >>> 32);
+        block((int) counter, (int) (counter >>> 32), 0, 0, (int) seed, (int) (seed >>> 32), out);
+    }
+
+    /**
+     * The full philox4x32-10 bijection on a four-word counter and two-word key, as in Random123. {@link #block(long,
+     * long, int[])} uses it with c2 = c3 = 0; this overload exists so tests can check the published known answers,
+     * which set all four counter words.
+     */
+    static void block(int c0, int c1, int c2, int c3, int k0, int k1, int[] out) {
         for (int round = 0; round < 10; round++) {
             long p0 = (M0 & 0xFFFFFFFFL) * (c0 & 0xFFFFFFFFL);
             long p1 = (M1 & 0xFFFFFFFFL) * (c2 & 0xFFFFFFFFL);

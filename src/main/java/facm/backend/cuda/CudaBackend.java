@@ -1,0 +1,400 @@
+package facm.backend.cuda;
+
+import facm.cuda.Cuda;
+import facm.cuda.CudaDevice;
+import facm.cuda.CudaStream;
+import facm.cuda.Kernel;
+import facm.cuda.KernelArg;
+import facm.cuda.KernelLibrary;
+import facm.tensor.Backend;
+import facm.tensor.Bf16;
+import facm.tensor.BinaryOp;
+import facm.tensor.DType;
+import facm.tensor.Device;
+import facm.tensor.GemmPrecision;
+import facm.tensor.ReduceOp;
+import facm.tensor.ShapeException;
+import facm.tensor.Shapes;
+import facm.tensor.Tensor;
+import facm.tensor.UnaryOp;
+import jcuda.driver.JCudaDriver;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Locale;
+import java.util.Objects;
+
+/**
+ * The GPU backend: tensors are {@link CudaTensor}s in the device's caching arena, ops are our kernels (kernels/*.cu)
+ * and cuBLASLt, all queued on the device's main stream. Ops return as soon as the work is queued; nothing waits for
+ * the GPU except {@link #download}, {@link #downloadInts}, {@link #downloadBf16}, uploads and {@link #synchronize()}.
+ * No op allocates device memory except for the outputs of the allocating conveniences.
+ *
+ * <p>Shape and dtype rules and their messages are those of the CPU reference (facm.backend.cpu.CpuBackend);
+ * numerics are stated per kernel file and checked against the CPU in the gpu-tagged tests.
+ */
+public final class CudaBackend implements Backend {
+    private final CudaDevice device;
+    private final boolean ownsDevice;
+    private final CudaStream stream;
+    private final KernelLibrary kernels;
+    private final ElementwiseKernels elementwise;
+    private final ReductionKernels reductions;
+    private final RandomKernels random;
+    private final Kernel noop;
+    private final CudaGemm gemm;
+    private volatile boolean closed;
+
+    private CudaBackend(CudaDevice device, boolean ownsDevice) {
+        this.device = device;
+        this.ownsDevice = ownsDevice;
+        device.makeCurrent();
+        this.stream = device.stream();
+        this.kernels = device.kernels(); // one-line CudaUnavailableException when the jar has no kernels for this GPU
+        this.elementwise = new ElementwiseKernels(kernels, stream);
+        this.reductions = new ReductionKernels(kernels, stream);
+        this.random = new RandomKernels(kernels, stream);
+        this.noop = kernels.kernel("noop", KernelArg.I32);
+        this.gemm = new CudaGemm(device, elementwise);
+    }
+
+    /** Opens GPU {@code ordinal} for this backend alone; {@link #close()} releases the device. */
+    public static CudaBackend open(int ordinal) {
+        CudaDevice d = CudaDevice.open(ordinal);
+        try {
+            return new CudaBackend(d, true);
+        } catch (RuntimeException e) {
+            d.close();
+            throw e;
+        }
+    }
+
+    /** A backend on an already open device (shared, e.g. by tests); {@link #close()} leaves the device open. */
+    public static CudaBackend on(CudaDevice device) {
+        return new CudaBackend(device, false);
+    }
+
+    public CudaDevice cudaDevice() {
+        return device;
+    }
+
+    @Override
+    public Device device() {
+        return Device.cuda(device.ordinal());
+    }
+
+    /** e.g. {@code cuda:0 NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB, SASS sm_90)}. */
+    @Override
+    public String describe() {
+        int cc = device.computeCapability();
+        return String.format(Locale.ROOT, "cuda:%d %s (sm_%d, %.1f GiB, %s)", device.ordinal(), device.name(), cc,
+                device.totalMemory() / (double) (1L << 30), kernels.codePathFor(cc));
+    }
+
+    /**
+     * {@code t} as a CudaTensor of this backend, for op implementations outside this package. Throws if it belongs
+     * to another backend or has been closed; {@code op} names the caller in the message.
+     */
+    public CudaTensor require(String op, Tensor t) {
+        requireOpenBackend(op);
+        Objects.requireNonNull(t, () -> op + ": tensor argument is null");
+        if (!(t instanceof CudaTensor ct) || ct.backend() != this) {
+            throw new IllegalArgumentException(op + ": " + t.describe() + " belongs to "
+                    + (t instanceof CudaTensor ? "another cuda backend" : t.backend().describe())
+                    + ", not to this " + describe());
+        }
+        if (ct.isClosed()) {
+            throw new IllegalStateException(op + ": tensor " + t.describe() + " was used after close()");
+        }
+        return ct;
+    }
+
+    // ---------------------------------------------------------------- memory and transfer
+
+    @Override
+    public CudaTensor empty(String name, DType dtype, int... shape) {
+        requireOpenBackend("empty");
+        Objects.requireNonNull(dtype, "empty: dtype is null");
+        long bytes = Shapes.numel(shape) * dtype.bytes();
+        String what = (name == null || name.isEmpty() ? "tensor" : name) + " " + dtype.lower() + Shapes.str(shape);
+        return CudaTensor.wrap(this, name, dtype, shape, device.arena().allocate(bytes, what));
+    }
+
+    @Override
+    public CudaTensor upload(String name, float[] data, int... shape) {
+        checkUploadLength("upload", name, data.length, shape);
+        return uploaded(name, DType.F32, shape, MemorySegment.ofArray(data));
+    }
+
+    @Override
+    public CudaTensor upload(String name, int[] data, int... shape) {
+        checkUploadLength("upload", name, data.length, shape);
+        return uploaded(name, DType.I32, shape, MemorySegment.ofArray(data));
+    }
+
+    @Override
+    public CudaTensor uploadBf16(String name, short[] bits, int... shape) {
+        checkUploadLength("uploadBf16", name, bits.length, shape);
+        return uploaded(name, DType.BF16, shape, MemorySegment.ofArray(bits));
+    }
+
+    private CudaTensor uploaded(String name, DType dtype, int[] shape, MemorySegment host) {
+        CudaTensor t = empty(name, dtype, shape);
+        try {
+            HostTransfers.toDevice(stream, host, t.buffer(), "upload " + t.describe());
+        } catch (RuntimeException e) {
+            t.close();
+            throw e;
+        }
+        return t;
+    }
+
+    private void checkUploadLength(String op, String name, int length, int[] shape) {
+        requireOpenBackend(op);
+        if (length != Shapes.numel(shape)) {
+            throw new ShapeException(op + " '" + name + "': " + length + " values given for shape "
+                    + Shapes.str(shape) + " (" + Shapes.numel(shape) + " elements)");
+        }
+    }
+
+    @Override
+    public float[] download(Tensor t) {
+        CudaTensor x = require("download", t);
+        Shapes.requireDType("download", x, DType.F32, DType.BF16);
+        if (x.dtype() == DType.BF16) {
+            short[] bits = downloadBf16(x);
+            float[] values = new float[bits.length];
+            for (int i = 0; i < bits.length; i++) {
+                values[i] = Bf16.toFloat(bits[i]);
+            }
+            return values;
+        }
+        float[] values = new float[hostLength("download", x)];
+        HostTransfers.toHost(stream, x.buffer(), MemorySegment.ofArray(values), "download " + x.describe());
+        return values;
+    }
+
+    @Override
+    public int[] downloadInts(Tensor t) {
+        CudaTensor x = require("downloadInts", t);
+        Shapes.requireDType("downloadInts", x, DType.I32);
+        int[] values = new int[hostLength("downloadInts", x)];
+        HostTransfers.toHost(stream, x.buffer(), MemorySegment.ofArray(values), "downloadInts " + x.describe());
+        return values;
+    }
+
+    @Override
+    public short[] downloadBf16(Tensor t) {
+        CudaTensor x = require("downloadBf16", t);
+        Shapes.requireDType("downloadBf16", x, DType.BF16);
+        short[] bits = new short[hostLength("downloadBf16", x)];
+        HostTransfers.toHost(stream, x.buffer(), MemorySegment.ofArray(bits), "downloadBf16 " + x.describe());
+        return bits;
+    }
+
+    private static int hostLength(String op, CudaTensor t) {
+        if (t.numel() > Integer.MAX_VALUE - 8) {
+            throw new ShapeException(op + ": " + t.describe() + " has " + t.numel()
+                    + " elements, more than one Java array holds");
+        }
+        return (int) t.numel();
+    }
+
+    @Override
+    public void copy(Tensor src, Tensor dst) {
+        CudaTensor s = require("copy", src);
+        CudaTensor d = require("copy", dst);
+        if (s.dtype() != d.dtype() || s.numel() != d.numel()) {
+            throw new ShapeException("copy: " + s.describe() + " -> " + d.describe()
+                    + ": dtype and element count must match");
+        }
+        if (s.bytes() == 0 || s.sharesStorageWith(d)) {
+            return;
+        }
+        Cuda.check(JCudaDriver.cuMemcpyDtoDAsync(d.buffer().ptr(), s.buffer().ptr(), s.bytes(), stream.handle()),
+                "cuMemcpyDtoDAsync(copy " + s.describe() + " -> " + d.describe() + ")");
+    }
+
+    @Override
+    public void fill(Tensor out, float value) {
+        CudaTensor o = require("fill", out);
+        Shapes.requireDType("fill", o, DType.F32, DType.BF16);
+        if (o.dtype() == DType.F32) {
+            elementwise.fill32(o.address(), o.numel(), Float.floatToRawIntBits(value));
+        } else {
+            elementwise.fill16(o.address(), o.numel(), Bf16.fromFloat(value));
+        }
+    }
+
+    // ---------------------------------------------------------------- elementwise
+
+    @Override
+    public void unary(UnaryOp op, Tensor x, Tensor out) {
+        String what = "unary " + Objects.requireNonNull(op, "unary: op is null");
+        CudaTensor in = requireF32(what, x);
+        CudaTensor o = requireF32(what, out);
+        Shapes.requireSame(what, in, o);
+        elementwise.unary(op, in.address(), o.address(), in.numel());
+    }
+
+    @Override
+    public void binary(BinaryOp op, Tensor a, Tensor b, Tensor out) {
+        String what = "binary " + Objects.requireNonNull(op, "binary: op is null");
+        CudaTensor x = requireF32(what, a);
+        CudaTensor y = requireF32(what, b);
+        CudaTensor o = requireF32(what, out);
+        if (!(x.sameShape(y) || y.numel() == 1 || Shapes.isSuffix(x.shape(), y.shape()))) {
+            throw new ShapeException(what + ": b " + y.describe() + " must have a's shape, equal a's trailing "
+                    + "dimensions, or hold one element; a is " + x.describe());
+        }
+        Shapes.requireSame(what + " (out vs a)", o, x);
+        elementwise.binary(op, x.address(), y.address(), o.address(), x.numel(), y.numel());
+    }
+
+    @Override
+    public void affine(Tensor x, float alpha, float beta, Tensor out) {
+        CudaTensor in = requireF32("affine", x);
+        CudaTensor o = requireF32("affine", out);
+        Shapes.requireSame("affine", in, o);
+        elementwise.affine(in.address(), o.address(), in.numel(), alpha, beta);
+    }
+
+    @Override
+    public void axpby(float alpha, Tensor a, float beta, Tensor b, Tensor out) {
+        CudaTensor x = requireF32("axpby", a);
+        CudaTensor y = requireF32("axpby", b);
+        CudaTensor o = requireF32("axpby", out);
+        Shapes.requireSame("axpby (a vs b)", x, y);
+        Shapes.requireSame("axpby (a vs out)", x, o);
+        elementwise.axpby(x.address(), y.address(), o.address(), x.numel(), alpha, beta);
+    }
+
+    // ---------------------------------------------------------------- reductions and softmax
+
+    @Override
+    public void reduce(ReduceOp op, Tensor x, int axis, Tensor out) {
+        String what = "reduce " + Objects.requireNonNull(op, "reduce: op is null") + " axis " + axis;
+        CudaTensor in = requireF32(what, x);
+        CudaTensor o = requireF32(what, out);
+        if (axis < -in.rank() || axis >= in.rank()) {
+            throw new ShapeException(what + ": axis out of range for " + in.describe());
+        }
+        int ax = Shapes.axis(axis, in.rank());
+        int[] shape = in.shape();
+        Shapes.requireShape(what + ": out", o, Shapes.without(shape, ax));
+        if (o.sharesStorageWith(in)) {
+            throw new ShapeException(what + ": out " + o.describe() + " must not share storage with x");
+        }
+        reductions.reduce(op, in.address(), o.address(), Shapes.outer(shape, ax), shape[ax], Shapes.inner(shape, ax));
+    }
+
+    @Override
+    public void softmax(Tensor x, Tensor out) {
+        CudaTensor in = requireF32("softmax", x);
+        CudaTensor o = requireF32("softmax", out);
+        if (in.rank() == 0) {
+            throw new ShapeException("softmax: " + in.describe() + " has no last axis");
+        }
+        Shapes.requireSame("softmax", in, o);
+        int cols = in.dim(-1);
+        if (cols == 0) {
+            return;
+        }
+        reductions.softmax(in.address(), o.address(), in.numel() / cols, cols);
+    }
+
+    // ---------------------------------------------------------------- matrix products
+
+    @Override
+    public void gemm(Tensor a, boolean transA, Tensor b, boolean transB, Tensor out, float alpha, float beta,
+                     GemmPrecision precision) {
+        gemm.gemm(require("gemm", a), transA, require("gemm", b), transB, require("gemm", out), alpha, beta,
+                precision);
+    }
+
+    // ---------------------------------------------------------------- random numbers
+
+    @Override
+    public void randomNormal(Tensor out, long seed, long offset) {
+        CudaTensor o = requireF32("randomNormal", out);
+        random.normal(o.address(), o.numel(), seed, offset);
+    }
+
+    @Override
+    public void randomUniform(Tensor out, long seed, long offset) {
+        CudaTensor o = requireF32("randomUniform", out);
+        random.uniform(o.address(), o.numel(), seed, offset);
+    }
+
+    // ---------------------------------------------------------------- conversion and sync
+
+    @Override
+    public void convert(Tensor x, Tensor out) {
+        CudaTensor in = require("convert", x);
+        CudaTensor o = require("convert", out);
+        Shapes.requireSame("convert", in, o);
+        DType from = in.dtype();
+        DType to = o.dtype();
+        if (from == to) {
+            copy(in, o);
+            return;
+        }
+        if (!ElementwiseKernels.converts(from, to)) {
+            throw new ShapeException("convert: " + in.describe() + " -> " + out.describe() + " is not supported "
+                    + "(supported: f32<->bf16, f32<->i32)");
+        }
+        elementwise.convert(from, to, in.address(), o.address(), in.numel());
+    }
+
+    @Override
+    public void synchronize() {
+        requireOpenBackend("synchronize");
+        stream.synchronize();
+    }
+
+    /** Queues the empty kernel of kernels/launch.cu (one block of one thread): the fixed cost of a launch. */
+    public void launchNoop() {
+        requireOpenBackend("launchNoop");
+        noop.launch(stream, 1, 1, 1, 1, 1, 1, 0, 0);
+    }
+
+    /**
+     * Waits for queued work, then releases the cuBLASLt state and, if this backend opened its device, the device.
+     * Tensors still open lose their memory with the device; later ops throw.
+     */
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        device.makeCurrent();
+        try {
+            stream.synchronize();
+        } finally {
+            gemm.close();
+            if (ownsDevice) {
+                device.close();
+            }
+        }
+    }
+
+    @Override
+    public String toString() {
+        return describe();
+    }
+
+    // ---------------------------------------------------------------- checks
+
+    private CudaTensor requireF32(String op, Tensor t) {
+        CudaTensor c = require(op, t);
+        Shapes.requireDType(op, c, DType.F32);
+        return c;
+    }
+
+    private void requireOpenBackend(String op) {
+        if (closed) {
+            throw new IllegalStateException(op + ": the cuda backend (" + device + ") was closed");
+        }
+        device.makeCurrent();
+    }
+}

@@ -1,0 +1,75 @@
+package facm.cli;
+
+import facm.cuda.Cuda;
+import facm.cuda.CudaDevice;
+import facm.cuda.DeviceArena;
+import facm.cuda.KernelBuildInfo;
+import facm.cuda.blas.CublasLt;
+import picocli.CommandLine.Command;
+
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/** {@code info}: what this machine offers the engine. Exits 0 with or without a GPU. */
+@Command(name = "info", mixinStandardHelpOptions = true,
+        description = "Print Java, CPU, GPU, driver, cuBLAS and kernel-build facts; exits 0 on machines without a GPU.")
+final class InfoCommand implements Runnable {
+
+    @Override
+    public void run() {
+        PrintStream out = System.out;
+        Runtime rt = Runtime.getRuntime();
+        out.printf("facm-engine %s%n", new Main.Version().getVersion()[0].replace("facm-engine ", ""));
+        out.printf("java       %s (%s), %d cores, max heap %s%n", System.getProperty("java.version"),
+                System.getProperty("java.vendor"), rt.availableProcessors(), DeviceArena.human(rt.maxMemory()));
+        KernelBuildInfo k = KernelBuildInfo.read();
+        if (k.built()) {
+            out.printf("kernels    %d modules %s; SASS %s, PTX compute_%d; %s%n", k.modules().size(), k.modules(),
+                    k.sass().stream().map(s -> "sm_" + s).toList(), k.ptx(), k.nvcc());
+        } else {
+            out.printf("kernels    not built: %s%n", k.reason());
+        }
+        if (!Cuda.available()) {
+            out.printf("gpu        none: %s%n", Cuda.unavailableReason());
+            out.println("device     cpu (the default here)");
+            return;
+        }
+        out.printf("driver     %s (CUDA %s)%n", nvidiaDriverVersion(), Cuda.driverVersion());
+        out.printf("cublasLt   %s%n", blasVersion());
+        for (int i = 0; i < Cuda.deviceCount(); i++) {
+            try (CudaDevice d = CudaDevice.open(i)) {
+                int cc = d.computeCapability();
+                out.printf("gpu %d      %s, sm_%d, %d SMs, %s; kernels: %s%n", i, d.name(), cc, d.multiprocessors(),
+                        DeviceArena.human(d.totalMemory()), k.codePathFor(cc));
+            }
+        }
+        out.println("device     " + (k.built() ? "cuda:0 (the default here)" : "cpu (the default here: no kernels)"));
+    }
+
+    private static String blasVersion() {
+        try (CublasLt lt = CublasLt.open()) {
+            int v = lt.version();
+            return String.format("%d.%d.%d (%d) from %s", v / 10000, (v / 100) % 100, v % 100, v, lt.libraryPath());
+        } catch (RuntimeException | LinkageError e) {
+            return "unavailable: " + Main.oneLine(e);
+        }
+    }
+
+    /** The kernel driver's version (e.g. 580.95.05), read from the driver's proc file where it exists. */
+    private static String nvidiaDriverVersion() {
+        Path p = Path.of("/proc/driver/nvidia/version");
+        try {
+            if (Files.isReadable(p)) {
+                String s = Files.readString(p);
+                java.util.regex.Matcher m = java.util.regex.Pattern.compile("Kernel Module\\s+([0-9.]+)").matcher(s);
+                if (m.find()) {
+                    return m.group(1);
+                }
+            }
+        } catch (java.io.IOException e) {
+            // fall through
+        }
+        return "version unknown";
+    }
+}

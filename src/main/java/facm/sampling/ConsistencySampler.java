@@ -1,0 +1,48 @@
+package facm.sampling;
+
+import facm.model.LightningDiT;
+import facm.tensor.Backend;
+import facm.tensor.DType;
+import facm.tensor.Tensor;
+
+/**
+ * The FACM few-step sampler (facm-spec.md §7): the network output at time t is the average velocity from t to 1, so
+ * x̂₁ = x_t + (1 − t)·F(x_t, t, y). With N steps on the grid t_k = k/N it re-noises between steps with fresh noise,
+ * x_(k+1) = t_(k+1)·x̂₁ + (1 − t_(k+1))·ε', and returns the last x̂₁. The state update runs in float64 on the host.
+ * Noise is Philox (seed, counter): step k's re-noise uses counters from (k+1)·numel, so the starting noise z may be
+ * drawn with counters [0, numel) without overlap.
+ */
+public final class ConsistencySampler {
+    private ConsistencySampler() {
+    }
+
+    public static Tensor sample(LightningDiT model, Tensor z, Tensor y, int steps, long seed) {
+        if (steps < 1) {
+            throw new IllegalArgumentException("consistency sampler needs at least 1 step, got " + steps);
+        }
+        Backend be = z.backend();
+        int b = z.dim(0);
+        long numel = z.numel();
+        double[] x = HostState.toDouble(be.download(z));
+        double[] xhat = new double[x.length];
+        for (int k = 0; k < steps; k++) {
+            double tk = (double) k / steps;
+            float[] d = HostState.evaluate(model, x, z.shape(), tk, 1.0, y, b);
+            for (int i = 0; i < x.length; i++) {
+                xhat[i] = x[i] + (1.0 - tk) * d[i];
+            }
+            if (k < steps - 1) {
+                double tn = (double) (k + 1) / steps;
+                float[] eps;
+                try (Tensor e = be.empty("renoise", DType.F32, z.shape())) {
+                    be.randomNormal(e, seed, (k + 1) * numel);
+                    eps = be.download(e);
+                }
+                for (int i = 0; i < x.length; i++) {
+                    x[i] = tn * xhat[i] + (1.0 - tn) * eps[i];
+                }
+            }
+        }
+        return be.upload("samples", HostState.toFloat(xhat), z.shape());
+    }
+}
