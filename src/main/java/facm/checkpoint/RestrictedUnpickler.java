@@ -54,12 +54,16 @@ final class RestrictedUnpickler {
         RestrictedUnpickler u = new RestrictedUnpickler(pickle, where, persistent);
         try {
             return u.run();
-        } catch (IllegalArgumentException | ClassCastException | IndexOutOfBoundsException e) {
-            if (e instanceof CheckpointException ce) {
-                throw ce;
-            }
+        } catch (CheckpointException e) {
+            throw e;
+        } catch (RuntimeException e) {
+            // Anything else a malformed stream provokes (bad casts, bad numbers) is reported, not propagated.
             throw new CheckpointException("corrupt pickle " + where + " at byte " + u.opcodeAt + ": "
-                    + e.getMessage(), e);
+                    + (e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage()), e);
+        } catch (StackOverflowError e) {
+            // e.g. a list that contains itself used as a dict key: hashing it never ends
+            throw new CheckpointException("corrupt pickle " + where + " at byte " + u.opcodeAt
+                    + ": self-referential structure", e);
         }
     }
 

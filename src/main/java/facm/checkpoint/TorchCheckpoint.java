@@ -157,7 +157,7 @@ public final class TorchCheckpoint implements AutoCloseable {
         return new CheckpointTensor(name, s.dtype(), shape, bytes.asSlice(t.offset() * w, numel * w));
     }
 
-    private MemorySegment storage(StorageRef s) {
+    private synchronized MemorySegment storage(StorageRef s) {
         return storageBytes.computeIfAbsent(s.key(), k -> {
             String entry = folder + "data/" + k;
             MemorySegment seg = zip.entry(entry);

@@ -94,6 +94,10 @@ class RestrictedUnpicklerTest {
         e = assertThrows(CheckpointException.class, () -> load(0x80, 2, 'c', "collections\nOrderedDict\n",
                 'K', 1, 'R', '.'));
         assertTrue(e.getMessage().contains("arguments are Long, not a tuple"), e.getMessage());
+        // l = []; l.append(l); {l: 1}: hashing the self-containing list would never end
+        e = assertThrows(CheckpointException.class, () -> load(0x80, 2, ']', 'q', 0, 'h', 0, 'a', '}', 'h', 0,
+                'K', 1, 's', '.'));
+        assertTrue(e.getMessage().contains("self-referential structure"), e.getMessage());
         e = assertThrows(CheckpointException.class, () -> load(0x80, 2, ']', 'K', 1, 'K', 2, '.'));
         assertTrue(e.getMessage().contains("STOP with 2 values left"), e.getMessage());
     }
