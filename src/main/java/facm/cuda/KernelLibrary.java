@@ -67,9 +67,10 @@ public final class KernelLibrary {
         }
         device.makeCurrent();
         for (Map.Entry<String, CUmodule> e : modules.entrySet()) {
-            CUfunction f = new CUfunction();
+            AddressableFunction f = new AddressableFunction();
             int r = JCudaDriver.cuModuleGetFunction(f, e.getValue(), name);
             if (r == CUresult.CUDA_SUCCESS) {
+                KernelParams.verify(name, f.address(), signature);
                 k = new Kernel(device, name, f, signature);
                 kernels.put(name, k);
                 return k;
@@ -79,6 +80,13 @@ public final class KernelLibrary {
             }
         }
         throw new CudaException("kernel '" + name + "' is not in any module of this jar (modules: " + modules.keySet() + ")");
+    }
+
+    /** JCuda keeps the CUfunction handle protected; the parameter check needs the number. */
+    private static final class AddressableFunction extends CUfunction {
+        long address() {
+            return getNativePointer();
+        }
     }
 
     public KernelBuildInfo buildInfo() {

@@ -3,6 +3,7 @@ package facm.bench;
 import facm.cuda.CudaDevice;
 import facm.cuda.CudaStream;
 import facm.cuda.Kernel;
+import facm.cuda.KernelArg;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -49,14 +50,14 @@ public class LaunchLatencyBenchmark {
         TimingPreconditions.requireAsynchronousLaunches("LaunchLatencyBenchmark");
         device = CudaDevice.open(0);
         stream = device.stream();
-        noop = device.kernels().kernel(KERNEL);
+        noop = device.kernels().kernel(KERNEL, KernelArg.I32);
         launchOnce();
         stream.synchronize();
         System.out.println("\nLaunchLatencyBenchmark: kernel " + noop + " on " + device);
     }
 
     private void launchOnce() {
-        noop.launch(stream, 1, 1, 1, 1, 1, 1, 0);
+        noop.launch(stream, 1, 1, 1, 1, 1, 1, 0, 0);
     }
 
     @Benchmark

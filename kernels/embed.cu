@@ -1,0 +1,81 @@
+// Input and output layouts and embeddings of LightningDiT (facm-spec.md §3.2 steps 1, 3, 4 and 8): patchify and
+// unpatchify (pure index permutations), the sinusoidal timestep embedding and the class-table row lookup.
+// Launchers: facm.backend.cuda.CudaNetworkOps. CPU reference: facm.backend.cpu.CpuNetworkOps.
+//
+// All are memory bound and tiny next to the transformer blocks, so each is a plain grid-stride loop over the OUTPUT
+// elements (coalesced writes; the reads are gathers that stay in L1/L2 at these sizes).
+#include "common.cuh"
+
+// Patch embedding layout (§3.2 step 1, §3.5). x [B,C,H,W] -> out [B, (H/p)(W/p), C·p·p] with
+// out[b, i·(W/p)+j, c·p² + pr·p + pc] = x[b, c, i·p+pr, j·p+pc], the flattening of a conv weight (D, C, p, p).
+// H and W are multiples of p (checked by the launcher).
+extern "C" __global__ void patchify_fwd(const float* __restrict__ x, float* __restrict__ out, int B, int C, int H,
+                                        int W, int p) {
+    const int gw = W / p;
+    const int tokens = (H / p) * gw;
+    const int cols = C * p * p;
+    const int64_t n = (int64_t)B * tokens * cols;
+    GRID_STRIDE_LOOP(o, n) {
+        const int col = (int)(o % cols);
+        const int64_t bt = o / cols;
+        const int tok = (int)(bt % tokens);
+        const int b = (int)(bt / tokens);
+        const int c = col / (p * p);
+        const int pr = (col / p) % p;
+        const int pc = col % p;
+        const int i = tok / gw;
+        const int j = tok % gw;
+        out[o] = x[(((int64_t)b * C + c) * H + (i * p + pr)) * W + (j * p + pc)];
+    }
+}
+
+// Output layout (§3.2 step 8, §3.5). tokens [B, T, p·p·C] -> out [B,C,H,W] with
+// out[b, c, i·p+pr, j·p+pc] = tokens[b, i·(W/p)+j, (pr·p+pc)·C + c]. Note the channel is the FASTEST index of a
+// token's p·p·C values here, unlike patchify where it is the slowest.
+extern "C" __global__ void unpatchify_fwd(const float* __restrict__ tokens, float* __restrict__ out, int B, int C,
+                                          int H, int W, int p) {
+    const int gw = W / p;
+    const int ntok = (H / p) * gw;
+    const int64_t n = (int64_t)B * C * H * W;
+    GRID_STRIDE_LOOP(o, n) {
+        const int xw = (int)(o % W);
+        const int64_t r = o / W;
+        const int yh = (int)(r % H);
+        const int64_t bc = r / H;
+        const int c = (int)(bc % C);
+        const int b = (int)(bc / C);
+        const int tok = (yh / p) * gw + xw / p;
+        const int col = ((yh % p) * p + (xw % p)) * C + c;
+        out[o] = tokens[((int64_t)b * ntok + tok) * ((int64_t)p * p * C) + col];
+    }
+}
+
+// Sinusoidal time features (§3.2 step 3): half = dim/2 (dim even, checked by the launcher),
+// f_k = exp(−ln(maxPeriod)·k/half), out[b,k] = cos(t_b f_k), out[b,half+k] = sin(t_b f_k). The frequencies and
+// arguments are formed in fp64 like the CPU reference (the contract allows fp32, but fp64 costs nothing at B·dim
+// elements and keeps the two within an ulp even for large t, where an fp32 argument would be off by |t·f_k|·2^-24).
+extern "C" __global__ void timestep_embedding_fwd(const float* __restrict__ t, float* __restrict__ out, int B,
+                                                  int dim, double logMaxPeriod) {
+    const int half = dim / 2;
+    const int64_t n = (int64_t)B * dim;
+    GRID_STRIDE_LOOP(o, n) {
+        const int col = (int)(o % dim);
+        const int b = (int)(o / dim);
+        const int k = col < half ? col : col - half;
+        const double arg = (double)t[b] * exp(-logMaxPeriod * (double)k / (double)half);
+        out[o] = (float)(col < half ? cos(arg) : sin(arg));
+    }
+}
+
+// Row lookup: out[b, :] = table[ids[b], :]. An id outside [0, V) cannot raise an error from the device without a
+// host sync, so its row is written as NaN: the corruption is visible downstream instead of reading out of bounds.
+extern "C" __global__ void embedding_fwd(const float* __restrict__ table, const int* __restrict__ ids,
+                                         float* __restrict__ out, int B, int D, int V) {
+    const int64_t n = (int64_t)B * D;
+    GRID_STRIDE_LOOP(o, n) {
+        const int d = (int)(o % D);
+        const int b = (int)(o / D);
+        const int id = ids[b];
+        out[o] = (id >= 0 && id < V) ? table[(int64_t)id * D + d] : __int_as_float(0x7fc00000);
+    }
+}

@@ -1,0 +1,98 @@
+// Attention input preparation (facm-spec.md §3.2 Attention, §3.4): splits qkv [B, T, 3·H·dh] (per token: the q heads,
+// then the k heads, then the v heads, each head's dh values contiguous) into q, k, v [B, H, T, dh], and on the way
+//   - RMS-normalizes each q and k head vector over dh:  x ← x·ρ ⊙ w, ρ = (mean_dh(x²) + eps)^(−½)  (skipped for q when
+//     qw == nullptr, for k when kw == nullptr), fp32 statistics, ρ stored in rstd [B, T, 2, H] (q then k) when given;
+//   - rotates q and k by the interleaved-pair RoPE (skipped when cosT == nullptr), pair p = channels (2p, 2p+1):
+//     x'[2p] = x[2p]·cos − x[2p+1]·sin,  x'[2p+1] = x[2p+1]·cos + x[2p]·sin, with cos/sin = table[t, 2p] ([T, dh]).
+// v is copied unchanged. One warp per (b, t, h): it reads the three head vectors (contiguous, coalesced) and writes
+// three contiguous rows of the [B,H,T,dh] outputs. Launchers: facm.backend.cuda.CudaNetworkOps.
+#include "common.cuh"
+
+// Pairs per lane kept in registers: dh ≤ 64·ROPE_MAX_PAIRS_PER_LANE (= 256; LightningDiT uses 64, 72 and 128).
+#define ROPE_MAX_PAIRS_PER_LANE 4
+
+// One head vector of q or k: load, normalize, rotate, store. Called by all 32 lanes of the warp (warp_sum).
+__device__ __forceinline__ void qk_norm_rope_head(const float2* __restrict__ src, float2* __restrict__ dst,
+                                                  const float* __restrict__ weight, const float* __restrict__ cosRow,
+                                                  const float* __restrict__ sinRow, float* __restrict__ rstdOut,
+                                                  int dh, float eps, int lane) {
+    const int pairs = dh >> 1;
+    float2 e[ROPE_MAX_PAIRS_PER_LANE];
+#pragma unroll
+    for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+        const int p = lane + 32 * j;
+        e[j] = p < pairs ? src[p] : make_float2(0.0f, 0.0f);
+    }
+    if (weight != nullptr) {
+        float ss = 0.0f;
+#pragma unroll
+        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+            ss = fmaf(e[j].x, e[j].x, ss);
+            ss = fmaf(e[j].y, e[j].y, ss);
+        }
+        ss = warp_sum(ss);
+        const float rho = 1.0f / sqrtf(ss / (float)dh + eps);
+        if (rstdOut != nullptr && lane == 0) *rstdOut = rho;
+#pragma unroll
+        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+            const int p = lane + 32 * j;
+            if (p < pairs) {
+                e[j].x = e[j].x * rho * weight[2 * p];
+                e[j].y = e[j].y * rho * weight[2 * p + 1];
+            }
+        }
+    }
+    if (cosRow != nullptr) {
+#pragma unroll
+        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+            const int p = lane + 32 * j;
+            if (p < pairs) {
+                const float c = cosRow[2 * p];
+                const float s = sinRow[2 * p];
+                // One rounding per output where the hardware allows (fma), closer to the CPU reference, which
+                // rounds the float64 value once.
+                const float x0 = fmaf(e[j].x, c, -(e[j].y * s));
+                const float x1 = fmaf(e[j].y, c, e[j].x * s);
+                e[j] = make_float2(x0, x1);
+            }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+        const int p = lane + 32 * j;
+        if (p < pairs) dst[p] = e[j];
+    }
+}
+
+// dh even and ≤ 64·ROPE_MAX_PAIRS_PER_LANE (checked by the launcher); every row start is then 8-byte aligned.
+// cosT and sinT are both given or both nullptr; qw, kw, rstd may each be nullptr.
+extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_fwd(
+        const float* __restrict__ qkv, const float* __restrict__ qw, const float* __restrict__ kw,
+        const float* __restrict__ cosT, const float* __restrict__ sinT, float* __restrict__ q,
+        float* __restrict__ k, float* __restrict__ v, float* __restrict__ rstd, int B, int T, int H, int dh,
+        float eps) {
+    const int lane = threadIdx.x & 31;
+    const int warpsPerBlock = blockDim.x >> 5;
+    const int64_t heads = (int64_t)B * T * H;
+    const int64_t warpsInGrid = (int64_t)gridDim.x * warpsPerBlock;
+    for (int64_t w = (int64_t)blockIdx.x * warpsPerBlock + (threadIdx.x >> 5); w < heads; w += warpsInGrid) {
+        // w enumerates (b, t, h) with h fastest, the order of the heads in qkv.
+        const int h = (int)(w % H);
+        const int64_t bt = w / H;
+        const int t = (int)(bt % T);
+        const int64_t b = bt / T;
+        const float* tokenIn = qkv + bt * 3 * H * dh;
+        const int64_t outRow = ((b * H + h) * T + t) * dh;  // [B,H,T,dh]
+        const float* cosRow = cosT != nullptr ? cosT + (int64_t)t * dh : nullptr;
+        const float* sinRow = sinT != nullptr ? sinT + (int64_t)t * dh : nullptr;
+        float* rstdQ = rstd != nullptr ? rstd + (bt * 2 + 0) * H + h : nullptr;
+        float* rstdK = rstd != nullptr ? rstd + (bt * 2 + 1) * H + h : nullptr;
+        qk_norm_rope_head(reinterpret_cast<const float2*>(tokenIn + (int64_t)h * dh),
+                          reinterpret_cast<float2*>(q + outRow), qw, cosRow, sinRow, rstdQ, dh, eps, lane);
+        qk_norm_rope_head(reinterpret_cast<const float2*>(tokenIn + (int64_t)(H + h) * dh),
+                          reinterpret_cast<float2*>(k + outRow), kw, cosRow, sinRow, rstdK, dh, eps, lane);
+        const float2* vin = reinterpret_cast<const float2*>(tokenIn + (int64_t)(2 * H + h) * dh);
+        float2* vout = reinterpret_cast<float2*>(v + outRow);
+        for (int p = lane; p < (dh >> 1); p += 32) vout[p] = vin[p];
+    }
+}

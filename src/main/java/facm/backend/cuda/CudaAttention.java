@@ -1,0 +1,177 @@
+package facm.backend.cuda;
+
+import facm.cuda.CudaStream;
+import facm.cuda.Kernel;
+import facm.cuda.KernelLibrary;
+import facm.tensor.ShapeException;
+import facm.tensor.Shapes;
+import facm.tensor.Tensor;
+
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+import static facm.backend.cuda.CudaNetworkChecks.addressOrNull;
+import static facm.backend.cuda.CudaNetworkChecks.aligned16;
+import static facm.backend.cuda.CudaNetworkChecks.describeOrNull;
+import static facm.backend.cuda.CudaNetworkChecks.requireEps;
+import static facm.backend.cuda.CudaNetworkChecks.requireNoSharing;
+import static facm.backend.cuda.CudaNetworkChecks.requireRank;
+import static facm.cuda.KernelArg.F32;
+import static facm.cuda.KernelArg.I32;
+import static facm.cuda.KernelArg.PTR;
+
+/**
+ * Launchers of the attention pair of {@link CudaNetworkOps}: qk-norm + RoPE + head split (kernels/rope.cu) and the
+ * fused online-softmax attention forward (kernels/attention.cu, one kernel per head dimension).
+ */
+final class CudaAttention {
+    /** Head dimensions with an attention_fwd_f32_dh&lt;dh&gt; kernel (exactly those kernels/attention.cu builds). */
+    static final int[] SUPPORTED_HEAD_DIMS = {16, 32, 64, 72, 128};
+    /** Query rows per attention block and threads per block (ATT_ROWS, ATT_THREADS in kernels/attention.cu). */
+    private static final int ATTENTION_ROWS = 64;
+    private static final int ATTENTION_THREADS = 128;
+    /** qk_norm_rope_fwd: one warp per (b, t, h), 8 warps a block; head vectors up to 256 (ROPE_MAX_PAIRS_PER_LANE). */
+    private static final int ROPE_BLOCK = 256;
+    private static final int ROPE_MAX_HEAD_DIM = 256;
+
+    private final CudaNetworkChecks check;
+    private final CudaStream stream;
+    private final Kernel qkNormRope;
+    private final Map<Integer, Kernel> attentionByHeadDim = new LinkedHashMap<>();
+
+    CudaAttention(CudaNetworkChecks check, KernelLibrary lib, CudaStream stream) {
+        this.check = check;
+        this.stream = stream;
+        qkNormRope = lib.kernel("qk_norm_rope_fwd", PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I32, I32, I32, I32,
+                F32);
+        for (int dh : SUPPORTED_HEAD_DIMS) {
+            attentionByHeadDim.put(dh, lib.kernel("attention_fwd_f32_dh" + dh, PTR, PTR, PTR, PTR, PTR, I32, I32, F32));
+        }
+    }
+
+    void qkNormRope(Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps, Tensor ropeCos, Tensor ropeSin,
+                    Tensor q, Tensor k, Tensor v, Tensor rstd) {
+        String op = "qkNormRope";
+        CudaTensor in = check.f32(op, "qkv", qkv);
+        requireRank(op, "qkv [B, T, 3·H·dh]", in, 3);
+        int b = in.dim(0), t = in.dim(1);
+        if (heads < 1 || in.dim(2) == 0 || in.dim(2) % (3 * heads) != 0) {
+            throw new ShapeException(op + ": qkv " + in.describe()
+                    + " last dimension should be 3·heads·dh with heads = " + heads + " and dh >= 1");
+        }
+        int dh = in.dim(2) / (3 * heads);
+        String headShape = "[B,H,T,dh] = " + Shapes.str(new int[] {b, heads, t, dh}) + " for qkv " + in.describe();
+        CudaTensor qo = check.f32(op, "q", q), ko = check.f32(op, "k", k), vo = check.f32(op, "v", v);
+        Shapes.requireShape(op + ": q " + headShape, qo, b, heads, t, dh);
+        Shapes.requireShape(op + ": k " + headShape, ko, b, heads, t, dh);
+        Shapes.requireShape(op + ": v " + headShape, vo, b, heads, t, dh);
+        requireNoSharing(op, qo, in, ko, vo);
+        requireNoSharing(op, ko, in, vo);
+        requireNoSharing(op, vo, in);
+
+        if ((qWeight == null) != (kWeight == null)) {
+            throw new IllegalArgumentException(op + ": qWeight and kWeight must both be given (qk-norm on) or both "
+                    + "be null (qk-norm off); got qWeight " + describeOrNull(qWeight) + ", kWeight "
+                    + describeOrNull(kWeight));
+        }
+        CudaTensor qw = null, kw = null;
+        if (qWeight != null) {
+            qw = check.f32(op, "qWeight", qWeight);
+            kw = check.f32(op, "kWeight", kWeight);
+            Shapes.requireShape(op + ": qWeight [dh]", qw, dh);
+            Shapes.requireShape(op + ": kWeight [dh]", kw, dh);
+            requireEps(op, eps);
+        }
+        if ((ropeCos == null) != (ropeSin == null)) {
+            throw new IllegalArgumentException(op + ": ropeCos and ropeSin must both be given (RoPE on) or both be "
+                    + "null (RoPE off); got ropeCos " + describeOrNull(ropeCos) + ", ropeSin "
+                    + describeOrNull(ropeSin));
+        }
+        CudaTensor cos = null, sin = null;
+        if (ropeCos != null) {
+            cos = check.f32(op, "ropeCos", ropeCos);
+            sin = check.f32(op, "ropeSin", ropeSin);
+            if (dh % 2 != 0) {
+                throw new ShapeException(op + ": RoPE rotates channel pairs, so dh must be even; qkv " + in.describe()
+                        + " with " + heads + " heads has dh = " + dh);
+            }
+            Shapes.requireShape(op + ": ropeCos [T, dh]", cos, t, dh);
+            Shapes.requireShape(op + ": ropeSin [T, dh]", sin, t, dh);
+        }
+        CudaTensor r = null;
+        if (rstd != null) {
+            if (qw == null) {
+                throw new IllegalArgumentException(op + ": rstd " + rstd.describe() + " was given but qk-norm is off "
+                        + "(qWeight and kWeight are null), so there is no ρ to save");
+            }
+            r = check.f32(op, "rstd", rstd);
+            Shapes.requireShape(op + ": rstd [B,T,2,H]", r, b, t, 2, heads);
+            requireNoSharing(op, r, in, qo, ko, vo);
+        }
+        // The kernel moves channel pairs as float2 and keeps a head vector in one warp's registers.
+        if (dh % 2 != 0 || dh > ROPE_MAX_HEAD_DIM) {
+            throw new ShapeException(op + ": the CUDA kernel needs an even head dimension <= " + ROPE_MAX_HEAD_DIM
+                    + "; qkv " + in.describe() + " with " + heads + " heads has dh = " + dh);
+        }
+        if (!CudaNetworkChecks.aligned(8, in, qo, ko, vo, cos, sin)) {
+            throw new IllegalStateException(op + ": qkv, q, k, v and the RoPE tables must start on 8-byte boundaries "
+                    + "(device buffers always do): " + in.describe() + ", " + qo.describe() + ", " + ko.describe()
+                    + ", " + vo.describe());
+        }
+        long headVectors = (long) b * t * heads;
+        if (headVectors == 0) {
+            return;
+        }
+        int warpsPerBlock = ROPE_BLOCK / 32;
+        int grid = (int) Math.min((headVectors + warpsPerBlock - 1) / warpsPerBlock, CudaNetworkOps.MAX_GRID);
+        qkNormRope.launch(stream, grid, 1, 1, ROPE_BLOCK, 1, 1, 0, in.address(), addressOrNull(qw),
+                addressOrNull(kw), addressOrNull(cos), addressOrNull(sin), qo.address(), ko.address(), vo.address(),
+                addressOrNull(r), b, t, heads, dh, eps);
+    }
+
+    void attention(Tensor q, Tensor k, Tensor v, float scale, Tensor out, Tensor lse) {
+        String op = "attention";
+        CudaTensor qs = check.f32(op, "q", q), ks = check.f32(op, "k", k), vs = check.f32(op, "v", v);
+        CudaTensor o = check.f32(op, "out", out);
+        requireRank(op, "q [B,H,T,dh]", qs, 4);
+        Shapes.requireSame(op + " (k vs q)", ks, qs);
+        Shapes.requireSame(op + " (v vs q)", vs, qs);
+        int b = qs.dim(0), heads = qs.dim(1), t = qs.dim(2), dh = qs.dim(3);
+        Shapes.requireShape(op + ": out [B, T, H·dh] for q " + qs.describe(), o, b, t, heads * dh);
+        if (Float.isNaN(scale) || Float.isInfinite(scale)) {
+            throw new IllegalArgumentException(op + ": scale must be finite, got " + scale);
+        }
+        requireNoSharing(op, o, qs, ks, vs);
+        CudaTensor l = null;
+        if (lse != null) {
+            l = check.f32(op, "lse", lse);
+            Shapes.requireShape(op + ": lse [B,H,T] for q " + qs.describe(), l, b, heads, t);
+            requireNoSharing(op, l, qs, ks, vs, o);
+        }
+        if (dh == 0) {
+            throw new ShapeException(op + ": q " + qs.describe() + " has head dimension 0");
+        }
+        Kernel kernel = attentionByHeadDim.get(dh);
+        if (kernel == null) {
+            throw new ShapeException(op + ": q " + qs.describe() + " has head dimension " + dh
+                    + "; the CUDA kernel exists for " + Arrays.toString(SUPPORTED_HEAD_DIMS)
+                    + " (add an instantiation in kernels/attention.cu)");
+        }
+        if (!aligned16(qs, ks, vs, o)) {
+            throw new IllegalStateException(op + ": q, k, v and out must start on 16-byte boundaries (device buffers "
+                    + "always do): " + qs.describe() + ", " + ks.describe() + ", " + vs.describe() + ", "
+                    + o.describe());
+        }
+        long blocks = (long) ((t + ATTENTION_ROWS - 1) / ATTENTION_ROWS) * b * heads;
+        if (blocks == 0) {
+            return;
+        }
+        if (blocks > Integer.MAX_VALUE) {
+            throw new ShapeException(op + ": q " + qs.describe() + " needs " + blocks + " blocks, more than one "
+                    + "launch takes");
+        }
+        kernel.launch(stream, (int) blocks, 1, 1, ATTENTION_THREADS, 1, 1, 0, qs.address(), ks.address(), vs.address(),
+                o.address(), addressOrNull(l), heads, t, scale);
+    }
+}

@@ -1,0 +1,266 @@
+package facm.backend.cuda;
+
+import facm.cuda.CudaStream;
+import facm.cuda.Kernel;
+import facm.cuda.KernelArg;
+import facm.cuda.KernelLibrary;
+import facm.tensor.NetworkOps;
+import facm.tensor.ShapeException;
+import facm.tensor.Shapes;
+import facm.tensor.Tensor;
+
+import static facm.backend.cuda.CudaNetworkChecks.addressOrNull;
+import static facm.backend.cuda.CudaNetworkChecks.aligned16;
+import static facm.backend.cuda.CudaNetworkChecks.requireChunks;
+import static facm.backend.cuda.CudaNetworkChecks.requireEps;
+import static facm.backend.cuda.CudaNetworkChecks.requireNoSharing;
+import static facm.backend.cuda.CudaNetworkChecks.requirePatch;
+import static facm.backend.cuda.CudaNetworkChecks.requireRank;
+import static facm.cuda.KernelArg.F32;
+import static facm.cuda.KernelArg.F64;
+import static facm.cuda.KernelArg.I32;
+import static facm.cuda.KernelArg.I64;
+import static facm.cuda.KernelArg.PTR;
+
+/**
+ * The LightningDiT layers (facm-spec.md §3, contract {@link NetworkOps}) on the GPU: launchers for kernels/embed.cu,
+ * rmsnorm.cu, adaln.cu and swiglu.cu here, kernels/rope.cu and attention.cu in {@link CudaAttention}. Every op checks
+ * its arguments like the CPU reference (same rules and messages), then queues its kernel on the device's main stream
+ * and returns: no host synchronization, no allocation.
+ *
+ * <p>Differences from the CPU reference, all within the tolerances the gpu tests state: fp32 statistics and
+ * accumulation instead of fp64; and {@link #embedding} cannot check the ids without a host round trip, so an id
+ * outside {@code [0, V)} yields a NaN row instead of an exception.
+ */
+public final class CudaNetworkOps implements NetworkOps {
+    /** Cap on blocks for grid-stride kernels: enough to fill any current GPU many times over. */
+    static final int MAX_GRID = 65_535 * 8;
+    private static final int ELEMENTWISE_BLOCK = 256;
+    /** rmsnorm_fwd* run one warp per row in blocks of 8 warps. */
+    private static final int NORM_BLOCK = 256;
+    /** Largest D for rmsnorm_fwd_vec4 (RMSNORM_CACHE float4 per lane in kernels/rmsnorm.cu). */
+    private static final int NORM_VEC4_MAX_D = 32 * 16 * 4;
+
+    private final CudaNetworkChecks check;
+    private final CudaStream stream;
+    private final CudaAttention attention;
+    private final Kernel patchify;
+    private final Kernel unpatchify;
+    private final Kernel timestep;
+    private final Kernel embedding;
+    private final Kernel rmsNorm;
+    private final Kernel rmsNormVec4;
+    private final Kernel gated;
+    private final Kernel gatedVec4;
+    private final Kernel swiglu;
+    private final Kernel swigluVec4;
+
+    public CudaNetworkOps(CudaBackend backend) {
+        this.check = new CudaNetworkChecks(backend);
+        KernelLibrary lib = backend.cudaDevice().kernels();
+        this.stream = backend.cudaDevice().stream();
+        this.attention = new CudaAttention(check, lib, stream);
+        patchify = lib.kernel("patchify_fwd", PTR, PTR, I32, I32, I32, I32, I32);
+        unpatchify = lib.kernel("unpatchify_fwd", PTR, PTR, I32, I32, I32, I32, I32);
+        timestep = lib.kernel("timestep_embedding_fwd", PTR, PTR, I32, I32, F64);
+        embedding = lib.kernel("embedding_fwd", PTR, PTR, PTR, I32, I32, I32);
+        // A kernel and its vectorized twin share one signature.
+        KernelArg[] norm = {PTR, PTR, PTR, PTR, PTR, I64, I32, I32, I64, I32, I32, F32};
+        rmsNorm = lib.kernel("rmsnorm_fwd", norm);
+        rmsNormVec4 = lib.kernel("rmsnorm_fwd_vec4", norm);
+        KernelArg[] gate = {PTR, PTR, PTR, I64, I32, I32, I64, I32};
+        gated = lib.kernel("gated_residual_fwd", gate);
+        gatedVec4 = lib.kernel("gated_residual_fwd_vec4", gate);
+        swiglu = lib.kernel("swiglu_fwd", PTR, PTR, I64, I32);
+        swigluVec4 = lib.kernel("swiglu_fwd_vec4", PTR, PTR, I64, I32);
+    }
+
+    // ---------------------------------------------------------------- layout: patches, time features, embedding
+
+    @Override
+    public void patchify(Tensor x, int patch, Tensor out) {
+        String op = "patchify";
+        CudaTensor in = check.f32(op, "x", x);
+        CudaTensor o = check.f32(op, "out", out);
+        requireRank(op, "x [B,C,H,W]", in, 4);
+        int b = in.dim(0), c = in.dim(1), h = in.dim(2), w = in.dim(3);
+        requirePatch(op, in, patch, h, w);
+        int tokens = (h / patch) * (w / patch);
+        Shapes.requireShape(op + ": out [B, (H/p)(W/p), C·p·p] for x " + in.describe() + ", patch " + patch, o,
+                b, tokens, c * patch * patch);
+        requireNoSharing(op, o, in);
+        if (o.numel() > 0) {
+            patchify.launch1d(stream, o.numel(), ELEMENTWISE_BLOCK, in.address(), o.address(), b, c, h, w, patch);
+        }
+    }
+
+    @Override
+    public void unpatchify(Tensor tokens, int patch, Tensor out) {
+        String op = "unpatchify";
+        CudaTensor in = check.f32(op, "tokens", tokens);
+        CudaTensor o = check.f32(op, "out", out);
+        requireRank(op, "out [B,C,H,W]", o, 4);
+        int b = o.dim(0), c = o.dim(1), h = o.dim(2), w = o.dim(3);
+        requirePatch(op, o, patch, h, w);
+        int count = (h / patch) * (w / patch);
+        Shapes.requireShape(op + ": tokens [B, (H/p)(W/p), p·p·C] for out " + o.describe() + ", patch " + patch,
+                in, b, count, patch * patch * c);
+        requireNoSharing(op, o, in);
+        if (o.numel() > 0) {
+            unpatchify.launch1d(stream, o.numel(), ELEMENTWISE_BLOCK, in.address(), o.address(), b, c, h, w, patch);
+        }
+    }
+
+    @Override
+    public void timestepEmbedding(Tensor t, float maxPeriod, Tensor out) {
+        String op = "timestepEmbedding";
+        CudaTensor times = check.f32(op, "t", t);
+        CudaTensor o = check.f32(op, "out", out);
+        requireRank(op, "t [B]", times, 1);
+        requireRank(op, "out [B, dim]", o, 2);
+        int b = times.dim(0), dim = o.dim(1);
+        if (o.dim(0) != b || dim < 2 || dim % 2 != 0) {
+            throw new ShapeException(op + ": out " + o.describe() + " should be [B, dim] with B = " + b
+                    + " (from t " + times.describe() + ") and dim even and >= 2");
+        }
+        if (!(maxPeriod > 0) || Float.isInfinite(maxPeriod)) {
+            throw new IllegalArgumentException(op + ": maxPeriod must be finite and positive, got " + maxPeriod);
+        }
+        if (o.numel() > 0) {
+            timestep.launch1d(stream, o.numel(), ELEMENTWISE_BLOCK, times.address(), o.address(), b, dim,
+                    Math.log(maxPeriod));
+        }
+    }
+
+    @Override
+    public void embedding(Tensor table, Tensor ids, Tensor out) {
+        String op = "embedding";
+        CudaTensor tab = check.f32(op, "table", table);
+        CudaTensor idt = check.i32(op, "ids", ids);
+        CudaTensor o = check.f32(op, "out", out);
+        requireRank(op, "table [V, D]", tab, 2);
+        requireRank(op, "ids [B]", idt, 1);
+        int rows = tab.dim(0), d = tab.dim(1), b = idt.dim(0);
+        Shapes.requireShape(op + ": out [B, D] for table " + tab.describe() + ", ids " + idt.describe(), o, b, d);
+        requireNoSharing(op, o, tab);
+        if (o.numel() > 0) {
+            embedding.launch1d(stream, o.numel(), ELEMENTWISE_BLOCK, tab.address(), idt.address(), o.address(), b, d,
+                    rows);
+        }
+    }
+
+    // ---------------------------------------------------------------- norms and modulation
+
+    @Override
+    public void rmsNormModulate(Tensor x, Tensor weight, float eps, Tensor mod, int shiftChunk, int scaleChunk,
+                                Tensor out, Tensor rstd) {
+        String op = "rmsNormModulate";
+        CudaTensor in = check.f32(op, "x", x);
+        CudaTensor w = check.f32(op, "weight", weight);
+        CudaTensor o = check.f32(op, "out", out);
+        if (in.rank() < 1 || in.dim(-1) == 0) {
+            throw new ShapeException(op + ": x " + in.describe() + " needs a non-empty last dimension to normalize");
+        }
+        int d = in.dim(-1);
+        long rows = in.numel() / d;
+        Shapes.requireShape(op + ": weight [D] for x " + in.describe(), w, d);
+        Shapes.requireSame(op + " (out vs x)", o, in);
+        requireEps(op, eps);
+        CudaTensor m = null;
+        int tokens = 1;
+        if (mod != null) {
+            m = check.f32(op, "mod", mod);
+            requireRank(op, "x [B,T,D] (with mod)", in, 3);
+            tokens = in.dim(1);
+            requireChunks(op, m, in.dim(0), d, new String[] {"shiftChunk", "scaleChunk"}, shiftChunk, scaleChunk);
+        }
+        CudaTensor r = null;
+        if (rstd != null) {
+            r = check.f32(op, "rstd", rstd);
+            if (r.numel() != rows) {
+                throw new ShapeException(op + ": rstd " + r.describe() + " should hold one value per row of x "
+                        + in.describe() + " (" + rows + ")");
+            }
+            requireNoSharing(op, r, in, w, m, o);
+        }
+        requireNoSharing(op, o, w, m);
+        if (rows == 0 || tokens == 0) {
+            return;
+        }
+        boolean vec4 = d % 4 == 0 && d <= NORM_VEC4_MAX_D && aligned16(in, w, m, o);
+        long modStride = m == null ? 0 : m.dim(1);
+        int grid = (int) Math.min((rows + NORM_BLOCK / 32 - 1) / (NORM_BLOCK / 32), MAX_GRID);
+        (vec4 ? rmsNormVec4 : rmsNorm).launch(stream, grid, 1, 1, NORM_BLOCK, 1, 1, 0, in.address(), w.address(),
+                addressOrNull(m), o.address(), addressOrNull(r), rows, d, tokens, modStride, shiftChunk * d,
+                scaleChunk * d, eps);
+    }
+
+    @Override
+    public void gatedResidual(Tensor h, Tensor a, Tensor mod, int gateChunk) {
+        String op = "gatedResidual";
+        CudaTensor hs = check.f32(op, "h", h);
+        CudaTensor as = check.f32(op, "a", a);
+        CudaTensor m = check.f32(op, "mod", mod);
+        requireRank(op, "h [B,T,D]", hs, 3);
+        Shapes.requireSame(op + " (a vs h)", as, hs);
+        int d = hs.dim(2);
+        requireChunks(op, m, hs.dim(0), d, new String[] {"gateChunk"}, gateChunk);
+        requireNoSharing(op, hs, m);
+        long rows = (long) hs.dim(0) * hs.dim(1);
+        if (rows == 0) {
+            return;
+        }
+        boolean vec4 = d % 4 == 0 && aligned16(hs, as, m);
+        int block = rowBlock(vec4 ? d / 4 : d);
+        (vec4 ? gatedVec4 : gated).launch(stream, (int) Math.min(rows, MAX_GRID), 1, 1, block, 1, 1, 0,
+                hs.address(), as.address(), m.address(), rows, d, hs.dim(1), (long) m.dim(1), gateChunk * d);
+    }
+
+    // ---------------------------------------------------------------- attention (kernels/rope.cu, attention.cu)
+
+    @Override
+    public void qkNormRope(Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps, Tensor ropeCos,
+                           Tensor ropeSin, Tensor q, Tensor k, Tensor v, Tensor rstd) {
+        attention.qkNormRope(qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v, rstd);
+    }
+
+    @Override
+    public void attention(Tensor q, Tensor k, Tensor v, float scale, Tensor out, Tensor lse) {
+        attention.attention(q, k, v, scale, out, lse);
+    }
+
+    // ---------------------------------------------------------------- MLP
+
+    @Override
+    public void swiglu(Tensor gu, Tensor out) {
+        String op = "swiglu";
+        CudaTensor in = check.f32(op, "gu", gu);
+        CudaTensor o = check.f32(op, "out", out);
+        if (in.rank() < 1 || in.dim(-1) == 0 || in.dim(-1) % 2 != 0) {
+            throw new ShapeException(op + ": gu " + in.describe() + " needs an even, non-zero last dimension 2F");
+        }
+        int f = in.dim(-1) / 2;
+        int[] expected = in.shape();
+        expected[expected.length - 1] = f;
+        Shapes.requireShape(op + ": out [rows, F] for gu " + in.describe(), o, expected);
+        requireNoSharing(op, o, in);
+        long rows = o.numel() / f;
+        if (rows == 0) {
+            return;
+        }
+        boolean vec4 = f % 4 == 0 && aligned16(in, o);
+        (vec4 ? swigluVec4 : swiglu).launch(stream, (int) Math.min(rows, MAX_GRID), 1, 1, rowBlock(vec4 ? f / 4 : f),
+                1, 1, 0, in.address(), o.address(), rows, f);
+    }
+
+    /**
+     * Threads for the row-per-block kernels, whose threads stride over {@code units} items of one row: as few passes
+     * as 512 threads allow, and the items spread evenly over them (D = 1152 as float4: 288 threads, one pass;
+     * F = 3072: 2 passes of 384), in whole warps.
+     */
+    static int rowBlock(int units) {
+        int passes = Math.max(1, (units + 511) / 512);
+        int perPass = (units + passes - 1) / passes;
+        return Math.max(32, Math.min(512, (perPass + 31) / 32 * 32));
+    }
+}
