@@ -17,12 +17,21 @@ public final class ConsistencySampler {
     }
 
     public static Tensor sample(LightningDiT model, Tensor z, Tensor y, int steps, long seed) {
+        return sample(model, z, y, steps, seed, 0, z.numel());
+    }
+
+    /**
+     * As {@link #sample(LightningDiT, Tensor, Tensor, int, long)} for one batch of a larger run: step k re-noises with
+     * counters from {@code (k+1)·totalElements + batchOffset}, so every sample gets the same noise whatever the batch
+     * size (draw z with counters from {@code batchOffset} too).
+     */
+    public static Tensor sample(LightningDiT model, Tensor z, Tensor y, int steps, long seed, long batchOffset,
+                                long totalElements) {
         if (steps < 1) {
             throw new IllegalArgumentException("consistency sampler needs at least 1 step, got " + steps);
         }
         Backend be = z.backend();
         int b = z.dim(0);
-        long numel = z.numel();
         double[] x = HostState.toDouble(be.download(z));
         double[] xhat = new double[x.length];
         for (int k = 0; k < steps; k++) {
@@ -35,7 +44,7 @@ public final class ConsistencySampler {
                 double tn = (double) (k + 1) / steps;
                 float[] eps;
                 try (Tensor e = be.empty("renoise", DType.F32, z.shape())) {
-                    be.randomNormal(e, seed, (k + 1) * numel);
+                    be.randomNormal(e, seed, (k + 1) * totalElements + batchOffset);
                     eps = be.download(e);
                 }
                 for (int i = 0; i < x.length; i++) {

@@ -1,0 +1,97 @@
+package facm.model;
+
+import facm.checkpoint.CheckpointException;
+import facm.checkpoint.SafetensorsWriter;
+import facm.checkpoint.StateDict;
+import facm.checkpoint.StateDictCheck;
+import facm.tensor.Backend;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Loads and saves LightningDiT weights. Reads safetensors or PyTorch {@code .pt} files (loader rule of facm-spec.md
+ * §8) with the official key names; the config comes from the file's {@code config} metadata (our checkpoints) or from
+ * a preset the caller names (official weights). The fixed tables (pos_embed, RoPE) may be absent; when present they
+ * are checked against the recomputed ones.
+ */
+public final class ModelCheckpoint {
+    /** Largest difference tolerated between a stored fixed table and ours (the official code builds RoPE in fp32). */
+    private static final float FIXED_TABLE_TOLERANCE = 1e-4f;
+
+    private ModelCheckpoint() {
+    }
+
+    /** The model config stored in a checkpoint, or {@code fallback} (may be null) when the file has none. */
+    public static ModelConfig configOf(Path file, ModelConfig fallback) throws IOException {
+        try (StateDict sd = StateDict.open(file, StateDict.Which.AUTO)) {
+            String json = sd.metadata().get("config");
+            if (json != null) {
+                return ModelConfig.fromJson(json);
+            }
+        }
+        if (fallback == null) {
+            throw new CheckpointException(file + " has no model config in its metadata: name the architecture with "
+                    + "--model (one of " + Presets.all().keySet() + ")");
+        }
+        return fallback;
+    }
+
+    public static ModelWeights load(Path file, ModelConfig config, Backend backend) throws IOException {
+        ParameterTable table = ParameterTable.of(config);
+        try (StateDict sd = StateDict.open(file, StateDict.Which.AUTO)) {
+            Map<String, int[]> expected = new LinkedHashMap<>();
+            Map<String, int[]> found = new LinkedHashMap<>(sd.shapes());
+            for (ParameterTable.Entry e : table.entries()) {
+                if (e.kind() == ParameterTable.Kind.TRAINABLE) {
+                    expected.put(e.key(), e.shape());
+                } else if (found.containsKey(e.key())) {
+                    expected.put(e.key(), e.shape());
+                }
+            }
+            StateDictCheck.verify(expected, found, file.toString());
+            ModelWeights w = new ModelWeights(config, backend);
+            try {
+                w.setFixedTables();
+                for (ParameterTable.Entry e : table.entries()) {
+                    if (e.kind() == ParameterTable.Kind.TRAINABLE) {
+                        w.set(e.key(), sd.tensor(e.key()).toFloats());
+                    } else if (found.containsKey(e.key())) {
+                        checkFixed(file, config, e.key(), sd.tensor(e.key()).toFloats());
+                    }
+                }
+            } catch (RuntimeException ex) {
+                w.close();
+                throw ex;
+            }
+            return w;
+        }
+    }
+
+    private static void checkFixed(Path file, ModelConfig c, String key, float[] stored) {
+        float[] ours = FixedTables.valuesOf(c, key);
+        for (int i = 0; i < ours.length; i++) {
+            if (!(Math.abs(ours[i] - stored[i]) <= FIXED_TABLE_TOLERANCE)) {
+                throw new CheckpointException(file + ": fixed table '" + key + "' differs from the one this config "
+                        + "implies at element " + i + " (" + stored[i] + " vs " + ours[i] + "): wrong architecture "
+                        + "settings (input size, patch, hidden, heads)?");
+            }
+        }
+    }
+
+    /** Writes every tensor (fixed tables included, as the official state dicts do) as fp32, atomically. */
+    public static void save(ModelWeights w, Path file, Map<String, String> extraMetadata) throws IOException {
+        List<SafetensorsWriter.Entry> entries = new ArrayList<>();
+        for (ParameterTable.Entry e : w.table().entries()) {
+            entries.add(SafetensorsWriter.Entry.f32(e.key(), e.shape(), w.backend().download(w.get(e.key()))));
+        }
+        Map<String, String> meta = new LinkedHashMap<>(extraMetadata);
+        meta.put("config", w.config().toJson());
+        meta.put("format", "facm-engine/lightningdit");
+        SafetensorsWriter.write(file, entries, meta);
+    }
+}
