@@ -44,6 +44,12 @@ public final class Main implements Runnable {
         while ((t.getMessage() == null || t.getMessage().isEmpty()) && t.getCause() != null) {
             t = t.getCause();
         }
+        if (t instanceof java.nio.file.NoSuchFileException nf) {
+            return "file not found: " + nf.getFile();
+        }
+        if (t instanceof java.nio.file.AccessDeniedException ad) {
+            return "permission denied: " + ad.getFile();
+        }
         String m = t.getMessage() == null ? t.getClass().getSimpleName() : t.getMessage();
         if (!(t instanceof CudaException || t instanceof ShapeException || t instanceof IllegalArgumentException
                 || t instanceof java.io.IOException || t instanceof IllegalStateException)) {

@@ -61,7 +61,8 @@ public final class ModelCheckpoint {
                     if (e.kind() == ParameterTable.Kind.TRAINABLE) {
                         w.set(e.key(), sd.tensor(e.key()).toFloats());
                     } else if (found.containsKey(e.key())) {
-                        checkFixed(file, config, e.key(), sd.tensor(e.key()).toFloats());
+                        var stored = sd.tensor(e.key());
+                        checkFixed(file, config, e.key(), stored.toFloats(), tolerance(stored.dtype()));
                     }
                 }
             } catch (RuntimeException ex) {
@@ -72,10 +73,19 @@ public final class ModelCheckpoint {
         }
     }
 
-    private static void checkFixed(Path file, ModelConfig c, String key, float[] stored) {
+    /** Tables stored in a 16-bit type carry its rounding (values are in [-1, 1]). */
+    private static float tolerance(facm.checkpoint.CheckpointDType stored) {
+        return switch (stored) {
+            case BF16 -> 1f / 128;
+            case F16 -> 1f / 1024;
+            default -> FIXED_TABLE_TOLERANCE;
+        };
+    }
+
+    private static void checkFixed(Path file, ModelConfig c, String key, float[] stored, float tolerance) {
         float[] ours = FixedTables.valuesOf(c, key);
         for (int i = 0; i < ours.length; i++) {
-            if (!(Math.abs(ours[i] - stored[i]) <= FIXED_TABLE_TOLERANCE)) {
+            if (!(Math.abs(ours[i] - stored[i]) <= tolerance)) {
                 throw new CheckpointException(file + ": fixed table '" + key + "' differs from the one this config "
                         + "implies at element " + i + " (" + stored[i] + " vs " + ours[i] + "): wrong architecture "
                         + "settings (input size, patch, hidden, heads)?");

@@ -89,11 +89,16 @@ public record ModelConfig(String name, int depth, int hidden, int heads, int pat
 
     /** Parses {@link #toJson()} output; every field is required and a missing or mistyped one is named. */
     public static ModelConfig fromJson(String json) {
-        JsonObject o;
+        JsonObject raw;
         try {
-            o = JsonParser.parseString(json).getAsJsonObject();
+            raw = JsonParser.parseString(json).getAsJsonObject();
         } catch (JsonParseException | IllegalStateException e) {
             throw new IllegalArgumentException("model config is not a JSON object: " + e.getMessage(), e);
+        }
+        // Accept the PyTorch reference's snake_case names (in_channels, qk_norm, ...) as well as ours.
+        JsonObject o = new JsonObject();
+        for (var e : raw.entrySet()) {
+            o.add(e.getKey().replace("_", "").toLowerCase(java.util.Locale.ROOT), e.getValue());
         }
         return new ModelConfig(o.has("name") ? o.get("name").getAsString() : "custom", intField(o, "depth"),
                 intField(o, "hidden"), intField(o, "heads"), intField(o, "patch"), intField(o, "inputSize"),
@@ -102,7 +107,7 @@ public record ModelConfig(String name, int depth, int hidden, int heads, int pat
     }
 
     private static JsonElement field(JsonObject o, String key) {
-        JsonElement e = o.get(key);
+        JsonElement e = o.get(key.toLowerCase(java.util.Locale.ROOT));
         if (e == null || e.isJsonNull()) {
             throw new IllegalArgumentException("model config JSON lacks '" + key + "'");
         }
@@ -113,7 +118,8 @@ public record ModelConfig(String name, int depth, int hidden, int heads, int pat
         try {
             return field(o, key).getAsInt();
         } catch (NumberFormatException | UnsupportedOperationException | IllegalStateException e) {
-            throw new IllegalArgumentException("model config field '" + key + "' is not an integer: " + o.get(key));
+            throw new IllegalArgumentException("model config field '" + key + "' is not an integer: "
+                    + o.get(key.toLowerCase(java.util.Locale.ROOT)));
         }
     }
 

@@ -5,6 +5,8 @@ import facm.tensor.Backend;
 import facm.tensor.DType;
 import facm.tensor.Tensor;
 
+import java.util.function.IntFunction;
+
 /**
  * The FACM few-step sampler (facm-spec.md §7): the network output at time t is the average velocity from t to 1, so
  * x̂₁ = x_t + (1 − t)·F(x_t, t, y). With N steps on the grid t_k = k/N it re-noises between steps with fresh noise,
@@ -27,6 +29,17 @@ public final class ConsistencySampler {
      */
     public static Tensor sample(LightningDiT model, Tensor z, Tensor y, int steps, long seed, long batchOffset,
                                 long totalElements) {
+        Backend be = z.backend();
+        return sample(model, z, y, steps, k -> {
+            try (Tensor e = be.empty("renoise", DType.F32, z.shape())) {
+                be.randomNormal(e, seed, (k + 1) * totalElements + batchOffset);
+                return be.download(e);
+            }
+        });
+    }
+
+    /** The sampler with the re-noise ε' of step k → k+1 supplied by {@code renoise} (k = 0..steps−2). */
+    public static Tensor sample(LightningDiT model, Tensor z, Tensor y, int steps, IntFunction<float[]> renoise) {
         if (steps < 1) {
             throw new IllegalArgumentException("consistency sampler needs at least 1 step, got " + steps);
         }
@@ -42,10 +55,10 @@ public final class ConsistencySampler {
             }
             if (k < steps - 1) {
                 double tn = (double) (k + 1) / steps;
-                float[] eps;
-                try (Tensor e = be.empty("renoise", DType.F32, z.shape())) {
-                    be.randomNormal(e, seed, (k + 1) * totalElements + batchOffset);
-                    eps = be.download(e);
+                float[] eps = renoise.apply(k);
+                if (eps.length != x.length) {
+                    throw new IllegalArgumentException("re-noise for step " + k + " has " + eps.length
+                            + " values, the state has " + x.length);
                 }
                 for (int i = 0; i < x.length; i++) {
                     x[i] = tn * xhat[i] + (1.0 - tn) * eps[i];
