@@ -103,6 +103,11 @@ public interface Backend extends AutoCloseable {
     /** Waits until all queued work is done (CPU: no-op). */
     void synchronize();
 
+    /** Losses and optimizer steps on this backend. */
+    default TrainingOps training() {
+        throw new UnsupportedOperationException(describe() + " does not implement the training ops yet");
+    }
+
     /** The network layers of facm-spec.md §3 on this backend. */
     default NetworkOps network() {
         throw new UnsupportedOperationException(describe() + " does not implement the network ops yet");

@@ -67,4 +67,70 @@ public interface NetworkOps {
 
     /** SwiGLU (§3.2): gu {@code [rows, 2F]} (first F = gate g, last F = u) → out {@code [rows, F]} = SiLU(g) ⊙ u. */
     void swiglu(Tensor gu, Tensor out);
+
+    // ================================================================ backward (reverse mode)
+    // Conventions: gradients of activations ("gradX", "gradTokens", ...) are OVERWRITTEN; gradients of parameters
+    // ("gradWeight", "gradTable", "gradMod") are ACCUMULATED (+=) so several uses add up. Any gradient output may be
+    // null when the caller does not need it. Inputs are the forward's inputs and what the forward saved (rstd, lse, out).
+
+    /** Inverse permutation of {@link #patchify}: gradX {@code [B,C,H,W]} from gradTokens. */
+    default void patchifyBackward(Tensor gradTokens, int patch, Tensor gradX) {
+        throw new UnsupportedOperationException("patchifyBackward");
+    }
+
+    /** Inverse permutation of {@link #unpatchify}: gradTokens {@code [B,T,p·p·C]} from gradOut {@code [B,C,H,W]}. */
+    default void unpatchifyBackward(Tensor gradOut, int patch, Tensor gradTokens) {
+        throw new UnsupportedOperationException("unpatchifyBackward");
+    }
+
+    /** gradTable[ids[b]] += gradOut[b] (rows of the same id add up). */
+    default void embeddingBackward(Tensor gradOut, Tensor ids, Tensor gradTable) {
+        throw new UnsupportedOperationException("embeddingBackward");
+    }
+
+    /**
+     * Backward of {@link #rmsNormModulate} given the saved {@code rstd}: with n = x·ρ and s = 1 + scale,
+     * gradWeight += Σ_rows gradOut·n·s; gradMod[scale] += Σ_tokens gradOut·n·w; gradMod[shift] += Σ_tokens gradOut;
+     * gradX = ρ·(g − n·mean_D(g·n)) with g = gradOut·w·s. {@code mod == null}: plain RMSNorm (no gradMod).
+     */
+    default void rmsNormModulateBackward(Tensor x, Tensor weight, float eps, Tensor mod, int shiftChunk, int scaleChunk,
+                                         Tensor rstd, Tensor gradOut, Tensor gradX, Tensor gradWeight, Tensor gradMod) {
+        throw new UnsupportedOperationException("rmsNormModulateBackward");
+    }
+
+    /** Backward of h += gate ⊙ a: gradA = gate·gradH; gradMod[gate] += Σ_tokens a·gradH (gradH itself passes through). */
+    default void gatedResidualBackward(Tensor a, Tensor mod, int gateChunk, Tensor gradH, Tensor gradA, Tensor gradMod) {
+        throw new UnsupportedOperationException("gatedResidualBackward");
+    }
+
+    /**
+     * Backward of {@link #qkNormRope}: gradQkv {@code [B,T,3·H·dh]} (overwritten) from gradQ/gradK/gradV {@code [B,H,T,dh]}
+     * (RoPE transposed, then the RMSNorm backward with the saved rstd {@code [B,T,2,H]}); gradQWeight/gradKWeight
+     * {@code [dh]} accumulate.
+     */
+    default void qkNormRopeBackward(Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps, Tensor ropeCos,
+                                    Tensor ropeSin, Tensor rstd, Tensor gradQ, Tensor gradK, Tensor gradV,
+                                    Tensor gradQkv, Tensor gradQWeight, Tensor gradKWeight) {
+        throw new UnsupportedOperationException("qkNormRopeBackward");
+    }
+
+    /**
+     * Backward of {@link #attention} recomputing the probabilities from the saved {@code lse} (flash-style, no score
+     * matrix stored): with dO = gradOut per head, D_i = Σ_d dO_id·O_id, P = exp(s·qkᵀ − lse),
+     * gradV = Pᵀ dO, dS = P ⊙ (dO vᵀ − D), gradQ = s·dS k, gradK = s·dSᵀ q. All three overwritten, {@code [B,H,T,dh]}.
+     */
+    default void attentionBackward(Tensor q, Tensor k, Tensor v, float scale, Tensor out, Tensor lse, Tensor gradOut,
+                                   Tensor gradQ, Tensor gradK, Tensor gradV) {
+        throw new UnsupportedOperationException("attentionBackward");
+    }
+
+    /** Backward of SwiGLU: gradGu {@code [rows, 2F]} = [gradOut·u·SiLU'(g), gradOut·SiLU(g)] (overwritten). */
+    default void swigluBackward(Tensor gu, Tensor gradOut, Tensor gradGu) {
+        throw new UnsupportedOperationException("swigluBackward");
+    }
+
+    /** gradIn = gradOut · SiLU'(x), SiLU'(x) = σ(x)(1 + x(1 − σ(x))) (overwritten; may alias gradOut). */
+    default void siluBackward(Tensor x, Tensor gradOut, Tensor gradIn) {
+        throw new UnsupportedOperationException("siluBackward");
+    }
 }
