@@ -5,7 +5,8 @@
 // is read before the same thread writes it), so neither pointer is __restrict__.
 //
 // Memory bound: rows are grid-strided over blocks, the threads of a block stride over one row's D elements, so no
-// per-element 64-bit division is needed. Launchers: facm.backend.cuda.CudaNetworkOps.
+// per-element 64-bit division is needed. Launchers: facm.backend.cuda.CudaNetworkOps (forward), CudaNormBackward
+// (backward).
 #include "common.cuh"
 
 __device__ __forceinline__ float gated_add(float h, float g, float a) { return __fmaf_rn(g, a, h); }
@@ -41,5 +42,68 @@ extern "C" __global__ void gated_residual_fwd(float* h, const float* a,
         const float* ar = a + row * D;
         const float* gr = mod + (row / tokens) * modStride + gateOff;
         for (int d = threadIdx.x; d < D; d += blockDim.x) hr[d] = gated_add(hr[d], gr[d], ar[d]);
+    }
+}
+
+// ------------------------------------------------------------------------------------------- backward
+// h += gate ⊙ a:  gradA = gate_b ⊙ gradH (overwritten; gated_residual_bwd), gradMod[gate] += Σ_tokens a ⊙ gradH
+// (gated_residual_bwd_partials, then partials_sum_accumulate of kernels/rmsnorm.cu adds the segments in order).
+// gradH itself passes through unchanged, so there is no kernel for it.
+
+// gradA may alias gradH (each element is read before the same thread writes it). _vec4: D % 4 == 0 and gradH, mod,
+// gradA 16-byte aligned (checked by the launcher). Launch like the forward: rows over blocks, threads over D.
+extern "C" __global__ void gated_residual_bwd_vec4(const float* gradH, const float* __restrict__ mod, float* gradA,
+                                                   int64_t rows, int D, int tokens, int64_t modStride, int gateOff) {
+    const int D4 = D >> 2;
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        const float4* gh = reinterpret_cast<const float4*>(gradH + row * D);
+        const float4* gr = reinterpret_cast<const float4*>(mod + (row / tokens) * modStride + gateOff);
+        float4* ga = reinterpret_cast<float4*>(gradA + row * D);
+        for (int c = threadIdx.x; c < D4; c += blockDim.x) {
+            const float4 g = gr[c];
+            const float4 v = gh[c];
+            ga[c] = make_float4(g.x * v.x, g.y * v.y, g.z * v.z, g.w * v.w);
+        }
+    }
+}
+
+extern "C" __global__ void gated_residual_bwd(const float* gradH, const float* __restrict__ mod, float* gradA,
+                                              int64_t rows, int D, int tokens, int64_t modStride, int gateOff) {
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        const float* gh = gradH + row * D;
+        const float* gr = mod + (row / tokens) * modStride + gateOff;
+        float* ga = gradA + row * D;
+        for (int d = threadIdx.x; d < D; d += blockDim.x) ga[d] = gr[d] * gh[d];
+    }
+}
+
+#define GATED_PART_ROWS 8
+
+// part[seg, d] = Σ_{rows r of segment seg} a[r, d]·gradH[r, d]. Segments as in rmsnorm_bwd_partials: runs of segLen
+// rows inside one batch element, segsPerBatch per element. Grid (ceil(D / 32), min(segments, 65535)), block
+// (32, GATED_PART_ROWS); thread row ty adds rows ty, ty + 8, ... in order, then thread row 0 adds the 8 in order.
+extern "C" __global__ void __launch_bounds__(32 * GATED_PART_ROWS) gated_residual_bwd_partials(
+        const float* __restrict__ a, const float* __restrict__ gradH, float* __restrict__ part, int64_t rows, int D,
+        int tokens, int segLen, int segsPerBatch, int segments) {
+    __shared__ float sums[GATED_PART_ROWS][33];
+    const int d = blockIdx.x * 32 + threadIdx.x;
+    for (int seg = blockIdx.y; seg < segments; seg += gridDim.y) {
+        const int64_t b = seg / segsPerBatch;
+        const int64_t first = b * tokens + (int64_t)(seg % segsPerBatch) * segLen;
+        const int64_t end = min(first + segLen, min((b + 1) * tokens, rows));
+        float s = 0.0f;
+        if (d < D) {
+            for (int64_t r = first + threadIdx.y; r < end; r += GATED_PART_ROWS) {
+                s = fmaf(a[r * D + d], gradH[r * D + d], s);
+            }
+        }
+        sums[threadIdx.y][threadIdx.x] = s;
+        __syncthreads();
+        if (threadIdx.y == 0 && d < D) {
+            s = sums[0][threadIdx.x];
+            for (int t = 1; t < GATED_PART_ROWS; t++) s += sums[t][threadIdx.x];
+            part[(int64_t)seg * D + d] = s;
+        }
+        __syncthreads();
     }
 }

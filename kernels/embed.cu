@@ -1,6 +1,7 @@
 // Input and output layouts and embeddings of LightningDiT (facm-spec.md §3.2 steps 1, 3, 4 and 8): patchify and
-// unpatchify (pure index permutations), the sinusoidal timestep embedding and the class-table row lookup.
-// Launchers: facm.backend.cuda.CudaNetworkOps. CPU reference: facm.backend.cpu.CpuNetworkOps.
+// unpatchify (pure index permutations), the sinusoidal timestep embedding and the class-table row lookup, with the
+// backward kernels of the permutations and of the lookup at the end of the file.
+// Launchers: facm.backend.cuda.CudaNetworkOps and CudaLayerBackward. CPU reference: facm.backend.cpu.CpuNetworkOps.
 //
 // All are memory bound and tiny next to the transformer blocks, so each is a plain grid-stride loop over the OUTPUT
 // elements (coalesced writes; the reads are gathers that stay in L1/L2 at these sizes).
@@ -77,5 +78,75 @@ extern "C" __global__ void embedding_fwd(const float* __restrict__ table, const 
         const int b = (int)(o / D);
         const int id = ids[b];
         out[o] = (id >= 0 && id < V) ? table[(int64_t)id * D + d] : __int_as_float(0x7fc00000);
+    }
+}
+
+// ------------------------------------------------------------------------------------------- backward
+// Gradients of activations are overwritten, gradients of parameters (the class table) accumulated (+=), as the
+// contract facm.tensor.NetworkOps states.
+
+// Backward of patchify = its inverse permutation: gradX[b, c, i·p+pr, j·p+pc] = gradTokens[b, i·(W/p)+j,
+// c·p² + pr·p + pc]. One thread per element of gradX (coalesced writes, gathered reads).
+extern "C" __global__ void patchify_bwd(const float* __restrict__ gradTokens, float* __restrict__ gradX, int B,
+                                        int C, int H, int W, int p) {
+    const int gw = W / p;
+    const int ntok = (H / p) * gw;
+    const int cols = C * p * p;
+    const int64_t n = (int64_t)B * C * H * W;
+    GRID_STRIDE_LOOP(o, n) {
+        const int xw = (int)(o % W);
+        const int64_t r = o / W;
+        const int yh = (int)(r % H);
+        const int64_t bc = r / H;
+        const int c = (int)(bc % C);
+        const int b = (int)(bc / C);
+        const int tok = (yh / p) * gw + xw / p;
+        const int col = c * p * p + (yh % p) * p + (xw % p);
+        gradX[o] = gradTokens[((int64_t)b * ntok + tok) * cols + col];
+    }
+}
+
+// Backward of unpatchify = its inverse permutation: gradTokens[b, i·(W/p)+j, (pr·p+pc)·C + c] =
+// gradOut[b, c, i·p+pr, j·p+pc]. One thread per element of gradTokens.
+extern "C" __global__ void unpatchify_bwd(const float* __restrict__ gradOut, float* __restrict__ gradTokens, int B,
+                                          int C, int H, int W, int p) {
+    const int gw = W / p;
+    const int ntok = (H / p) * gw;
+    const int cols = p * p * C;
+    const int64_t n = (int64_t)B * ntok * cols;
+    GRID_STRIDE_LOOP(o, n) {
+        const int col = (int)(o % cols);
+        const int64_t bt = o / cols;
+        const int tok = (int)(bt % ntok);
+        const int b = (int)(bt / ntok);
+        const int c = col % C;
+        const int within = col / C;  // pr·p + pc
+        const int yh = (tok / gw) * p + within / p;
+        const int xw = (tok % gw) * p + within % p;
+        gradTokens[o] = gradOut[(((int64_t)b * C + c) * H + yh) * W + xw];
+    }
+}
+
+// Backward of the lookup: gradTable[v, :] += gradOut[b, :] for every b with ids[b] == v, added one b after the other
+// in increasing b, exactly the order of a sequential loop on the CPU. Deterministic without atomics: one block per
+// table row (rows grid-strided), every thread scans all B ids (a uniform branch: the ids are the same for the whole
+// block and come from L1 as broadcasts) and adds its columns of the matching gradOut rows. B is a batch (tens to a few
+// hundred), so the scan costs far less than the rows it copies. Rows with no matching id are not touched, and ids
+// outside [0, V) are ignored (the forward gave them NaN rows; the device cannot raise an error without a host sync).
+extern "C" __global__ void embedding_bwd(const float* __restrict__ gradOut, const int* __restrict__ ids,
+                                         float* __restrict__ gradTable, int B, int D, int V) {
+    for (int v = blockIdx.x; v < V; v += gridDim.x) {
+        float* row = gradTable + (int64_t)v * D;
+        for (int d = threadIdx.x; d < D; d += blockDim.x) {
+            float acc = 0.0f;
+            bool used = false;
+            for (int b = 0; b < B; b++) {
+                if (ids[b] == v) {
+                    acc = used ? acc + gradOut[(int64_t)b * D + d] : row[d] + gradOut[(int64_t)b * D + d];
+                    used = true;
+                }
+            }
+            if (used) row[d] = acc;
+        }
     }
 }

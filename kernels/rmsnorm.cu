@@ -6,7 +6,9 @@
 // summed in fp32 by 32 lanes and a butterfly is within a few 1e-7 of it).
 //
 // One warp per row, rows grid-strided over the warps of the grid; out may alias x (each row is read before it is
-// written, by the same warp). Launchers: facm.backend.cuda.CudaNetworkOps.
+// written, by the same warp). Launchers: facm.backend.cuda.CudaNetworkOps (forward), CudaNormBackward (backward).
+// The backward kernels and partials_sum_accumulate, the fixed-order finishing sum that every deterministic
+// parameter-gradient reduction uses, follow the forward.
 #include "common.cuh"
 
 // Largest D the register-cached kernel takes: each lane keeps RMSNORM_CACHE float4 of the row, so the row is read from
@@ -97,5 +99,171 @@ extern "C" __global__ void __launch_bounds__(256) rmsnorm_fwd(
         }
         float* orow = out + row * D;
         for (int d = lane; d < D; d += 32) orow[d] = rmsnorm_modulate(xr[d], rho, w[d], shift, scale, d);
+    }
+}
+
+// ------------------------------------------------------------------------------------------- backward
+// With n = x·ρ, s_b = 1 + scale_b (s = 1 without mod) and g = gradOut ⊙ w ⊙ s_b:
+//   gradX = ρ·(g − n·mean_D(g·n))                 (rmsnorm_bwd_x, one warp per row, overwritten)
+//   gradWeight += Σ_rows gradOut·n·s_b           (rmsnorm_bwd_partials, then partials_sum_accumulate)
+//   gradMod[scale] += Σ_tokens gradOut·n·w,  gradMod[shift] += Σ_tokens gradOut   (the same two kernels)
+// The parameter sums are deterministic two-pass reductions: fixed segments of rows give per-segment column sums in a
+// scratch buffer, which partials_sum_accumulate adds in segment order. The order depends on the shape only.
+
+// One row: ρ (saved, or recomputed from x when rstdIn is nullptr), then mean_D(g·n) = ρ·Σ(g·x)/D and gradX. Two
+// passes over the row through L1/L2 instead of a register cache, so any D works and gradX may alias gradOut (each
+// element is read before the same lane writes it). gradX == nullptr: only ρ is produced (into rstdOut), which the
+// launcher uses before the partials kernel when the caller saved no ρ.
+template <bool VEC4>
+__device__ __forceinline__ void rmsnorm_bwd_x_body(const float* __restrict__ x, const float* __restrict__ w,
+                                                   const float* __restrict__ mod, const float* __restrict__ rstdIn,
+                                                   const float* gradOut, float* gradX, float* __restrict__ rstdOut,
+                                                   int64_t rows, int D, int tokens, int64_t modStride, int scaleOff,
+                                                   float eps) {
+    const int lane = threadIdx.x & 31;
+    const int warpsPerBlock = blockDim.x >> 5;
+    const int64_t warpsInGrid = (int64_t)gridDim.x * warpsPerBlock;
+    const int units = VEC4 ? D >> 2 : D;
+    for (int64_t row = (int64_t)blockIdx.x * warpsPerBlock + (threadIdx.x >> 5); row < rows; row += warpsInGrid) {
+        const float* xr = x + row * D;
+        float rho;
+        if (rstdIn != nullptr) {
+            rho = rstdIn[row];
+        } else {
+            float ss = 0.0f;
+            for (int d = lane; d < D; d += 32) ss = fmaf(xr[d], xr[d], ss);
+            ss = warp_sum(ss);
+            rho = 1.0f / sqrtf(ss / (float)D + eps);
+        }
+        if (rstdOut != nullptr && lane == 0) rstdOut[row] = rho;
+        if (gradX == nullptr) continue;
+        const float* scale = mod != nullptr ? mod + (row / tokens) * modStride + scaleOff : nullptr;
+        const float* gr = gradOut + row * D;
+        float* gx = gradX + row * D;
+        float dot = 0.0f;  // Σ_d g_d·x_d
+        for (int c = lane; c < units; c += 32) {
+            if (VEC4) {
+                const float4 go = reinterpret_cast<const float4*>(gr)[c];
+                const float4 xv = reinterpret_cast<const float4*>(xr)[c];
+                float4 wv = reinterpret_cast<const float4*>(w)[c];
+                if (scale != nullptr) {
+                    const float4 sv = reinterpret_cast<const float4*>(scale)[c];
+                    wv = make_float4(wv.x * (1.0f + sv.x), wv.y * (1.0f + sv.y), wv.z * (1.0f + sv.z),
+                                     wv.w * (1.0f + sv.w));
+                }
+                dot = fmaf(go.x * wv.x, xv.x, dot);
+                dot = fmaf(go.y * wv.y, xv.y, dot);
+                dot = fmaf(go.z * wv.z, xv.z, dot);
+                dot = fmaf(go.w * wv.w, xv.w, dot);
+            } else {
+                const float ws = scale != nullptr ? w[c] * (1.0f + scale[c]) : w[c];
+                dot = fmaf(gr[c] * ws, xr[c], dot);
+            }
+        }
+        dot = warp_sum(dot);
+        const float meanGn = rho * dot / (float)D;  // mean_D(g·n)
+        const float nm = rho * meanGn;              // x·nm = n·mean_D(g·n)
+        for (int c = lane; c < units; c += 32) {
+            if (VEC4) {
+                const float4 go = reinterpret_cast<const float4*>(gr)[c];
+                const float4 xv = reinterpret_cast<const float4*>(xr)[c];
+                float4 wv = reinterpret_cast<const float4*>(w)[c];
+                if (scale != nullptr) {
+                    const float4 sv = reinterpret_cast<const float4*>(scale)[c];
+                    wv = make_float4(wv.x * (1.0f + sv.x), wv.y * (1.0f + sv.y), wv.z * (1.0f + sv.z),
+                                     wv.w * (1.0f + sv.w));
+                }
+                reinterpret_cast<float4*>(gx)[c] =
+                        make_float4(rho * fmaf(-xv.x, nm, go.x * wv.x), rho * fmaf(-xv.y, nm, go.y * wv.y),
+                                    rho * fmaf(-xv.z, nm, go.z * wv.z), rho * fmaf(-xv.w, nm, go.w * wv.w));
+            } else {
+                const float ws = scale != nullptr ? w[c] * (1.0f + scale[c]) : w[c];
+                gx[c] = rho * fmaf(-xr[c], nm, gr[c] * ws);
+            }
+        }
+    }
+}
+
+// Launch: blocks of 256 threads (8 rows at a time), like rmsnorm_fwd. mod, rstdIn, gradX, rstdOut may be nullptr.
+// _vec4: D % 4 == 0 and x, w, mod, gradOut, gradX 16-byte aligned (checked by the launcher). The bound of 3 blocks
+// per SM keeps ptxas from capping at 64 registers, where the vec4 kernel spilled 8 bytes on sm_80.
+#define RMSNORM_BWD_X(NAME, VEC4)                                                                                  \
+    extern "C" __global__ void __launch_bounds__(256, 3) NAME(                                                     \
+            const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ mod,               \
+            const float* __restrict__ rstdIn, const float* gradOut, float* gradX, float* __restrict__ rstdOut,     \
+            int64_t rows, int D, int tokens, int64_t modStride, int scaleOff, float eps) {                         \
+        rmsnorm_bwd_x_body<VEC4>(x, w, mod, rstdIn, gradOut, gradX, rstdOut, rows, D, tokens, modStride,          \
+                                 scaleOff, eps);                                                                   \
+    }
+RMSNORM_BWD_X(rmsnorm_bwd_x, false)
+RMSNORM_BWD_X(rmsnorm_bwd_x_vec4, true)
+
+// Rows per thread row of a partials block: a block is 32 columns × RMSNORM_PART_ROWS thread rows.
+#define RMSNORM_PART_ROWS 8
+
+// Per-segment column sums for the parameter gradients. Segments are runs of segLen rows inside one batch element
+// (segsPerBatch of them per batch element, the last one shorter), so a segment has one modulation row b. With
+// A = Σ_seg gradOut·n and G = Σ_seg gradOut per column d:
+//   partW[seg, d] = A·s_b[d] (A without mod),  partScale[seg, d] = A·w[d],  partShift[seg, d] = G.
+// Any of the three outputs may be nullptr (not wanted; partScale and partShift are nullptr without mod).
+// Grid: (ceil(D / 32), min(segments, 65535)) with segments grid-strided over y; block (32, RMSNORM_PART_ROWS).
+// Thread row ty adds rows ty, ty + 8, ... of the segment in order, then thread row 0 adds the 8 results in order.
+extern "C" __global__ void __launch_bounds__(32 * RMSNORM_PART_ROWS) rmsnorm_bwd_partials(
+        const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ mod,
+        const float* __restrict__ rstd, const float* __restrict__ gradOut, float* __restrict__ partW,
+        float* __restrict__ partScale, float* __restrict__ partShift, int64_t rows, int D, int tokens,
+        int64_t modStride, int scaleOff, int segLen, int segsPerBatch, int segments) {
+    __shared__ float sumA[RMSNORM_PART_ROWS][33];
+    __shared__ float sumG[RMSNORM_PART_ROWS][33];
+    const int d = blockIdx.x * 32 + threadIdx.x;
+    for (int seg = blockIdx.y; seg < segments; seg += gridDim.y) {
+        const int64_t b = seg / segsPerBatch;
+        const int64_t first = b * tokens + (int64_t)(seg % segsPerBatch) * segLen;
+        const int64_t end = min(first + segLen, min((b + 1) * tokens, rows));
+        float a = 0.0f, g = 0.0f;
+        if (d < D) {
+            for (int64_t r = first + threadIdx.y; r < end; r += RMSNORM_PART_ROWS) {
+                const float go = gradOut[r * D + d];
+                a = fmaf(go, x[r * D + d] * rstd[r], a);
+                g += go;
+            }
+        }
+        sumA[threadIdx.y][threadIdx.x] = a;
+        sumG[threadIdx.y][threadIdx.x] = g;
+        __syncthreads();
+        if (threadIdx.y == 0 && d < D) {
+            a = sumA[0][threadIdx.x];
+            g = sumG[0][threadIdx.x];
+            for (int t = 1; t < RMSNORM_PART_ROWS; t++) {
+                a += sumA[t][threadIdx.x];
+                g += sumG[t][threadIdx.x];
+            }
+            const int64_t o = (int64_t)seg * D + d;
+            if (partW != nullptr) partW[o] = mod != nullptr ? a * (1.0f + mod[b * modStride + scaleOff + d]) : a;
+            if (partScale != nullptr) partScale[o] = a * w[d];
+            if (partShift != nullptr) partShift[o] = g;
+        }
+        __syncthreads();  // the shared sums are rewritten by the next segment
+    }
+}
+
+// The finishing pass of every deterministic parameter-gradient reduction in these kernels (RMSNorm weight and
+// modulation, gated-residual gate, qk-norm weights): partials hold `groups` groups of `perGroup` consecutive partial
+// rows (row stride partialStride floats) of `cols` values; for each group g and column c,
+//   out[g·outGroupStride + c] += Σ_{k < perGroup} partials[(g·perGroup + k)·partialStride + c]
+// summed in k order, one thread per (group, column), so the result depends only on the partials and the shape.
+// The loop is unrolled so the independent loads are in flight together while the adds stay in order.
+extern "C" __global__ void partials_sum_accumulate(const float* __restrict__ partials, int64_t partialStride,
+                                                   float* __restrict__ out, int64_t outGroupStride, int groups,
+                                                   int perGroup, int cols) {
+    const int64_t n = (int64_t)groups * cols;
+    GRID_STRIDE_LOOP(i, n) {
+        const int64_t g = i / cols;
+        const int c = (int)(i % cols);
+        const float* p = partials + g * perGroup * partialStride + c;
+        float s = 0.0f;
+#pragma unroll 8
+        for (int k = 0; k < perGroup; k++) s += p[(int64_t)k * partialStride];
+        out[g * outGroupStride + c] += s;
     }
 }

@@ -5,7 +5,8 @@
 //   - rotates q and k by the interleaved-pair RoPE (skipped when cosT == nullptr), pair p = channels (2p, 2p+1):
 //     x'[2p] = x[2p]·cos − x[2p+1]·sin,  x'[2p+1] = x[2p+1]·cos + x[2p]·sin, with cos/sin = table[t, 2p] ([T, dh]).
 // v is copied unchanged. One warp per (b, t, h): it reads the three head vectors (contiguous, coalesced) and writes
-// three contiguous rows of the [B,H,T,dh] outputs. Launchers: facm.backend.cuda.CudaNetworkOps.
+// three contiguous rows of the [B,H,T,dh] outputs. Launchers: facm.backend.cuda.CudaAttention (forward),
+// CudaAttentionBackward (backward, at the end of this file).
 #include "common.cuh"
 
 // Pairs per lane kept in registers: dh ≤ 64·ROPE_MAX_PAIRS_PER_LANE (= 256; LightningDiT uses 64, 72 and 128).
@@ -94,5 +95,148 @@ extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_fwd(
         const float2* vin = reinterpret_cast<const float2*>(tokenIn + (int64_t)(2 * H + h) * dh);
         float2* vout = reinterpret_cast<float2*>(v + outRow);
         for (int p = lane; p < (dh >> 1); p += 32) vout[p] = vin[p];
+    }
+}
+
+// ------------------------------------------------------------------------------------------- backward
+// For one q or k head vector x (dh values) with y = x·ρ ⊙ w (qk-norm) and z = RoPE(y), given gz:
+//   RoPE transposed:  gy[2p] = gz[2p]·cos + gz[2p+1]·sin,  gy[2p+1] = gz[2p+1]·cos − gz[2p]·sin
+//   RMSNorm:          n = x·ρ,  g = gy ⊙ w,  gx = ρ·(g − n·mean_dh(g·n)),  gradW += gy ⊙ n  (summed over B·T·H)
+// Without qk-norm gx = gy; without RoPE gy = gz. The v part of gradQkv is a copy of gradV.
+// The weight gradients are a deterministic two-pass reduction: each lane keeps running sums for its channels over
+// the head vectors its warp handles, a block adds its warps in order into partials[block, 2, dh] (q then k), and
+// partials_sum_accumulate (kernels/rmsnorm.cu) adds the blocks in order. Grid size = f(shape) keeps the order fixed.
+
+// One head vector of q or k: backward through RoPE and RMSNorm; gx written to dst. All 32 lanes call it (warp_sum).
+// weight == nullptr: no qk-norm. wsum: this lane's running Σ gy·n for its pairs (updated only with qk-norm).
+__device__ __forceinline__ void qk_norm_rope_head_bwd(const float2* __restrict__ x, const float2* __restrict__ gz,
+                                                      float2* __restrict__ dst, const float* __restrict__ weight,
+                                                      const float* __restrict__ cosRow,
+                                                      const float* __restrict__ sinRow, const float* rstdIn,
+                                                      float2* wsum, int dh, float eps, int lane) {
+    const int pairs = dh >> 1;
+    float2 g[ROPE_MAX_PAIRS_PER_LANE];
+#pragma unroll
+    for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+        const int p = lane + 32 * j;
+        g[j] = p < pairs ? gz[p] : make_float2(0.0f, 0.0f);
+    }
+    if (cosRow != nullptr) {
+#pragma unroll
+        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+            const int p = lane + 32 * j;
+            if (p < pairs) {
+                const float c = cosRow[2 * p];
+                const float s = sinRow[2 * p];
+                g[j] = make_float2(fmaf(g[j].x, c, g[j].y * s), fmaf(g[j].y, c, -(g[j].x * s)));
+            }
+        }
+    }
+    if (weight != nullptr) {
+        float2 xe[ROPE_MAX_PAIRS_PER_LANE];
+        float ss = 0.0f;
+#pragma unroll
+        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+            const int p = lane + 32 * j;
+            xe[j] = p < pairs ? x[p] : make_float2(0.0f, 0.0f);
+            ss = fmaf(xe[j].x, xe[j].x, ss);
+            ss = fmaf(xe[j].y, xe[j].y, ss);
+        }
+        float rho;
+        if (rstdIn != nullptr) {
+            rho = *rstdIn;
+        } else {
+            ss = warp_sum(ss);
+            rho = 1.0f / sqrtf(ss / (float)dh + eps);
+        }
+        // dot = Σ g·n over the vector, with g = gy ⊙ w and n = x·ρ
+        float dot = 0.0f;
+#pragma unroll
+        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+            const int p = lane + 32 * j;
+            if (p < pairs) {
+                const float nx = xe[j].x * rho, ny = xe[j].y * rho;
+                wsum[j].x = fmaf(g[j].x, nx, wsum[j].x);
+                wsum[j].y = fmaf(g[j].y, ny, wsum[j].y);
+                g[j].x *= weight[2 * p];
+                g[j].y *= weight[2 * p + 1];
+                dot = fmaf(g[j].x, nx, dot);
+                dot = fmaf(g[j].y, ny, dot);
+            }
+        }
+        dot = warp_sum(dot);
+        const float nm = rho * (dot / (float)dh);  // x·nm = n·mean(g·n)
+#pragma unroll
+        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+            g[j] = make_float2(rho * fmaf(-xe[j].x, nm, g[j].x), rho * fmaf(-xe[j].y, nm, g[j].y));
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+        const int p = lane + 32 * j;
+        if (p < pairs) dst[p] = g[j];
+    }
+}
+
+// Launch like qk_norm_rope_fwd (blocks of 256 threads, one warp per (b, t, h)) with a grid that depends only on the
+// shape. gq, gk, gv [B,H,T,dh] -> gqkv [B,T,3·H·dh] (overwritten). rstd may be nullptr (ρ recomputed from qkv and
+// eps); partials [gridDim.x, 2, dh] is nullptr when no weight gradient is wanted (or qk-norm is off). qw and kw are
+// both given or both nullptr, likewise cosT and sinT.
+extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_bwd(
+        const float* __restrict__ qkv, const float* __restrict__ qw, const float* __restrict__ kw,
+        const float* __restrict__ cosT, const float* __restrict__ sinT, const float* __restrict__ rstd,
+        const float* __restrict__ gq, const float* __restrict__ gk, const float* __restrict__ gv,
+        float* __restrict__ gqkv, float* __restrict__ partials, int B, int T, int H, int dh, float eps) {
+    __shared__ float warpSums[8][2][2 * 32 * ROPE_MAX_PAIRS_PER_LANE];  // [warp][q or k][channel]
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int warpsPerBlock = blockDim.x >> 5;
+    const int64_t heads = (int64_t)B * T * H;
+    const int64_t warpsInGrid = (int64_t)gridDim.x * warpsPerBlock;
+    float2 wq[ROPE_MAX_PAIRS_PER_LANE], wk[ROPE_MAX_PAIRS_PER_LANE];
+#pragma unroll
+    for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) wq[j] = wk[j] = make_float2(0.0f, 0.0f);
+    for (int64_t w = (int64_t)blockIdx.x * warpsPerBlock + warp; w < heads; w += warpsInGrid) {
+        const int h = (int)(w % H);
+        const int64_t bt = w / H;
+        const int t = (int)(bt % T);
+        const int64_t b = bt / T;
+        const float* tokenIn = qkv + bt * 3 * H * dh;
+        float* tokenGrad = gqkv + bt * 3 * H * dh;
+        const int64_t headRow = ((b * H + h) * T + t) * dh;  // [B,H,T,dh]
+        const float* cosRow = cosT != nullptr ? cosT + (int64_t)t * dh : nullptr;
+        const float* sinRow = sinT != nullptr ? sinT + (int64_t)t * dh : nullptr;
+        const float* rstdQ = rstd != nullptr ? rstd + (bt * 2 + 0) * H + h : nullptr;
+        const float* rstdK = rstd != nullptr ? rstd + (bt * 2 + 1) * H + h : nullptr;
+        qk_norm_rope_head_bwd(reinterpret_cast<const float2*>(tokenIn + (int64_t)h * dh),
+                              reinterpret_cast<const float2*>(gq + headRow),
+                              reinterpret_cast<float2*>(tokenGrad + (int64_t)h * dh), qw, cosRow, sinRow, rstdQ, wq,
+                              dh, eps, lane);
+        qk_norm_rope_head_bwd(reinterpret_cast<const float2*>(tokenIn + (int64_t)(H + h) * dh),
+                              reinterpret_cast<const float2*>(gk + headRow),
+                              reinterpret_cast<float2*>(tokenGrad + (int64_t)(H + h) * dh), kw, cosRow, sinRow,
+                              rstdK, wk, dh, eps, lane);
+        const float2* vin = reinterpret_cast<const float2*>(gv + headRow);
+        float2* vout = reinterpret_cast<float2*>(tokenGrad + (int64_t)(2 * H + h) * dh);
+        for (int p = lane; p < (dh >> 1); p += 32) vout[p] = vin[p];
+    }
+    if (partials == nullptr) return;  // uniform over the grid: no block is left waiting at the barrier
+#pragma unroll
+    for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+        const int p = lane + 32 * j;
+        if (p < (dh >> 1)) {
+            warpSums[warp][0][2 * p] = wq[j].x;
+            warpSums[warp][0][2 * p + 1] = wq[j].y;
+            warpSums[warp][1][2 * p] = wk[j].x;
+            warpSums[warp][1][2 * p + 1] = wk[j].y;
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < 2 * dh; i += blockDim.x) {
+        const int part = i / dh;
+        const int c = i % dh;
+        float s = warpSums[0][part][c];
+        for (int wi = 1; wi < warpsPerBlock; wi++) s += warpSums[wi][part][c];
+        partials[(int64_t)blockIdx.x * 2 * dh + i] = s;
     }
 }

@@ -2,7 +2,8 @@
 // out [rows, F] = SiLU(g) ⊙ u with SiLU(g) = g·σ(g) = g / (1 + e^−g). fp32 with the accurate expf (no fast math);
 // the CPU reference evaluates it in fp64 and rounds, so the two differ by a few ulp.
 //
-// Memory bound: rows grid-strided over blocks, threads striding over F. Launchers: facm.backend.cuda.CudaNetworkOps.
+// Memory bound: rows grid-strided over blocks, threads striding over F. Launchers: facm.backend.cuda.CudaNetworkOps
+// (forward), CudaLayerBackward (backward of SwiGLU and of the plain SiLU of the adaLN conditioning, at the end).
 #include "common.cuh"
 
 // g / (1 + e^−g): for g → −∞ e^−g overflows to inf and the quotient is −0, the correctly rounded limit of a value
@@ -34,4 +35,71 @@ extern "C" __global__ void swiglu_fwd(const float* __restrict__ gu, float* __res
         float* o = out + row * F;
         for (int f = threadIdx.x; f < F; f += blockDim.x) o[f] = swiglu_silu(g[f]) * u[f];
     }
+}
+
+// ------------------------------------------------------------------------------------------- backward
+// SiLU'(g) = σ(g)·(1 + g·(1 − σ(g))). gradGu = [gradOut·u·SiLU'(g), gradOut·SiLU(g)] (overwritten).
+
+// σ(g) without overflow in either direction: for g < 0 it is e^g / (1 + e^g), which keeps the tiny values that
+// 1 / (1 + inf) would flush to zero (the same formula as sigmoid in kernels/elementwise.cu).
+__device__ __forceinline__ float silu_sigmoid(float g) {
+    if (g >= 0.0f) return 1.0f / (1.0f + expf(-g));
+    const float e = expf(g);
+    return e / (1.0f + e);
+}
+
+__device__ __forceinline__ float silu_derivative(float g) {
+    const float sg = silu_sigmoid(g);
+    return sg * fmaf(g, 1.0f - sg, 1.0f);
+}
+
+// One element pair: writes d/dg and d/du of SiLU(g)·u times go.
+__device__ __forceinline__ void swiglu_pair_bwd(float g, float u, float go, float* dg, float* du) {
+    *dg = go * u * silu_derivative(g);
+    *du = go * swiglu_silu(g);
+}
+
+// F % 4 == 0 and gu, gradOut, gradGu 16-byte aligned (checked by the launcher, else swiglu_bwd). Launch like the
+// forward: rows over blocks, threads over F.
+extern "C" __global__ void swiglu_bwd_vec4(const float* __restrict__ gu, const float* __restrict__ gradOut,
+                                           float* __restrict__ gradGu, int64_t rows, int F) {
+    const int F4 = F >> 2;
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        const float4* g4 = reinterpret_cast<const float4*>(gu + row * 2 * F);
+        const float4* u4 = g4 + F4;
+        const float4* o4 = reinterpret_cast<const float4*>(gradOut + row * F);
+        float4* dg4 = reinterpret_cast<float4*>(gradGu + row * 2 * F);
+        float4* du4 = dg4 + F4;
+        for (int c = threadIdx.x; c < F4; c += blockDim.x) {
+            const float4 g = g4[c];
+            const float4 u = u4[c];
+            const float4 go = o4[c];
+            float4 dg, du;
+            swiglu_pair_bwd(g.x, u.x, go.x, &dg.x, &du.x);
+            swiglu_pair_bwd(g.y, u.y, go.y, &dg.y, &du.y);
+            swiglu_pair_bwd(g.z, u.z, go.z, &dg.z, &du.z);
+            swiglu_pair_bwd(g.w, u.w, go.w, &dg.w, &du.w);
+            dg4[c] = dg;
+            du4[c] = du;
+        }
+    }
+}
+
+// Any F, any alignment.
+extern "C" __global__ void swiglu_bwd(const float* __restrict__ gu, const float* __restrict__ gradOut,
+                                      float* __restrict__ gradGu, int64_t rows, int F) {
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        const float* g = gu + row * 2 * F;
+        const float* u = g + F;
+        const float* go = gradOut + row * F;
+        float* dg = gradGu + row * 2 * F;
+        float* du = dg + F;
+        for (int f = threadIdx.x; f < F; f += blockDim.x) swiglu_pair_bwd(g[f], u[f], go[f], &dg[f], &du[f]);
+    }
+}
+
+// gradIn = gradOut·SiLU'(x) over n elements, grid-stride. gradIn may alias gradOut (each element is read before the
+// same thread writes it), so neither is __restrict__.
+extern "C" __global__ void silu_bwd(const float* __restrict__ x, const float* gradOut, float* gradIn, int64_t n) {
+    GRID_STRIDE_LOOP(i, n) { gradIn[i] = gradOut[i] * silu_derivative(x[i]); }
 }

@@ -1,0 +1,81 @@
+// Optimizer step and the gradient norm it is clipped by (facm-spec.md §5.1: AdamW; the trainer clips by the global
+// norm √(Σ over all parameter gradients of Σ g²)). Launcher: facm.backend.cuda.CudaTrainingOps.
+#include "common.cuh"
+
+// ------------------------------------------------------------------------------------------- AdamW
+// Decoupled weight decay Adam as in PyTorch's AdamW, one fused pass over p, g, m, v (4 reads, 3 writes):
+//   g ← gradScale·grad;  p ← p − lr·wd·p;  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;
+//   p ← p − lr·(m / bc1) / (√(v / bc2) + eps)      with bc1 = 1 − β1^step, bc2 = 1 − β2^step (host, fp64).
+// Each element is computed in fp64 and rounded once per stored value; like PyTorch, the parameter update uses m and v
+// as stored (rounded to fp32), so the step is a function of the stored state alone. The extra fp64 arithmetic is free:
+// the kernel is bound by its 28 bytes of memory traffic per element.
+extern "C" __global__ void adamw_f32(float* __restrict__ p, const float* __restrict__ grad, float* __restrict__ m,
+                                     float* __restrict__ v, int64_t n, float lr, float beta1, float beta2, float eps,
+                                     float weightDecay, double bc1, double bc2, float gradScale) {
+    const double decay = (double)lr * weightDecay;
+    const double b1 = beta1, b2 = beta2;
+    GRID_STRIDE_LOOP(i, n) {
+        const double g = (double)gradScale * grad[i];
+        double pi = p[i];
+        pi -= decay * pi;
+        const float mi = (float)(b1 * m[i] + (1.0 - b1) * g);
+        const float vi = (float)(b2 * v[i] + (1.0 - b2) * g * g);
+        m[i] = mi;
+        v[i] = vi;
+        pi -= (double)lr * ((double)mi / bc1) / (sqrt((double)vi / bc2) + (double)eps);
+        p[i] = (float)pi;
+    }
+}
+
+// ------------------------------------------------------------------------------------------- Σ x²
+// acc[0] += Σ x², deterministic: a fixed grid (chosen from n alone by the launcher) of SUMSQ_THREADS-thread blocks,
+// each thread summing its grid-stride slice in fp64, each block reducing by a fixed tree. One block adds its total to
+// acc directly; with more, the blocks write fp64 partials and sum_squares_finish adds them in a fixed tree. fp64
+// (better than the fp32 the contract asks for) costs nothing here: the kernel is bound by reading x.
+
+#define SUMSQ_THREADS 256
+
+__device__ __forceinline__ double sumsq_warp_sum(double v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(FULL_WARP_MASK, v, offset);
+    return v;
+}
+
+// Block-wide fixed-order sum over SUMSQ_THREADS threads; the result is valid in thread 0.
+__device__ __forceinline__ double sumsq_block_sum(double v) {
+    __shared__ double warpSums[SUMSQ_THREADS / 32];
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    v = sumsq_warp_sum(v);
+    if (lane == 0) warpSums[warp] = v;
+    __syncthreads();
+    return sumsq_warp_sum(lane < SUMSQ_THREADS / 32 ? warpSums[lane] : 0.0);
+}
+
+// gridDim.x == 1: acc[0] += total; else partials[blockIdx.x] = block total (partials has gridDim.x doubles).
+extern "C" __global__ void __launch_bounds__(SUMSQ_THREADS) sum_squares_partial(const float* __restrict__ x,
+                                                                                int64_t n,
+                                                                                double* __restrict__ partials,
+                                                                                float* __restrict__ acc) {
+    double s = 0.0;
+    GRID_STRIDE_LOOP(i, n) {
+        const double xi = x[i];
+        s = fma(xi, xi, s);
+    }
+    s = sumsq_block_sum(s);
+    if (threadIdx.x == 0) {
+        if (gridDim.x == 1) {
+            acc[0] = (float)((double)acc[0] + s);
+        } else {
+            partials[blockIdx.x] = s;
+        }
+    }
+}
+
+// One block of SUMSQ_THREADS threads: acc[0] += Σ partials[0, count) (strided per thread, then the fixed tree).
+extern "C" __global__ void __launch_bounds__(SUMSQ_THREADS) sum_squares_finish(const double* __restrict__ partials,
+                                                                               int count, float* __restrict__ acc) {
+    double s = 0.0;
+    for (int i = threadIdx.x; i < count; i += SUMSQ_THREADS) s += partials[i];
+    s = sumsq_block_sum(s);
+    if (threadIdx.x == 0) acc[0] = (float)((double)acc[0] + s);
+}
