@@ -303,6 +303,7 @@ __device__ __forceinline__ void attention_bwd_dq_body(const float* __restrict__ 
     }
     const float Di = att_bwd_group_sum<SPLIT>(dsum);
     if (rowValid && part == 0) delta[(int64_t)bh * T + row] = Di;
+    if (gradQ == nullptr) return;  // only D wanted (the same in every thread: no barrier is left waiting)
     const float lseL2 = rowValid ? lse[(int64_t)bh * T + row] * ATT_LOG2E : 0.0f;
 
     for (int kb = 0; kb < T; kb += Tile::TILE) {
@@ -430,20 +431,24 @@ __device__ __forceinline__ void attention_bwd_dkdv_body(const float* __restrict_
             }
         }
     }
-    if (keyValid) {
+    if (keyValid && gradK != nullptr) {
         float4* gk = reinterpret_cast<float4*>(gradK + mine);
-        float4* gv = reinterpret_cast<float4*>(gradV + mine);
 #pragma unroll
         for (int i = 0; i < PART4; i++) {
             gk[i] = make_float4(dk[i].x * scale, dk[i].y * scale, dk[i].z * scale, dk[i].w * scale);
-            gv[i] = dv[i];
         }
+    }
+    if (keyValid && gradV != nullptr) {
+        float4* gv = reinterpret_cast<float4*>(gradV + mine);
+#pragma unroll
+        for (int i = 0; i < PART4; i++) gv[i] = dv[i];
     }
 }
 
 // Grid of both: ceil(T / ROWS) · B·H blocks of ATT_BWD_THREADS threads, ROWS = 128 / SPLIT (64 rows for dh ≤ 80, 32
 // above), no dynamic shared memory; all pointers 16-byte aligned (checked by the launcher). Launch dq first: it
-// writes delta [B, H, T] (D_i), which dkdv reads. Two blocks per SM: with a free register budget ptxas capped dq at
+// writes delta [B, H, T] (D_i), which dkdv reads. gradQ nullptr: dq only writes delta; gradK or gradV nullptr: not
+// written (the launcher skips dkdv when both are). Two blocks per SM: with a free register budget ptxas capped dq at
 // 168 registers (3 blocks) and spilled a few bytes; dkdv needs ~250 registers (k, v, dK, dV: 4·dh/SPLIT floats).
 #define ATTENTION_BWD_F32(DH)                                                                                    \
     extern "C" __global__ void __launch_bounds__(ATT_BWD_THREADS, 2) attention_bwd_dq_f32_dh##DH(                 \

@@ -250,20 +250,28 @@ extern "C" __global__ void __launch_bounds__(32 * RMSNORM_PART_ROWS) rmsnorm_bwd
 // The finishing pass of every deterministic parameter-gradient reduction in these kernels (RMSNorm weight and
 // modulation, gated-residual gate, qk-norm weights): partials hold `groups` groups of `perGroup` consecutive partial
 // rows (row stride partialStride floats) of `cols` values; for each group g and column c,
-//   out[g·outGroupStride + c] += Σ_{k < perGroup} partials[(g·perGroup + k)·partialStride + c]
-// summed in k order, one thread per (group, column), so the result depends only on the partials and the shape.
-// The loop is unrolled so the independent loads are in flight together while the adds stay in order.
-extern "C" __global__ void partials_sum_accumulate(const float* __restrict__ partials, int64_t partialStride,
-                                                   float* __restrict__ out, int64_t outGroupStride, int groups,
-                                                   int perGroup, int cols) {
-    const int64_t n = (int64_t)groups * cols;
-    GRID_STRIDE_LOOP(i, n) {
-        const int64_t g = i / cols;
-        const int c = (int)(i % cols);
-        const float* p = partials + g * perGroup * partialStride + c;
+//   out[g·outGroupStride + c] += Σ_{k < perGroup} partials[(g·perGroup + k)·partialStride + c].
+// Grid (ceil(cols / 32), min(groups, 65535)) with groups grid-strided over y; block (32, RMSNORM_PART_ROWS). Lanes
+// take neighbouring columns (coalesced), thread row ty adds k = ty, ty + 8, ... in order, then thread row 0 adds the
+// 8 results in order: the result depends only on the partials and the shape.
+extern "C" __global__ void __launch_bounds__(32 * RMSNORM_PART_ROWS) partials_sum_accumulate(
+        const float* __restrict__ partials, int64_t partialStride, float* __restrict__ out, int64_t outGroupStride,
+        int groups, int perGroup, int cols) {
+    __shared__ float sums[RMSNORM_PART_ROWS][33];
+    const int c = blockIdx.x * 32 + threadIdx.x;
+    for (int g = blockIdx.y; g < groups; g += gridDim.y) {
         float s = 0.0f;
-#pragma unroll 8
-        for (int k = 0; k < perGroup; k++) s += p[(int64_t)k * partialStride];
-        out[g * outGroupStride + c] += s;
+        if (c < cols) {
+            const float* p = partials + (int64_t)g * perGroup * partialStride + c;
+            for (int k = threadIdx.y; k < perGroup; k += RMSNORM_PART_ROWS) s += p[(int64_t)k * partialStride];
+        }
+        sums[threadIdx.y][threadIdx.x] = s;
+        __syncthreads();
+        if (threadIdx.y == 0 && c < cols) {
+            s = sums[0][threadIdx.x];
+            for (int t = 1; t < RMSNORM_PART_ROWS; t++) s += sums[t][threadIdx.x];
+            out[(int64_t)g * outGroupStride + c] += s;
+        }
+        __syncthreads();  // the shared sums are rewritten by the next group
     }
 }

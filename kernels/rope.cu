@@ -171,6 +171,7 @@ __device__ __forceinline__ void qk_norm_rope_head_bwd(const float2* __restrict__
             g[j] = make_float2(rho * fmaf(-xe[j].x, nm, g[j].x), rho * fmaf(-xe[j].y, nm, g[j].y));
         }
     }
+    if (dst == nullptr) return;
 #pragma unroll
     for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
         const int p = lane + 32 * j;
@@ -178,10 +179,10 @@ __device__ __forceinline__ void qk_norm_rope_head_bwd(const float2* __restrict__
     }
 }
 
-// Launch like qk_norm_rope_fwd (blocks of 256 threads, one warp per (b, t, h)) with a grid that depends only on the
-// shape. gq, gk, gv [B,H,T,dh] -> gqkv [B,T,3·H·dh] (overwritten). rstd may be nullptr (ρ recomputed from qkv and
-// eps); partials [gridDim.x, 2, dh] is nullptr when no weight gradient is wanted (or qk-norm is off). qw and kw are
-// both given or both nullptr, likewise cosT and sinT.
+// Launch like qk_norm_rope_fwd but with exactly 256 threads (warpSums holds 8 warps) and a grid that depends only on
+// the shape. gq, gk, gv [B,H,T,dh] -> gqkv [B,T,3·H·dh] (overwritten; nullptr when only the weight gradients are
+// wanted). rstd may be nullptr (ρ recomputed from qkv and eps); partials [gridDim.x, 2, dh] is nullptr when no weight
+// gradient is wanted (or qk-norm is off). qw and kw are both given or both nullptr, likewise cosT and sinT.
 extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_bwd(
         const float* __restrict__ qkv, const float* __restrict__ qw, const float* __restrict__ kw,
         const float* __restrict__ cosT, const float* __restrict__ sinT, const float* __restrict__ rstd,
@@ -202,20 +203,21 @@ extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_bwd(
         const int t = (int)(bt % T);
         const int64_t b = bt / T;
         const float* tokenIn = qkv + bt * 3 * H * dh;
-        float* tokenGrad = gqkv + bt * 3 * H * dh;
+        float* tokenGrad = gqkv != nullptr ? gqkv + bt * 3 * H * dh : nullptr;
         const int64_t headRow = ((b * H + h) * T + t) * dh;  // [B,H,T,dh]
         const float* cosRow = cosT != nullptr ? cosT + (int64_t)t * dh : nullptr;
         const float* sinRow = sinT != nullptr ? sinT + (int64_t)t * dh : nullptr;
         const float* rstdQ = rstd != nullptr ? rstd + (bt * 2 + 0) * H + h : nullptr;
         const float* rstdK = rstd != nullptr ? rstd + (bt * 2 + 1) * H + h : nullptr;
+        float2* dstQ = tokenGrad != nullptr ? reinterpret_cast<float2*>(tokenGrad + (int64_t)h * dh) : nullptr;
+        float2* dstK = tokenGrad != nullptr ? reinterpret_cast<float2*>(tokenGrad + (int64_t)(H + h) * dh) : nullptr;
         qk_norm_rope_head_bwd(reinterpret_cast<const float2*>(tokenIn + (int64_t)h * dh),
-                              reinterpret_cast<const float2*>(gq + headRow),
-                              reinterpret_cast<float2*>(tokenGrad + (int64_t)h * dh), qw, cosRow, sinRow, rstdQ, wq,
-                              dh, eps, lane);
+                              reinterpret_cast<const float2*>(gq + headRow), dstQ, qw, cosRow, sinRow, rstdQ, wq, dh,
+                              eps, lane);
         qk_norm_rope_head_bwd(reinterpret_cast<const float2*>(tokenIn + (int64_t)(H + h) * dh),
-                              reinterpret_cast<const float2*>(gk + headRow),
-                              reinterpret_cast<float2*>(tokenGrad + (int64_t)(H + h) * dh), kw, cosRow, sinRow,
-                              rstdK, wk, dh, eps, lane);
+                              reinterpret_cast<const float2*>(gk + headRow), dstK, kw, cosRow, sinRow, rstdK, wk, dh,
+                              eps, lane);
+        if (tokenGrad == nullptr) continue;
         const float2* vin = reinterpret_cast<const float2*>(gv + headRow);
         float2* vout = reinterpret_cast<float2*>(tokenGrad + (int64_t)(2 * H + h) * dh);
         for (int p = lane; p < (dh >> 1); p += 32) vout[p] = vin[p];

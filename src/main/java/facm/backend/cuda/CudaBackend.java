@@ -34,6 +34,7 @@ import java.util.Objects;
  */
 public final class CudaBackend implements Backend {
     private CudaNetworkOps network;
+    private CudaTrainingOps training;
 
     private final CudaDevice device;
     private final boolean ownsDevice;
@@ -353,6 +354,14 @@ public final class CudaBackend implements Backend {
             network = new CudaNetworkOps(this);
         }
         return network;
+    }
+
+    @Override
+    public synchronized facm.tensor.TrainingOps training() {
+        if (training == null) {
+            training = new CudaTrainingOps(this);
+        }
+        return training;
     }
 
     @Override

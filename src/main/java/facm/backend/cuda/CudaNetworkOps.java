@@ -1,6 +1,7 @@
 package facm.backend.cuda;
 
 import facm.cuda.CudaStream;
+import facm.cuda.DeviceArena;
 import facm.cuda.Kernel;
 import facm.cuda.KernelArg;
 import facm.cuda.KernelLibrary;
@@ -24,15 +25,20 @@ import static facm.cuda.KernelArg.PTR;
 
 /**
  * The LightningDiT layers (facm-spec.md §3, contract {@link NetworkOps}) on the GPU: launchers for kernels/embed.cu,
- * rmsnorm.cu, adaln.cu and swiglu.cu here, kernels/rope.cu and attention.cu in {@link CudaAttention}. Every op checks
- * its arguments like the CPU reference (same rules and messages), then queues its kernel on the device's main stream
- * and returns: no host synchronization, no allocation.
+ * rmsnorm.cu, adaln.cu and swiglu.cu here, kernels/rope.cu and attention.cu in {@link CudaAttention}; the backward
+ * passes in {@link CudaLayerBackward}, {@link CudaNormBackward} and {@link CudaAttentionBackward}. Every op checks
+ * its arguments like the CPU reference (same rules and messages), then queues its kernels on the device's main stream
+ * and returns: no host synchronization, and no allocation except the scratch buffers of the backward passes, which
+ * grow to the largest shape seen and are then reused ({@link ScratchBuffer}; {@link #close()} returns them).
+ *
+ * <p>Backward numerics: fp32 throughout, reductions in an order fixed by the shape, so every gradient is
+ * bit-identical from run to run (no atomics anywhere, including the attention backward).
  *
  * <p>Differences from the CPU reference, all within the tolerances the gpu tests state: fp32 statistics and
  * accumulation instead of fp64; and {@link #embedding} cannot check the ids without a host round trip, so an id
  * outside {@code [0, V)} yields a NaN row instead of an exception.
  */
-public final class CudaNetworkOps implements NetworkOps {
+public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
     /** Cap on blocks for grid-stride kernels: enough to fill any current GPU many times over. */
     static final int MAX_GRID = 65_535 * 8;
     private static final int ELEMENTWISE_BLOCK = 256;
@@ -44,6 +50,9 @@ public final class CudaNetworkOps implements NetworkOps {
     private final CudaNetworkChecks check;
     private final CudaStream stream;
     private final CudaAttention attention;
+    private final CudaLayerBackward layerBackward;
+    private final CudaNormBackward normBackward;
+    private final CudaAttentionBackward attentionBackward;
     private final Kernel patchify;
     private final Kernel unpatchify;
     private final Kernel timestep;
@@ -60,6 +69,12 @@ public final class CudaNetworkOps implements NetworkOps {
         KernelLibrary lib = backend.cudaDevice().kernels();
         this.stream = backend.cudaDevice().stream();
         this.attention = new CudaAttention(check, lib, stream);
+        PartialSums sums = new PartialSums(lib, stream);
+        DeviceArena arena = backend.cudaDevice().arena();
+        this.layerBackward = new CudaLayerBackward(check, lib, stream);
+        this.normBackward = new CudaNormBackward(check, lib, stream, sums, new ScratchBuffer(arena, "norm backward"));
+        this.attentionBackward = new CudaAttentionBackward(check, lib, stream, sums,
+                new ScratchBuffer(arena, "attention backward"));
         patchify = lib.kernel("patchify_fwd", PTR, PTR, I32, I32, I32, I32, I32);
         unpatchify = lib.kernel("unpatchify_fwd", PTR, PTR, I32, I32, I32, I32, I32);
         timestep = lib.kernel("timestep_embedding_fwd", PTR, PTR, I32, I32, F64);
@@ -251,6 +266,71 @@ public final class CudaNetworkOps implements NetworkOps {
         boolean vec4 = f % 4 == 0 && aligned16(in, o);
         (vec4 ? swigluVec4 : swiglu).launch(stream, (int) Math.min(rows, MAX_GRID), 1, 1, rowBlock(vec4 ? f / 4 : f),
                 1, 1, 0, in.address(), o.address(), rows, f);
+    }
+
+    // ---------------------------------------------------------------- backward
+
+    @Override
+    public void patchifyBackward(Tensor gradTokens, int patch, Tensor gradX) {
+        layerBackward.patchifyBackward(gradTokens, patch, gradX);
+    }
+
+    @Override
+    public void unpatchifyBackward(Tensor gradOut, int patch, Tensor gradTokens) {
+        layerBackward.unpatchifyBackward(gradOut, patch, gradTokens);
+    }
+
+    @Override
+    public void embeddingBackward(Tensor gradOut, Tensor ids, Tensor gradTable) {
+        layerBackward.embeddingBackward(gradOut, ids, gradTable);
+    }
+
+    @Override
+    public void rmsNormModulateBackward(Tensor x, Tensor weight, float eps, Tensor mod, int shiftChunk,
+                                        int scaleChunk, Tensor rstd, Tensor gradOut, Tensor gradX, Tensor gradWeight,
+                                        Tensor gradMod) {
+        normBackward.rmsNormModulateBackward(x, weight, eps, mod, shiftChunk, scaleChunk, rstd, gradOut, gradX,
+                gradWeight, gradMod);
+    }
+
+    @Override
+    public void gatedResidualBackward(Tensor a, Tensor mod, int gateChunk, Tensor gradH, Tensor gradA,
+                                      Tensor gradMod) {
+        normBackward.gatedResidualBackward(a, mod, gateChunk, gradH, gradA, gradMod);
+    }
+
+    @Override
+    public void qkNormRopeBackward(Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps, Tensor ropeCos,
+                                   Tensor ropeSin, Tensor rstd, Tensor gradQ, Tensor gradK, Tensor gradV,
+                                   Tensor gradQkv, Tensor gradQWeight, Tensor gradKWeight) {
+        attentionBackward.qkNormRopeBackward(qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, rstd, gradQ, gradK,
+                gradV, gradQkv, gradQWeight, gradKWeight);
+    }
+
+    @Override
+    public void attentionBackward(Tensor q, Tensor k, Tensor v, float scale, Tensor out, Tensor lse, Tensor gradOut,
+                                  Tensor gradQ, Tensor gradK, Tensor gradV) {
+        attentionBackward.attentionBackward(q, k, v, scale, out, lse, gradOut, gradQ, gradK, gradV);
+    }
+
+    @Override
+    public void swigluBackward(Tensor gu, Tensor gradOut, Tensor gradGu) {
+        layerBackward.swigluBackward(gu, gradOut, gradGu);
+    }
+
+    @Override
+    public void siluBackward(Tensor x, Tensor gradOut, Tensor gradIn) {
+        layerBackward.siluBackward(x, gradOut, gradIn);
+    }
+
+    /**
+     * Returns the backward passes' scratch buffers to the device arena (queued work that uses them is already on the
+     * stream, so this is safe at any time). The ops stay usable: the next backward call allocates again.
+     */
+    @Override
+    public void close() {
+        normBackward.close();
+        attentionBackward.close();
     }
 
     /**

@@ -1,0 +1,179 @@
+package facm.backend.cuda;
+
+import facm.cuda.CudaStream;
+import facm.cuda.Kernel;
+import facm.cuda.KernelLibrary;
+import facm.tensor.DType;
+import facm.tensor.ShapeException;
+import facm.tensor.Shapes;
+import facm.tensor.Tensor;
+import facm.tensor.TrainingOps;
+
+import java.util.Objects;
+
+import static facm.cuda.KernelArg.F32;
+import static facm.cuda.KernelArg.F64;
+import static facm.cuda.KernelArg.I32;
+import static facm.cuda.KernelArg.I64;
+import static facm.cuda.KernelArg.PTR;
+
+/**
+ * Losses and optimizer steps on the GPU (contract {@link TrainingOps}): the flow-matching loss with its gradient
+ * (kernels/loss.cu), the sum of squares behind global gradient-norm clipping and the fused AdamW step
+ * (kernels/adamw.cu). Every op queues its kernels on the device's main stream and returns; only the caller's read-back
+ * of the accumulated squared norm synchronizes.
+ *
+ * <p>Numerics: the loss and the AdamW arithmetic are fp64 per element, rounded once per stored value; the sums of the
+ * loss and of the squares are fp64 with reduction orders fixed by the shape, so results are bit-identical from run to
+ * run. The only state kept between calls is the 8 KiB of fp64 block partials of {@link #sumOfSquares}.
+ */
+public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
+    private static final int LOSS_THREADS = 256;
+    private static final int SUM_THREADS = 256;
+    /** Elements per thread before sumOfSquares uses another block, and the cap on blocks (= fp64 partials). */
+    private static final int SUM_ELEMENTS_PER_THREAD = 8;
+    private static final int SUM_MAX_BLOCKS = 1024;
+    private static final int ELEMENTWISE_BLOCK = 256;
+
+    private final CudaBackend backend;
+    private final CudaStream stream;
+    private final ScratchBuffer scratch;
+    private final Kernel loss;
+    private final Kernel sumPartial;
+    private final Kernel sumFinish;
+    private final Kernel adamw;
+
+    public CudaTrainingOps(CudaBackend backend) {
+        this.backend = Objects.requireNonNull(backend, "CudaTrainingOps: backend is null");
+        this.stream = backend.cudaDevice().stream();
+        this.scratch = new ScratchBuffer(backend.cudaDevice().arena(), "training ops");
+        KernelLibrary lib = backend.cudaDevice().kernels();
+        loss = lib.kernel("flow_matching_loss_f32", PTR, PTR, PTR, PTR, I32, I32, I32, F32);
+        sumPartial = lib.kernel("sum_squares_partial", PTR, I64, PTR, PTR);
+        sumFinish = lib.kernel("sum_squares_finish", PTR, I32, PTR);
+        adamw = lib.kernel("adamw_f32", PTR, PTR, PTR, PTR, I64, F32, F32, F32, F32, F32, F64, F64, F32);
+    }
+
+    @Override
+    public void flowMatchingLoss(Tensor pred, Tensor target, Tensor perSample, Tensor gradPred, float gradScale) {
+        String op = "flowMatchingLoss";
+        CudaTensor p = f32(op, "pred", pred);
+        CudaTensor u = f32(op, "target", target);
+        CudaTensor l = f32(op, "perSample", perSample);
+        if (p.rank() != 4) {
+            throw new ShapeException(op + ": pred should have rank 4 [B,C,H,W], got " + p.describe());
+        }
+        Shapes.requireSame(op + " (target vs pred)", u, p);
+        int b = p.dim(0), c = p.dim(1);
+        long pixels = (long) p.dim(2) * p.dim(3);
+        Shapes.requireShape(op + ": perSample [B] for pred " + p.describe(), l, b);
+        requireNoSharing(op, l, p, u);
+        CudaTensor g = null;
+        if (gradPred != null) {
+            g = f32(op, "gradPred", gradPred);
+            Shapes.requireSame(op + " (gradPred vs pred)", g, p);
+            requireNoSharing(op, g, p, u, l);
+            if (!Float.isFinite(gradScale)) {
+                throw new IllegalArgumentException(op + ": gradScale must be finite, got " + gradScale);
+            }
+        }
+        if (b == 0) {
+            return;
+        }
+        if (c == 0 || pixels == 0) {
+            throw new ShapeException(op + ": pred " + p.describe() + " has no channels or pixels to average over");
+        }
+        if ((long) c * pixels > Integer.MAX_VALUE) {
+            throw new ShapeException(op + ": pred " + p.describe() + " has more than 2^31 values per sample");
+        }
+        loss.launch(stream, Math.min(b, CudaNetworkOps.MAX_GRID), 1, 1, LOSS_THREADS, 1, 1, 0, p.address(),
+                u.address(), l.address(), g == null ? 0L : g.address(), b, c, (int) pixels, gradScale);
+    }
+
+    @Override
+    public void sumOfSquares(Tensor x, Tensor acc) {
+        String op = "sumOfSquares";
+        CudaTensor in = f32(op, "x", x);
+        CudaTensor a = f32(op, "acc", acc);
+        if (a.numel() != 1) {
+            throw new ShapeException(op + ": acc should hold one value (F32 [1]), got " + a.describe());
+        }
+        requireNoSharing(op, a, in);
+        long n = in.numel();
+        if (n == 0) {
+            return;
+        }
+        int blocks = sumBlocks(n);
+        long partials = blocks == 1 ? 0L : scratch.regions(op, (long) SUM_MAX_BLOCKS * Double.BYTES)[0];
+        sumPartial.launch(stream, blocks, 1, 1, SUM_THREADS, 1, 1, 0, in.address(), n, partials, a.address());
+        if (blocks > 1) {
+            sumFinish.launch(stream, 1, 1, 1, SUM_THREADS, 1, 1, 0, partials, blocks, a.address());
+        }
+    }
+
+    /** Blocks of sum_squares_partial for n elements: from n alone, so the summation order depends on the shape only. */
+    static int sumBlocks(long n) {
+        long perBlock = (long) SUM_THREADS * SUM_ELEMENTS_PER_THREAD;
+        return (int) Math.max(1, Math.min(SUM_MAX_BLOCKS, (n + perBlock - 1) / perBlock));
+    }
+
+    @Override
+    public void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
+                      float weightDecay, int step, float gradScale) {
+        String op = "adamw";
+        CudaTensor p = f32(op, "param", param);
+        CudaTensor g = f32(op, "grad", grad);
+        CudaTensor ms = f32(op, "m", m);
+        CudaTensor vs = f32(op, "v", v);
+        Shapes.requireSame(op + " (grad vs param)", g, p);
+        Shapes.requireSame(op + " (m vs param)", ms, p);
+        Shapes.requireSame(op + " (v vs param)", vs, p);
+        requireNoSharing(op, p, g, ms, vs);
+        requireNoSharing(op, g, ms, vs);
+        requireNoSharing(op, ms, vs);
+        requireFinite(op, "lr", lr);
+        requireFinite(op, "eps", eps);
+        requireFinite(op, "weightDecay", weightDecay);
+        requireFinite(op, "gradScale", gradScale);
+        if (!(beta1 >= 0f && beta1 < 1f) || !(beta2 >= 0f && beta2 < 1f)) {
+            throw new IllegalArgumentException(op + ": betas must lie in [0, 1), got beta1 " + beta1 + ", beta2 "
+                    + beta2);
+        }
+        if (step < 1) {
+            throw new IllegalArgumentException(op + ": step counts from 1, got " + step);
+        }
+        if (p.numel() == 0) {
+            return;
+        }
+        // Bias corrections in fp64 on the host: 1 − β^step.
+        double bc1 = 1.0 - Math.pow(beta1, step);
+        double bc2 = 1.0 - Math.pow(beta2, step);
+        adamw.launch1d(stream, p.numel(), ELEMENTWISE_BLOCK, p.address(), g.address(), ms.address(), vs.address(),
+                p.numel(), lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale);
+    }
+
+    /** Returns the partials buffer to the device arena; the ops stay usable. */
+    @Override
+    public void close() {
+        scratch.close();
+    }
+
+    // ---------------------------------------------------------------- checks
+
+    private CudaTensor f32(String op, String role, Tensor t) {
+        Objects.requireNonNull(t, () -> op + ": " + role + " is null");
+        CudaTensor c = backend.require(op + " " + role, t);
+        Shapes.requireDType(op + ": " + role, c, DType.F32);
+        return c;
+    }
+
+    private static void requireNoSharing(String op, CudaTensor written, CudaTensor... others) {
+        CudaNetworkChecks.requireNoSharing(op, written, others);
+    }
+
+    private static void requireFinite(String op, String name, float value) {
+        if (!Float.isFinite(value)) {
+            throw new IllegalArgumentException(op + ": " + name + " must be finite, got " + value);
+        }
+    }
+}
