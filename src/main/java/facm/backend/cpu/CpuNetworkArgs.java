@@ -108,8 +108,8 @@ final class CpuNetworkArgs {
         requireRank(op, "qkv [B, T, 3·H·dh]", in, 3);
         int t = in.dim(1);
         if (heads < 1 || in.dim(2) == 0 || in.dim(2) % (3 * heads) != 0) {
-            throw new ShapeException(op + ": qkv " + in.describe() + " last dimension should be 3·heads·dh with heads = "
-                    + heads + " and dh >= 1");
+            throw new ShapeException(op + ": qkv " + in.describe()
+                    + " last dimension should be 3·heads·dh with heads = " + heads + " and dh >= 1");
         }
         int dh = in.dim(2) / (3 * heads);
         if ((qWeight == null) != (kWeight == null)) {

@@ -18,8 +18,10 @@ import java.util.Objects;
 
 /**
  * The LightningDiT layers (facm-spec.md §3) on the CPU: the reference the CUDA kernels are checked against. This class
- * checks every shape, dtype and aliasing rule and runs the simple layers; the attention pair (qk-norm/RoPE and
- * softmax attention) runs in {@link CpuAttention}, the RMSNorm/adaLN pair in {@link CpuNorms}.
+ * checks every shape, dtype and aliasing rule (through {@link CpuNetworkArgs}) and runs the simple layers; the
+ * patch permutations run in {@link CpuPatches}, the attention pair (qk-norm/RoPE and softmax attention) in
+ * {@link CpuAttention}, the RMSNorm/adaLN pair in {@link CpuNorms}. The backward ops are handed to
+ * {@link CpuNetworkBackward}, whose loops sit next to their forwards in those classes.
  *
  * <p>Numerics, the same rule for every op: each output element is the fp32 rounding of its value computed in float64
  * from the fp32 inputs (RMS statistics, softmax sums, attention accumulation, transcendental functions). The results
