@@ -44,9 +44,13 @@ public record TrainOptions(String objective, String model, String data, int step
         require(data != null && !data.isBlank(), "data is empty");
         require(steps >= 1, "steps must be >= 1, got " + steps);
         require(batch >= 1, "batch must be >= 1, got " + batch);
-        new AdamW.Options(lr, beta1, beta2, eps, weightDecay);
+        try {
+            new AdamW.Options(lr, beta1, beta2, eps, weightDecay);
+            EmaSet.parse(ema);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("train options: " + e.getMessage(), e);
+        }
         require(gradClip >= 0 && Float.isFinite(gradClip), "grad_clip must be >= 0 (0 = off), got " + gradClip);
-        EmaSet.parse(ema);
         require(PRECISIONS.contains(precision), "precision must be one of " + PRECISIONS + ", got '" + precision + "'");
         require(out != null && !out.isBlank(), "out (the run folder) is required");
         require(logEvery >= 1, "log_every must be >= 1, got " + logEvery);
