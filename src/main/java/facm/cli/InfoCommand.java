@@ -4,12 +4,11 @@ import facm.cuda.Cuda;
 import facm.cuda.CudaDevice;
 import facm.cuda.DeviceArena;
 import facm.cuda.KernelBuildInfo;
+import facm.cuda.NvidiaDriver;
 import facm.cuda.blas.CublasLt;
 import picocli.CommandLine.Command;
 
 import java.io.PrintStream;
-import java.nio.file.Files;
-import java.nio.file.Path;
 
 /** {@code info}: what this machine offers the engine. Exits 0 with or without a GPU. */
 @Command(name = "info", mixinStandardHelpOptions = true,
@@ -35,7 +34,7 @@ final class InfoCommand implements Runnable {
             out.println("device     cpu (the default here)");
             return;
         }
-        out.printf("driver     %s (CUDA %s)%n", nvidiaDriverVersion(), Cuda.driverVersion());
+        out.printf("driver     %s (CUDA %s)%n", NvidiaDriver.version(), Cuda.driverVersion());
         out.printf("cublasLt   %s%n", blasVersion());
         for (int i = 0; i < Cuda.deviceCount(); i++) {
             try (CudaDevice d = CudaDevice.open(i)) {
@@ -54,22 +53,5 @@ final class InfoCommand implements Runnable {
         } catch (RuntimeException | LinkageError e) {
             return "unavailable: " + Main.oneLine(e);
         }
-    }
-
-    /** The kernel driver's version (e.g. 580.95.05), read from the driver's proc file where it exists. */
-    private static String nvidiaDriverVersion() {
-        Path p = Path.of("/proc/driver/nvidia/version");
-        try {
-            if (Files.isReadable(p)) {
-                String s = Files.readString(p);
-                java.util.regex.Matcher m = java.util.regex.Pattern.compile("Kernel Module\\s+([0-9.]+)").matcher(s);
-                if (m.find()) {
-                    return m.group(1);
-                }
-            }
-        } catch (java.io.IOException e) {
-            // fall through
-        }
-        return "version unknown";
     }
 }
