@@ -93,6 +93,16 @@ public final class ForwardPass implements AutoCloseable {
         return tape != null && tape.owns(t);
     }
 
+    /**
+     * Hands a temporary of this pass to the tape for a backward. Tensors from outside the pass (the caller's inputs)
+     * are not the tape's to free: the caller keeps them open until the backward has run.
+     */
+    private void saveForBackward(Tensor t) {
+        if (live.contains(t)) {
+            tape.save(t);
+        }
+    }
+
     /** Whether an op on {@code inputs} must record its backward. */
     private boolean recording(Tensor... inputs) {
         return tape != null && tape.anyRequiresGrad(inputs);
@@ -197,7 +207,7 @@ public final class ForwardPass implements AutoCloseable {
     private Tensor gemmInput(Tensor x, int rows, int in, boolean neededByBackward) {
         if (precision != GemmPrecision.BF16) {
             if (neededByBackward) {
-                tape.save(x);
+                saveForBackward(x);
             }
             return x.reshape(rows, in);
         }
@@ -216,7 +226,7 @@ public final class ForwardPass implements AutoCloseable {
         Tensor out = alloc(name, DType.F32, x.shape());
         be.unary(UnaryOp.SILU, x, out);
         if (recording(x)) {
-            tape.save(x);
+            saveForBackward(x);
             tape.record("silu " + name, () -> {
                 Tensor g = tape.takeGrad(out);
                 net.siluBackward(x, g, g);
@@ -318,9 +328,9 @@ public final class ForwardPass implements AutoCloseable {
         net.rmsNormModulate(x, weight, eps, mod, shiftChunk, scaleChunk, out, rstd);
         if (rec) {
             requireParameter("rmsNorm " + name, weight);
-            tape.save(x);
+            saveForBackward(x);
             if (mod != null) {
-                tape.save(mod);
+                saveForBackward(mod);
             }
             tape.record("rmsNorm " + name, () -> {
                 Tensor gx = tape.requiresGrad(x) ? tape.newGradBuffer(x) : null;
@@ -349,8 +359,8 @@ public final class ForwardPass implements AutoCloseable {
         be.copy(h, out);
         net.gatedResidual(out, a, mod, gateChunk);
         release(h);
-        tape.save(a);
-        tape.save(mod);
+        saveForBackward(a);
+        saveForBackward(mod);
         tape.record("gatedResidual " + h.name(), () -> {
             Tensor g = tape.grad(out);
             Tensor ga = tape.requiresGrad(a) ? tape.newGradBuffer(a) : null;
@@ -380,7 +390,7 @@ public final class ForwardPass implements AutoCloseable {
         Tensor rstd = rec && qWeight != null ? tape.save(alloc(name + ".rstd", DType.F32, b, t, 2, heads)) : null;
         net.qkNormRope(qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v, rstd);
         if (rec) {
-            tape.save(qkv);
+            saveForBackward(qkv);
             tape.record("qkNormRope " + name, () -> {
                 Tensor gq = gradOrZeros(q);
                 Tensor gk = gradOrZeros(k);
@@ -411,10 +421,10 @@ public final class ForwardPass implements AutoCloseable {
         Tensor lse = rec ? tape.save(alloc(name + ".lse", DType.F32, b, heads, t)) : null;
         net.attention(q, k, v, scale, out, lse);
         if (rec) {
-            tape.save(q);
-            tape.save(k);
-            tape.save(v);
-            tape.save(out);
+            saveForBackward(q);
+            saveForBackward(k);
+            saveForBackward(v);
+            saveForBackward(out);
             tape.record("attention " + name, () -> {
                 Tensor gq = tape.newGradBuffer(q);
                 Tensor gk = tape.newGradBuffer(k);
@@ -435,7 +445,7 @@ public final class ForwardPass implements AutoCloseable {
         Tensor out = alloc(name, DType.F32, shape);
         net.swiglu(gu, out);
         if (recording(gu)) {
-            tape.save(gu);
+            saveForBackward(gu);
             tape.record("swiglu " + name, () -> {
                 Tensor g = tape.newGradBuffer(gu);
                 net.swigluBackward(gu, tape.grad(out), g);
