@@ -41,7 +41,8 @@ final class SampleGrid {
         return Math.max(1, MAX_SAMPLES / cols) * cols;
     }
 
-    static void write(Path file, ModelWeights weights, int eulerSteps, long seed) throws IOException {
+    static void write(Path file, ModelWeights weights, GemmPrecision precision, int eulerSteps, long seed)
+            throws IOException {
         ModelConfig c = weights.config();
         Backend be = weights.backend();
         int n = count(c);
@@ -49,7 +50,7 @@ final class SampleGrid {
         for (int i = 0; i < n; i++) {
             labels[i] = i % c.numClasses();
         }
-        LightningDiT net = new LightningDiT(weights).precision(GemmPrecision.FP32);
+        LightningDiT net = new LightningDiT(weights).precision(precision);
         try (Tensor z = be.empty("grid_noise", DType.F32, n, c.inChannels(), c.inputSize(), c.inputSize());
              Tensor y = be.upload("grid_labels", labels, n)) {
             be.randomNormal(z, seed ^ NOISE_SEED_SALT, 0);

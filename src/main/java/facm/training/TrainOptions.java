@@ -29,11 +29,13 @@ import java.util.Map;
  * @param ckptEvery   steps between checkpoints (0 = only at the end)
  * @param sampleEvery steps between sample grids (0 = never; image data only)
  * @param sampleSteps Euler steps of the sample grids
+ * @param labelDropout     fm: probability of replacing a label by the null class (§4: 0.1)
+ * @param expandedInterval fm: the second half of each batch gets time input 2 − t (§4)
  */
 public record TrainOptions(String objective, String model, String data, int steps, int batch, float lr, float beta1,
                            float beta2, float eps, float weightDecay, float gradClip, String ema, String device,
                            String precision, long seed, String out, String init, int logEvery, int ckptEvery,
-                           int sampleEvery, int sampleSteps) {
+                           int sampleEvery, int sampleSteps, float labelDropout, boolean expandedInterval) {
 
     public static final List<String> OBJECTIVES = List.of("fm");
     public static final List<String> PRECISIONS = List.of("fp32", "tf32", "bf16");
@@ -57,6 +59,7 @@ public record TrainOptions(String objective, String model, String data, int step
         require(ckptEvery >= 0, "ckpt_every must be >= 0 (0 = only at the end), got " + ckptEvery);
         require(sampleEvery >= 0, "sample_every must be >= 0 (0 = never), got " + sampleEvery);
         require(sampleSteps >= 1, "sample_steps must be >= 1, got " + sampleSteps);
+        require(labelDropout >= 0 && labelDropout <= 1, "label_dropout must be in [0, 1], got " + labelDropout);
     }
 
     private static void require(boolean ok, String message) {
@@ -90,6 +93,8 @@ public record TrainOptions(String objective, String model, String data, int step
         d.put("ckpt_every", new JsonPrimitive(1000));
         d.put("sample_every", new JsonPrimitive(1000));
         d.put("sample_steps", new JsonPrimitive(32));
+        d.put("label_dropout", new JsonPrimitive(0.1f));
+        d.put("expanded_interval", new JsonPrimitive(true));
         return d;
     }
 
@@ -100,7 +105,7 @@ public record TrainOptions(String objective, String model, String data, int step
 
     private static final List<String> KEYS = List.of("objective", "model", "data", "steps", "batch", "lr", "betas",
             "eps", "weight_decay", "grad_clip", "ema", "device", "precision", "seed", "out", "init", "log_every",
-            "ckpt_every", "sample_every", "sample_steps");
+            "ckpt_every", "sample_every", "sample_steps", "label_dropout", "expanded_interval");
 
     /**
      * Options from layers of JSON objects, later layers winning: the defaults, then each of {@code layers} (e.g. a
@@ -132,10 +137,24 @@ public record TrainOptions(String objective, String model, String data, int step
                     string(merged, "precision").toLowerCase(Locale.ROOT), merged.get("seed").getAsLong(),
                     string(merged, "out"), string(merged, "init"), merged.get("log_every").getAsInt(),
                     merged.get("ckpt_every").getAsInt(), merged.get("sample_every").getAsInt(),
-                    merged.get("sample_steps").getAsInt());
+                    merged.get("sample_steps").getAsInt(), merged.get("label_dropout").getAsFloat(),
+                    bool(merged.get("expanded_interval")));
         } catch (NumberFormatException | UnsupportedOperationException | IllegalStateException e) {
             throw new IllegalArgumentException("train options: a value has the wrong type (" + e.getMessage() + ")", e);
         }
+    }
+
+    private static boolean bool(JsonElement e) {
+        if (e.isJsonPrimitive() && e.getAsJsonPrimitive().isBoolean()) {
+            return e.getAsBoolean();
+        }
+        if (e.isJsonPrimitive() && e.getAsJsonPrimitive().isString()) {
+            String s = e.getAsString().trim().toLowerCase(Locale.ROOT);
+            if (s.equals("true") || s.equals("false")) {
+                return Boolean.parseBoolean(s);
+            }
+        }
+        throw new IllegalArgumentException("train options: expanded_interval must be true or false, got " + e);
     }
 
     private static String string(Map<String, JsonElement> m, String key) {
@@ -200,6 +219,8 @@ public record TrainOptions(String objective, String model, String data, int step
         o.addProperty("ckpt_every", ckptEvery);
         o.addProperty("sample_every", sampleEvery);
         o.addProperty("sample_steps", sampleSteps);
+        o.addProperty("label_dropout", labelDropout);
+        o.addProperty("expanded_interval", expandedInterval);
         return o;
     }
 
@@ -217,9 +238,34 @@ public record TrainOptions(String objective, String model, String data, int step
         return resolve(parseObject(json, "train options JSON"));
     }
 
-    /** The same options with another step count (resume may extend a run). */
-    public TrainOptions withSteps(int newSteps) {
-        return new TrainOptions(objective, model, data, newSteps, batch, lr, beta1, beta2, eps, weightDecay, gradClip,
-                ema, device, precision, seed, out, init, logEvery, ckptEvery, sampleEvery, sampleSteps);
+    /** What a resumed run may change: its length, its bookkeeping, where it runs and where its folder now is. */
+    public static final List<String> CHANGEABLE_ON_RESUME = List.of("steps", "log_every", "ckpt_every",
+            "sample_every", "sample_steps", "device", "out");
+
+    /**
+     * The options of a resumed run: the checkpoint's, with the {@link #CHANGEABLE_ON_RESUME} keys of {@code requested}
+     * applied. Any other requested key whose value differs from the checkpoint's is an error naming it (changing, say,
+     * the learning rate would silently break the resumed run's equality with an uninterrupted one).
+     */
+    public static TrainOptions forResume(TrainOptions saved, JsonObject... requested) {
+        JsonObject base = saved.toJsonObject();
+        JsonObject[] layers = new JsonObject[requested.length + 1];
+        layers[0] = base;
+        System.arraycopy(requested, 0, layers, 1, requested.length);
+        JsonObject wanted = resolve(layers).toJsonObject();
+        JsonObject result = base.deepCopy();
+        for (Map.Entry<String, JsonElement> e : wanted.entrySet()) {
+            JsonElement was = base.get(e.getKey());
+            if (e.getValue().equals(was)) {
+                continue;
+            }
+            if (!CHANGEABLE_ON_RESUME.contains(e.getKey())) {
+                throw new IllegalArgumentException("resume: " + e.getKey() + " is " + was + " in the checkpoint but "
+                        + e.getValue() + " was asked for; a resumed run may change only "
+                        + String.join(", ", CHANGEABLE_ON_RESUME));
+            }
+            result.add(e.getKey(), e.getValue());
+        }
+        return resolve(result);
     }
 }

@@ -254,7 +254,8 @@ public final class Trainer implements AutoCloseable {
         ModelWeights w = ema == null ? model : ema.weights();
         Path file = outDir.resolve("samples").resolve(String.format(Locale.ROOT, "step-%07d.png", step));
         long t0 = System.nanoTime();
-        SampleGrid.write(file, w, options.sampleSteps(), options.seed());
+        SampleGrid.write(file, w, facm.tensor.GemmPrecision.valueOf(options.precision().toUpperCase(Locale.ROOT)),
+                options.sampleSteps(), options.seed());
         log.breakLine();
         console.printf(Locale.ROOT, "samples %s (%s, %d Euler steps, %.1f s)%n", file,
                 ema == null ? "raw weights" : "EMA " + ema.name(), options.sampleSteps(),

@@ -54,4 +54,17 @@ class TrainOptionsTest {
         assertThrows(IllegalArgumentException.class, () -> TrainOptions.parseObject("[1]", "x"));
         assertThrows(IllegalArgumentException.class, () -> TrainOptions.parseObject("{", "x"));
     }
+
+    @Test
+    void resumeMayChangeOnlyLengthBookkeepingDeviceAndFolder() {
+        TrainOptions saved = TrainOptions.resolve(json("{\"out\":\"r\",\"steps\":10,\"lr\":0.001}"));
+        TrainOptions longer = TrainOptions.forResume(saved, json("{\"steps\":20,\"out\":\"moved\",\"lr\":1e-3}"));
+        assertEquals(20, longer.steps());
+        assertEquals("moved", longer.out());
+        assertEquals(saved.lr(), longer.lr());
+        assertEquals(saved, TrainOptions.forResume(saved));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> TrainOptions.forResume(saved, json("{\"lr\":0.01}")));
+        assertTrue(e.getMessage().startsWith("resume: lr is"), e.getMessage());
+    }
 }
