@@ -35,7 +35,6 @@ public final class MetricsLog implements AutoCloseable {
     private final float lr;
 
     private int applied;
-    private int seen;
     private double lossSum;
     private double normSum;
     private final Map<String, Double> extraSums = new TreeMap<>();
@@ -43,6 +42,8 @@ public final class MetricsLog implements AutoCloseable {
     private long intervalStartNanos = System.nanoTime();
     private final long processStartNanos = System.nanoTime();
     private int stepsThisProcess;
+    /** Steps since the interval's clock started (not restored on resume: the clock restarts with the process). */
+    private int stepsOnClock;
 
     /**
      * Appends to {@code file}, after dropping any line past {@code resumedStep} (lines a crashed run logged after its
@@ -88,8 +89,8 @@ public final class MetricsLog implements AutoCloseable {
 
     /** Records one step; {@code applied} is false for a skipped step, whose numbers are not averaged. */
     public void record(float loss, double gradNorm, boolean wasApplied, Map<String, Double> objectiveMetrics) {
-        seen++;
         stepsThisProcess++;
+        stepsOnClock++;
         if (wasApplied) {
             applied++;
             lossSum += loss;
@@ -108,7 +109,7 @@ public final class MetricsLog implements AutoCloseable {
         addMean(o, "loss", lossSum);
         addMean(o, "grad_norm", normSum);
         o.addProperty("lr", lr);
-        o.addProperty("samples_per_s", round((double) seen * batch / secs));
+        o.addProperty("samples_per_s", round((double) stepsOnClock * batch / secs));
         o.addProperty("skipped", skippedSoFar);
         extraSums.forEach((k, v) -> addMean(o, k, v));
         try {
@@ -120,7 +121,7 @@ public final class MetricsLog implements AutoCloseable {
         }
         progress(completedSteps, skippedSoFar, secs);
         applied = 0;
-        seen = 0;
+        stepsOnClock = 0;
         lossSum = 0;
         normSum = 0;
         extraSums.clear();
@@ -128,7 +129,7 @@ public final class MetricsLog implements AutoCloseable {
     }
 
     private void progress(int step, long skipped, double intervalSecs) {
-        double rate = seen / intervalSecs;
+        double rate = stepsOnClock / intervalSecs;
         double overall = stepsThisProcess / Math.max(1e-9, (System.nanoTime() - processStartNanos) / 1e9);
         String line = String.format(Locale.ROOT, "step %d/%d  loss %s  grad %s  %.1f samples/s  ETA %s%s", step,
                 totalSteps, applied == 0 ? "-" : String.format(Locale.ROOT, "%.4f", lossSum / applied),
@@ -175,7 +176,6 @@ public final class MetricsLog implements AutoCloseable {
     /** The sums of the unfinished interval, for a checkpoint. */
     public JsonObject pendingState() {
         JsonObject o = new JsonObject();
-        o.addProperty("seen", seen);
         o.addProperty("applied", applied);
         o.addProperty("loss_sum", lossSum);
         o.addProperty("norm_sum", normSum);
@@ -187,10 +187,9 @@ public final class MetricsLog implements AutoCloseable {
 
     /** Continues an interval a checkpoint interrupted. */
     public void restorePending(JsonObject o) {
-        if (o == null || !o.has("seen")) {
+        if (o == null || !o.has("applied")) {
             return;
         }
-        seen = o.get("seen").getAsInt();
         applied = o.get("applied").getAsInt();
         lossSum = o.get("loss_sum").getAsDouble();
         normSum = o.get("norm_sum").getAsDouble();

@@ -58,7 +58,7 @@ class TrainStateTest {
                 emas.update(w);
             }
             JsonObject pending = new JsonObject();
-            pending.addProperty("seen", 1);
+            pending.addProperty("applied", 1);
             TrainState.write(file, w, emas, adam, options, new TrainState.Counters(3, 12, 1, 3, 5, pending));
         }
     }
@@ -72,7 +72,7 @@ class TrainStateTest {
             assertEquals(12, h.counters().dataPosition());
             assertEquals(1, h.counters().skippedSteps());
             assertEquals(5, h.counters().seed());
-            assertEquals(1, h.counters().pendingMetrics().get("seen").getAsInt());
+            assertEquals(1, h.counters().pendingMetrics().get("applied").getAsInt());
             assertEquals(options, h.options());
             assertEquals(3, adam.step());
             assertEquals(3, emas.get("power_0.05").updates());
