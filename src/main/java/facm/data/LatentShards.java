@@ -27,8 +27,8 @@ import java.util.stream.Stream;
  * folder (tensors {@code mean} and {@code std}, shaped (1,C,1,1)). The official {@code latents_stats.pt} of VA-VAE must
  * be converted first: {@code facm convert --in latents_stats.pt --out latents_stats.safetensors}; a folder holding
  * only the .pt is refused rather than silently normalized otherwise. Without either file the statistics are computed
- * over up to {@value #STATS_SAMPLES} evenly spaced un-flipped latents (per channel over N,H,W, unbiased std) and
- * {@link #statsSource()} says so.
+ * over up to 10 000 evenly spaced un-flipped latents (per channel over N,H,W, unbiased std; {@link LatentStats})
+ * and {@link #stats()} says so.
  *
  * <p>{@link #readForEpoch} takes {@code latents_flip} instead of {@code latents} with probability ½, per sample and
  * epoch, from {@link EpochRandom#flip}. {@link #read} always gives the un-flipped latent.
@@ -37,7 +37,6 @@ public final class LatentShards implements Dataset {
     static final Pattern SHARD_NAME = Pattern.compile("latents_rank(\\d+)_shard(\\d+)\\.safetensors");
     public static final String STATS_FILE = "latents_stats.safetensors";
     static final String OFFICIAL_STATS_FILE = "latents_stats.pt";
-    static final int STATS_SAMPLES = 10_000;
     private static final ValueLayout.OfFloat F32_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private record Shard(SafetensorsReader reader, CheckpointTensor latents, CheckpointTensor flipped, int[] labels) {
@@ -54,7 +53,7 @@ public final class LatentShards implements Dataset {
     private final int numClasses;
     private final float[] mean;
     private final float[] std;
-    private final String statsSource;
+    private final LatentStats stats;
 
     private LatentShards(Path folder, List<Shard> shards, int[] sampleShape) {
         this.folder = folder;
@@ -74,10 +73,9 @@ public final class LatentShards implements Dataset {
         }
         this.size = (int) total;
         this.numClasses = maxLabel + 1;
-        Stats stats = loadOrComputeStats();
-        this.mean = stats.mean;
-        this.std = stats.std;
-        this.statsSource = stats.source;
+        this.stats = loadOrComputeStats();
+        this.mean = stats.mean();
+        this.std = stats.std();
     }
 
     // ---------------------------------------------------------------- opening
@@ -200,94 +198,13 @@ public final class LatentShards implements Dataset {
 
     // ---------------------------------------------------------------- statistics
 
-    /** Per-channel normalization and where it came from. */
-    private record Stats(float[] mean, float[] std, String source) {
-    }
-
-    private Stats loadOrComputeStats() {
+    private LatentStats loadOrComputeStats() {
         Path file = folder.resolve(STATS_FILE);
-        Stats stats;
         if (Files.isRegularFile(file)) {
-            float[][] ms = loadStats(file);
-            stats = new Stats(ms[0], ms[1], "mean/std from " + STATS_FILE);
-        } else {
-            int samples = Math.min(STATS_SAMPLES, size);
-            float[][] ms = computeStats(samples);
-            stats = new Stats(ms[0], ms[1], "mean/std computed over " + samples + " un-flipped latents (no "
-                    + STATS_FILE + ")");
+            return LatentStats.load(file, channels);
         }
-        for (int c = 0; c < channels; c++) {
-            if (!(stats.std[c] > 0) || !Float.isFinite(stats.std[c]) || !Float.isFinite(stats.mean[c])) {
-                throw new DataException(folder + ": channel " + c + " has mean " + stats.mean[c] + " and std "
-                        + stats.std[c] + " (" + stats.source + "); std must be positive and both finite");
-            }
-        }
-        return stats;
-    }
-
-    private float[][] loadStats(Path file) {
-        try (SafetensorsReader reader = SafetensorsReader.open(file)) {
-            float[][] out = new float[2][];
-            for (int k = 0; k < 2; k++) {
-                String key = k == 0 ? "mean" : "std";
-                if (!reader.contains(key)) {
-                    throw new DataException(file + " has no tensor '" + key + "' (expected mean and std shaped (1,"
-                            + channels + ",1,1); it has " + reader.names() + ")");
-                }
-                CheckpointTensor t = reader.tensor(key);
-                if (!t.dtype().isFloating() || t.numel() != channels) {
-                    throw new DataException(file + ": " + t.describe() + " does not hold one value per channel of "
-                            + "latents with " + channels + " channels (expected (1," + channels + ",1,1))");
-                }
-                out[k] = t.toFloats();
-            }
-            return out;
-        } catch (IOException | RuntimeException e) {
-            if (e instanceof DataException d) {
-                throw d;
-            }
-            throw new DataException("cannot read latent statistics " + file + ": " + e.getMessage(), e);
-        }
-    }
-
-    /** Per-channel mean and unbiased std over N,H,W of {@code samples} evenly spaced un-flipped latents (2 passes). */
-    private float[][] computeStats(int samples) {
-        int plane = height * width;
-        float[] z = new float[sampleLength()];
-        double[] sum = new double[channels];
-        for (int k = 0; k < samples; k++) {
-            readRaw(statsIndex(k, samples), false, z, 0);
-            for (int c = 0; c < channels; c++) {
-                for (int i = 0; i < plane; i++) {
-                    sum[c] += z[c * plane + i];
-                }
-            }
-        }
-        long n = (long) samples * plane;
-        double[] mu = new double[channels];
-        for (int c = 0; c < channels; c++) {
-            mu[c] = sum[c] / n;
-        }
-        double[] squares = new double[channels];
-        for (int k = 0; k < samples; k++) {
-            readRaw(statsIndex(k, samples), false, z, 0);
-            for (int c = 0; c < channels; c++) {
-                for (int i = 0; i < plane; i++) {
-                    double d = z[c * plane + i] - mu[c];
-                    squares[c] += d * d;
-                }
-            }
-        }
-        float[][] out = {new float[channels], new float[channels]};
-        for (int c = 0; c < channels; c++) {
-            out[0][c] = (float) mu[c];
-            out[1][c] = n > 1 ? (float) Math.sqrt(squares[c] / (n - 1)) : Float.NaN;
-        }
-        return out;
-    }
-
-    private int statsIndex(int k, int samples) {
-        return (int) ((long) k * size / samples);
+        return LatentStats.compute((index, dst) -> readRaw(index, false, dst, 0), size, channels, height, width,
+                "of " + folder + " (no " + STATS_FILE + ")");
     }
 
     // ---------------------------------------------------------------- reading
@@ -353,18 +270,9 @@ public final class LatentShards implements Dataset {
         return shards.get(s).labels[index - firstIndex[s]];
     }
 
-    /** Per-channel mean used for normalization (decode with z = x·std + mean). */
-    public float[] mean() {
-        return mean.clone();
-    }
-
-    public float[] std() {
-        return std.clone();
-    }
-
-    /** Where {@link #mean()} and {@link #std()} came from, for the run log. */
-    public String statsSource() {
-        return statsSource;
+    /** The normalization in use (decode with z = x·std + mean) and where it came from, for the run log. */
+    public LatentStats stats() {
+        return stats;
     }
 
     public int shardCount() {
@@ -401,7 +309,7 @@ public final class LatentShards implements Dataset {
     public String describe() {
         return "latent shards in " + folder + ": " + size + " latents " + channels + "×" + height + "×" + width
                 + " in " + shards.size() + " shard" + (shards.size() == 1 ? "" : "s") + ", " + numClasses
-                + " classes, " + statsSource;
+                + " classes, " + stats.source();
     }
 
     @Override

@@ -81,8 +81,8 @@ class LatentShardsTest {
             assertEquals(3, d.shardCount());
             assertArrayEquals(new int[] {C, H, W}, d.sampleShape());
             assertEquals(7, d.numClasses(), "largest label 6 + 1");
-            assertArrayEquals(mean, d.mean());
-            assertTrue(d.describe().contains("mean/std from latents_stats.safetensors"), d.describe());
+            assertArrayEquals(mean, d.stats().mean());
+            assertTrue(d.describe().contains("mean/std from " + dir.resolve(LatentShards.STATS_FILE)), d.describe());
             float[] x = new float[LEN + 1];
             for (int g = 0; g < 9; g++) {
                 assertEquals(3 * g % 7, d.label(g));
@@ -99,8 +99,8 @@ class LatentShardsTest {
     void flipChoiceIsPerSampleAndEpochAndDeterministic() throws IOException {
         writeThreeShards();
         try (LatentShards d = LatentShards.open(dir)) {
-            float[] mean = d.mean();
-            float[] std = d.std();
+            float[] mean = d.stats().mean();
+            float[] std = d.stats().std();
             float[] x = new float[LEN];
             int flippedCount = 0;
             for (long epoch = 0; epoch < 8; epoch++) {
@@ -140,10 +140,10 @@ class LatentShardsTest {
                         sq += dlt * dlt;
                     }
                 }
-                assertEquals(mu, d.mean()[c], 1e-6);
-                assertEquals(Math.sqrt(sq / (n - 1)), d.std()[c], 1e-6);
+                assertEquals(mu, d.stats().mean()[c], 1e-6);
+                assertEquals(Math.sqrt(sq / (n - 1)), d.stats().std()[c], 1e-6);
             }
-            assertTrue(d.statsSource().contains("computed over 9 un-flipped latents"), d.statsSource());
+            assertTrue(d.stats().source().contains("computed over 9 un-flipped latents"), d.stats().source());
         }
     }
 
@@ -156,9 +156,27 @@ class LatentShardsTest {
             for (int e = 0; e < LEN; e++) {
                 int c = e / (H * W);
                 float raw = Bf16.toFloat(Bf16.fromFloat(z(1, e)));
-                assertEquals((raw - d.mean()[c]) / d.std()[c], x[e]);
+                assertEquals((raw - d.stats().mean()[c]) / d.stats().std()[c], x[e]);
             }
         }
+    }
+
+    @Test
+    void badStatsFilesAreRefused() throws IOException {
+        writeThreeShards();
+        Path stats = dir.resolve(LatentShards.STATS_FILE);
+        SafetensorsWriter.write(stats, List.of(Entry.f32("mean", new int[] {1, 3, 1, 1}, new float[3]),
+                Entry.f32("std", new int[] {1, 3, 1, 1}, new float[] {1, 1, 1})), Map.of());
+        DataException channels = assertThrows(DataException.class, () -> LatentShards.open(dir));
+        assertTrue(channels.getMessage().contains("with 2 channels"), channels.getMessage());
+        SafetensorsWriter.write(stats, List.of(Entry.f32("mean", new int[] {1, C, 1, 1}, new float[C]),
+                Entry.f32("std", new int[] {1, C, 1, 1}, new float[] {1, 0})), Map.of());
+        DataException zero = assertThrows(DataException.class, () -> LatentShards.open(dir));
+        assertTrue(zero.getMessage().contains("channel 1 has mean 0.0 and std 0.0")
+                && zero.getMessage().contains(stats.toString()), zero.getMessage());
+        SafetensorsWriter.write(stats, List.of(Entry.f32("mean", new int[] {1, C, 1, 1}, new float[C])), Map.of());
+        DataException missing = assertThrows(DataException.class, () -> LatentShards.open(dir));
+        assertTrue(missing.getMessage().contains("no tensor 'std'"), missing.getMessage());
     }
 
     @Test
