@@ -74,24 +74,38 @@ public final class FlowMatchingObjective implements Objective {
     public float lossAndGradients(ModelWeights weights, Gradients grads, Batch batch, long step) {
         LightningDiT m = modelFor(weights);
         int b = batch.size();
-        long key = stepKey(seed, step);
-        float[] t = new float[b];
-        int[] labels = batch.labels().clone();
-        int nullClass = weights.config().numClasses();
-        for (int i = 0; i < b; i++) {
-            t[i] = Philox.uniform(key, STREAM_TIME + i);
-            if (Philox.uniform(key, STREAM_LABEL_DROP + i) < options.labelDropout()) {
-                labels[i] = nullClass;
-            }
-        }
+        Draws d = draws(step, batch.labels(), weights.config().numClasses());
         Backend be = weights.backend();
         try (TensorScope s = new TensorScope()) {
             Tensor x1 = s.track(be.upload("x1", batch.images(), batch.shape()));
             Tensor eps = s.track(be.empty("eps", DType.F32, batch.shape()));
-            be.randomNormal(eps, key, STREAM_NOISE);
-            Tensor y = s.track(be.upload("y", labels, b));
-            return loss(m, grads, x1, eps, t, y);
+            noise(step, eps);
+            Tensor y = s.track(be.upload("y", d.labels(), b));
+            return loss(m, grads, x1, eps, d.t(), y);
         }
+    }
+
+    /** The per-sample draws of one step: t (before the 2 − t swap) and the labels after dropout. */
+    public record Draws(float[] t, int[] labels) {
+    }
+
+    /** t_i ~ U(0,1) and label dropout for sample i of {@code step}: functions of (seed, step, i) only. */
+    public Draws draws(long step, int[] labels, int nullClass) {
+        long key = stepKey(seed, step);
+        float[] t = new float[labels.length];
+        int[] dropped = labels.clone();
+        for (int i = 0; i < labels.length; i++) {
+            t[i] = Philox.uniform(key, STREAM_TIME + i);
+            if (Philox.uniform(key, STREAM_LABEL_DROP + i) < options.labelDropout()) {
+                dropped[i] = nullClass;
+            }
+        }
+        return new Draws(t, dropped);
+    }
+
+    /** ε of {@code step} into {@code eps} [B,C,H,W]: element j of sample i from counter (3 &lt;&lt; 60) + i·CHW + j. */
+    public void noise(long step, Tensor eps) {
+        eps.backend().randomNormal(eps, stepKey(seed, step), STREAM_NOISE);
     }
 
     /**
