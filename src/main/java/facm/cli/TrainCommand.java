@@ -37,7 +37,7 @@ import java.util.Locale;
                 + "step-NNNNNNN.safetensors + last.safetensors (model, EMAs, optimizer, counters) and, for image data, "
                 + "OUT/samples/step-NNNNNNN.png. Ctrl-C finishes the current step and writes a checkpoint; "
                 + "--resume continues from OUT/checkpoints/last.safetensors exactly.")
-public final class TrainCommand implements Runnable {
+final class TrainCommand implements Runnable {
     @Option(names = "--objective", description = "fm (stage-1 flow matching with the expanded interval; default)")
     String objective;
     @Option(names = "--model", description = "model preset (default tiny), adapted to the data's size, channels "

@@ -238,9 +238,12 @@ public record TrainOptions(String objective, String model, String data, int step
         return resolve(parseObject(json, "train options JSON"));
     }
 
-    /** What a resumed run may change: its length, its bookkeeping, where it runs and where its folder now is. */
+    /**
+     * What a resumed run may change: its length, its bookkeeping, where it runs, and where its folder and its data
+     * now are (the data must be the same samples for the resumed run to equal an uninterrupted one).
+     */
     public static final List<String> CHANGEABLE_ON_RESUME = List.of("steps", "log_every", "ckpt_every",
-            "sample_every", "sample_steps", "device", "out");
+            "sample_every", "sample_steps", "device", "out", "data");
 
     /**
      * The options of a resumed run: the checkpoint's, with the {@link #CHANGEABLE_ON_RESUME} keys of {@code requested}

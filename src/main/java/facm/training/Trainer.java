@@ -176,6 +176,10 @@ public final class Trainer implements AutoCloseable {
 
     private Result loop(BatchSource data) throws IOException {
         boolean grids = options.sampleEvery() > 0 && SampleGrid.supports(model.config());
+        if (options.sampleEvery() > 0 && !grids) {
+            console.println("sample grids: off (" + model.config().inChannels() + "-channel latents need the VAE "
+                    + "decoder; sample them with the sample command and decode outside)");
+        }
         Path last = checkpointedStep >= 0 ? lastCheckpoint(outDir) : null;
         try (MetricsLog log = new MetricsLog(outDir.resolve("metrics.jsonl"), step, options.steps(), options.batch(),
                 options.lr(), console)) {
