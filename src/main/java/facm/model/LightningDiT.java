@@ -1,32 +1,44 @@
 package facm.model;
 
+import facm.autograd.ForwardPass;
+import facm.autograd.Tape;
 import facm.tensor.Backend;
 import facm.tensor.DType;
 import facm.tensor.GemmPrecision;
-import facm.tensor.NetworkOps;
 import facm.tensor.ShapeException;
 import facm.tensor.Tensor;
-import facm.tensor.TensorScope;
-import facm.tensor.UnaryOp;
 
 /**
- * The LightningDiT forward pass F_θ(x, τ, y [, r]) of facm-spec.md §3.2, written once against {@link Backend} and
- * {@link NetworkOps} so the same code runs on CPU and CUDA. Inputs: x {@code [B,C,H,W]}, τ {@code [B]} (used as given:
- * t ∈ [0,1] for the CM task, 2 − t for the FM task), y {@code [B]} I32 labels (null class = numClasses), and r
- * {@code [B]} only when the config has the auxiliary time embedder. Output {@code [B,C,H,W]}.
+ * The LightningDiT forward pass F_θ(x, τ, y [, r]) of facm-spec.md §3.2, written once against
+ * {@link ForwardPass} (and through it {@link Backend} and {@link facm.tensor.NetworkOps}), so the same code runs on
+ * CPU and CUDA, for inference and for training. Inputs: x {@code [B,C,H,W]}, τ {@code [B]} (used as given: t ∈ [0,1]
+ * for the CM task, 2 − t for the FM task), y {@code [B]} I32 labels (null class = numClasses), and r {@code [B]} only
+ * when the config has the auxiliary time embedder. Output {@code [B,C,H,W]}.
+ *
+ * <p>Training: {@link #forward(Tensor, Tensor, Tensor, Tensor, Tape)} records the backward of every op on the tape;
+ * gradients reach the parameters the tape tracks (x, τ, y and r get none). What the tape holds until the backward,
+ * per block, in units of one activation {@code [B,T,D]} of fp32 (F = mlp hidden ≈ 2.67·D): the block input h and the
+ * mid-block h (2, RMSNorm inputs, copies because the residual stream is not updated in place under a tape), the
+ * normed activations feeding qkv and w12 (2; in BF16 mode their bf16 casts instead: 1), qkv (3), q/k/v (3), the
+ * attention output (1), the two branch outputs feeding the gates (2), w12's output (2F/D ≈ 5.3) and the SwiGLU output
+ * (F/D ≈ 2.7; bf16 cast in BF16 mode); plus small per-row statistics (RMS factors, log-sum-exp) and the [B, 6D]
+ * modulation. About 21 activations per block in FP32 (~0.79 GB per block for XL/1 at batch 32, ~22 GB for 28
+ * blocks) and ~19 in BF16 plus the bf16 weights (1.35 GB for XL/1). Attention probabilities are never stored: the
+ * backward recomputes them from the saved log-sum-exp.
+ *
+ * <p>Structure for other passes (e.g. a forward-mode JVP): {@link #embedPatches}, {@link #conditioning},
+ * {@link #block} and {@link #finalLayer} are the four stages; each takes the pass to run on.
  */
 public final class LightningDiT {
     private final ModelWeights w;
     private final ModelConfig c;
     private final Backend be;
-    private final NetworkOps net;
     private GemmPrecision precision = GemmPrecision.FP32;
 
     public LightningDiT(ModelWeights weights) {
         this.w = weights;
         this.c = weights.config();
         this.be = weights.backend();
-        this.net = be.network();
     }
 
     public ModelConfig config() {
@@ -37,126 +49,148 @@ public final class LightningDiT {
         return w;
     }
 
-    /** FP32 (default) or TF32 matrix products for F32 weights. */
+    /**
+     * FP32 (default) or TF32 products on the fp32 weights, or BF16 mixed precision (weights and activations cast to
+     * bf16 right before each GEMM, fp32 accumulation and everything else in fp32).
+     */
     public LightningDiT precision(GemmPrecision p) {
         this.precision = p;
         return this;
+    }
+
+    public GemmPrecision precision() {
+        return precision;
     }
 
     public Tensor forward(Tensor x, Tensor t, Tensor y) {
         return forward(x, t, y, null);
     }
 
+    /** Inference: the output is the caller's; every temporary is freed before this returns. */
     public Tensor forward(Tensor x, Tensor t, Tensor y, Tensor r) {
-        int b = checkInputs(x, t, y, r);
+        return forward(x, t, y, r, null);
+    }
+
+    /**
+     * The forward pass recording its backward on {@code tape} (null: inference). The output is the caller's to
+     * close; seed the backward with {@code tape.backward(output, dLoss/dOutput)}. x, t, y and r must stay open until
+     * the backward has run.
+     */
+    public Tensor forward(Tensor x, Tensor t, Tensor y, Tensor r, Tape tape) {
+        checkInputs(x, t, y, r);
+        try (ForwardPass pass = new ForwardPass(be, precision, tape)) {
+            return pass.keep(forward(pass, x, t, y, r));
+        }
+    }
+
+    /** The whole network on a given pass; the result is a temporary of that pass. */
+    public Tensor forward(ForwardPass pass, Tensor x, Tensor t, Tensor y, Tensor r) {
+        checkInputs(x, t, y, r);
+        Tensor h = embedPatches(pass, x);
+        Tensor sc = conditioning(pass, t, y, r);
+        for (int i = 0; i < c.depth(); i++) {
+            h = block(pass, i, h, sc);
+        }
+        Tensor out = finalLayer(pass, h, sc, x.shape());
+        pass.release(h, sc);
+        return out;
+    }
+
+    /** §3.2 steps 1–2: patch embedding plus the fixed absolute positions → h {@code [B,T,D]}. */
+    public Tensor embedPatches(ForwardPass pass, Tensor x) {
         int n = c.tokens();
         int d = c.hidden();
-        Tensor out = be.empty("F", DType.F32, b, c.inChannels(), c.inputSize(), c.inputSize());
-        try (TensorScope s = new TensorScope()) {
-            // §3.2 steps 1-2: patch embed and absolute positions
-            Tensor tokens = s.track(be.empty("patches", DType.F32, b, n, c.patchFeatures()));
-            net.patchify(x, c.patch(), tokens);
-            Tensor h = s.track(be.empty("h", DType.F32, b, n, d));
-            Tensor pe = w.get("x_embedder.proj.weight");
-            be.linear(tokens, pe.reshape(d, c.patchFeatures()), w.get("x_embedder.proj.bias"), h, precision);
-            be.binary(facm.tensor.BinaryOp.ADD, h, w.get("pos_embed").reshape(n, d), h);
+        Tensor tokens = pass.patchify(x, c.patch(), n, c.patchFeatures());
+        Tensor h = pass.linear("h", tokens, w.get("x_embedder.proj.weight"), w.get("x_embedder.proj.bias"));
+        pass.release(tokens);
+        pass.addConstantInPlace(h, w.get("pos_embed").reshape(n, d));
+        return h;
+    }
 
-            // steps 3-5: conditioning c = t_emb(τ) + y_emb(y) [+ r_emb(r)], then SiLU(c) feeds every adaLN
-            Tensor cond = s.track(timeEmbed("t_embedder", t, b, s));
-            Tensor ye = s.track(be.empty("y_emb", DType.F32, b, d));
-            net.embedding(w.get("y_embedder.embedding_table.weight"), y, ye);
-            be.binary(facm.tensor.BinaryOp.ADD, cond, ye, cond);
-            if (c.auxTime()) {
-                Tensor re = s.track(timeEmbed("r_embedder", r, b, s));
-                be.binary(facm.tensor.BinaryOp.ADD, cond, re, cond);
-            }
-            Tensor sc = s.track(be.unary(UnaryOp.SILU, cond));
-
-            // step 6: blocks
-            BlockBuffers buf = new BlockBuffers(be, c, b, s);
-            for (int i = 0; i < c.depth(); i++) {
-                block(i, h, sc, buf);
-            }
-
-            // step 7-8: final layer and unpatchify
-            Tensor mf = s.track(be.empty("mod_final", DType.F32, b, 2 * d));
-            be.linear(sc, w.get("final_layer.adaLN_modulation.1.weight"), w.get("final_layer.adaLN_modulation.1.bias"),
-                    mf, precision);
-            net.rmsNormModulate(h, w.get("final_layer.norm_final.weight"), ModelConfig.NORM_EPS, mf, 0, 1, buf.normed, null);
-            Tensor o = s.track(be.empty("o", DType.F32, b, n, c.patchFeatures()));
-            be.linear(buf.normed, w.get("final_layer.linear.weight"), w.get("final_layer.linear.bias"), o, precision);
-            net.unpatchify(o, c.patch(), out);
-        } catch (RuntimeException e) {
-            out.close();
-            throw e;
+    /** §3.2 steps 3–5: c = t_emb(τ) + y_emb(y) [+ r_emb(r)], returned as SiLU(c) {@code [B,D]}, which every adaLN reads. */
+    public Tensor conditioning(ForwardPass pass, Tensor t, Tensor y, Tensor r) {
+        Tensor te = timeEmbed(pass, "t_embedder", t);
+        Tensor ye = pass.embedding("y_emb", w.get("y_embedder.embedding_table.weight"), y);
+        Tensor cond = pass.add("c", te, ye);
+        pass.release(te, ye);
+        if (c.auxTime()) {
+            Tensor re = timeEmbed(pass, "r_embedder", r);
+            Tensor withR = pass.add("c", cond, re);
+            pass.release(cond, re);
+            cond = withR;
         }
-        return out;
+        Tensor sc = pass.silu("silu(c)", cond);
+        pass.release(cond);
+        return sc;
     }
 
     /** MLP(sinusoid(τ)) of §3.2 step 3. */
-    private Tensor timeEmbed(String prefix, Tensor tau, int b, TensorScope s) {
-        Tensor f = s.track(be.empty(prefix + ".features", DType.F32, b, ModelConfig.TIME_FEATURES));
-        net.timestepEmbedding(tau, ModelConfig.MAX_PERIOD, f);
-        Tensor h1 = s.track(be.empty(prefix + ".h1", DType.F32, b, c.hidden()));
-        be.linear(f, w.get(prefix + ".mlp.0.weight"), w.get(prefix + ".mlp.0.bias"), h1, precision);
-        be.unary(UnaryOp.SILU, h1, h1);
-        Tensor out = be.empty(prefix + ".out", DType.F32, b, c.hidden());
-        be.linear(h1, w.get(prefix + ".mlp.2.weight"), w.get(prefix + ".mlp.2.bias"), out, precision);
+    private Tensor timeEmbed(ForwardPass pass, String prefix, Tensor tau) {
+        Tensor f = pass.timestepEmbedding(prefix + ".features", tau, ModelConfig.TIME_FEATURES, ModelConfig.MAX_PERIOD);
+        Tensor h1 = pass.linear(prefix + ".h1", f, w.get(prefix + ".mlp.0.weight"), w.get(prefix + ".mlp.0.bias"));
+        pass.release(f);
+        Tensor a1 = pass.silu(prefix + ".silu", h1);
+        pass.release(h1);
+        Tensor out = pass.linear(prefix, a1, w.get(prefix + ".mlp.2.weight"), w.get(prefix + ".mlp.2.bias"));
+        pass.release(a1);
         return out;
     }
 
-    /** Activations of one block, reused by every block of a forward pass. */
-    private static final class BlockBuffers {
-        final Tensor mod;
-        final Tensor normed;
-        final Tensor qkv;
-        final Tensor q;
-        final Tensor k;
-        final Tensor v;
-        final Tensor attn;
-        final Tensor proj;
-        final Tensor gu;
-        final Tensor act;
-
-        BlockBuffers(Backend be, ModelConfig c, int b, TensorScope s) {
-            int n = c.tokens();
-            int d = c.hidden();
-            mod = s.track(be.empty("mod", DType.F32, b, 6 * d));
-            normed = s.track(be.empty("normed", DType.F32, b, n, d));
-            qkv = s.track(be.empty("qkv", DType.F32, b, n, 3 * d));
-            q = s.track(be.empty("q", DType.F32, b, c.heads(), n, c.headDim()));
-            k = s.track(be.empty("k", DType.F32, b, c.heads(), n, c.headDim()));
-            v = s.track(be.empty("v", DType.F32, b, c.heads(), n, c.headDim()));
-            attn = s.track(be.empty("attn", DType.F32, b, n, d));
-            proj = s.track(be.empty("proj", DType.F32, b, n, d));
-            gu = s.track(be.empty("gu", DType.F32, b, n, 2 * c.mlpHidden()));
-            act = s.track(be.empty("swiglu", DType.F32, b, n, c.mlpHidden()));
-        }
-    }
-
-    private void block(int i, Tensor h, Tensor sc, BlockBuffers x) {
+    /**
+     * Block i of §3.2: adaLN chunks [shift_a, scale_a, gate_a, shift_m, scale_m, gate_m], attention branch then MLP
+     * branch, each added through its gate. Consumes h and returns the updated residual stream.
+     */
+    public Tensor block(ForwardPass pass, int i, Tensor h, Tensor sc) {
         String p = "blocks." + i + ".";
         float eps = ModelConfig.NORM_EPS;
-        be.linear(sc, w.get(p + "adaLN_modulation.1.weight"), w.get(p + "adaLN_modulation.1.bias"), x.mod, precision);
-        // attention branch: chunks 0 shift_a, 1 scale_a, 2 gate_a
-        net.rmsNormModulate(h, w.get(p + "norm1.weight"), eps, x.mod, 0, 1, x.normed, null);
-        be.linear(x.normed, w.get(p + "attn.qkv.weight"), w.get(p + "attn.qkv.bias"), x.qkv, precision);
-        net.qkNormRope(x.qkv, c.heads(), w.getOrNull(p + "attn.q_norm.weight"), w.getOrNull(p + "attn.k_norm.weight"),
-                eps, w.getOrNull("feat_rope.freqs_cos"), w.getOrNull("feat_rope.freqs_sin"), x.q, x.k, x.v, null);
-        net.attention(x.q, x.k, x.v, (float) (1.0 / Math.sqrt(c.headDim())), x.attn, null);
-        be.linear(x.attn, w.get(p + "attn.proj.weight"), w.get(p + "attn.proj.bias"), x.proj, precision);
-        net.gatedResidual(h, x.proj, x.mod, 2);
-        // MLP branch: chunks 3 shift_m, 4 scale_m, 5 gate_m
-        net.rmsNormModulate(h, w.get(p + "norm2.weight"), eps, x.mod, 3, 4, x.normed, null);
-        be.linear(x.normed, w.get(p + "mlp.w12.weight"), w.get(p + "mlp.w12.bias"), x.gu, precision);
-        net.swiglu(x.gu, x.act);
-        be.linear(x.act, w.get(p + "mlp.w3.weight"), w.get(p + "mlp.w3.bias"), x.proj, precision);
-        net.gatedResidual(h, x.proj, x.mod, 5);
+        Tensor mod = pass.linear(p + "mod", sc, w.get(p + "adaLN_modulation.1.weight"),
+                w.get(p + "adaLN_modulation.1.bias"));
+
+        Tensor a = pass.rmsNormModulate(p + "norm1", h, w.get(p + "norm1.weight"), eps, mod, 0, 1);
+        Tensor qkv = pass.linear(p + "qkv", a, w.get(p + "attn.qkv.weight"), w.get(p + "attn.qkv.bias"));
+        pass.release(a);
+        ForwardPass.Qkv heads = pass.qkNormRope(p + "attn", qkv, c.heads(), w.getOrNull(p + "attn.q_norm.weight"),
+                w.getOrNull(p + "attn.k_norm.weight"), eps, w.getOrNull("feat_rope.freqs_cos"),
+                w.getOrNull("feat_rope.freqs_sin"));
+        pass.release(qkv);
+        Tensor o = pass.attention(p + "attn.out", heads.q(), heads.k(), heads.v(),
+                (float) (1.0 / Math.sqrt(c.headDim())));
+        pass.release(heads.q(), heads.k(), heads.v());
+        Tensor proj = pass.linear(p + "attn.proj", o, w.get(p + "attn.proj.weight"), w.get(p + "attn.proj.bias"));
+        pass.release(o);
+        h = pass.gatedResidual(h, proj, mod, 2);
+        pass.release(proj);
+
+        Tensor b = pass.rmsNormModulate(p + "norm2", h, w.get(p + "norm2.weight"), eps, mod, 3, 4);
+        Tensor gu = pass.linear(p + "mlp.w12", b, w.get(p + "mlp.w12.weight"), w.get(p + "mlp.w12.bias"));
+        pass.release(b);
+        Tensor act = pass.swiglu(p + "mlp.act", gu);
+        pass.release(gu);
+        Tensor m = pass.linear(p + "mlp.w3", act, w.get(p + "mlp.w3.weight"), w.get(p + "mlp.w3.bias"));
+        pass.release(act);
+        h = pass.gatedResidual(h, m, mod, 5);
+        pass.release(m, mod);
+        return h;
     }
 
-    private int checkInputs(Tensor x, Tensor t, Tensor y, Tensor r) {
-        if (x.rank() != 4 || x.dim(1) != c.inChannels() || x.dim(2) != c.inputSize() || x.dim(3) != c.inputSize()) {
-            throw new ShapeException("LightningDiT " + c.name() + ": input " + x.describe() + " should be [B,"
+    /** §3.2 steps 7–8: adaLN [shift, scale], RMSNorm, output linear and unpatchify to {@code outShape}. */
+    public Tensor finalLayer(ForwardPass pass, Tensor h, Tensor sc, int[] outShape) {
+        Tensor mf = pass.linear("final_layer.mod", sc, w.get("final_layer.adaLN_modulation.1.weight"),
+                w.get("final_layer.adaLN_modulation.1.bias"));
+        Tensor nf = pass.rmsNormModulate("final_layer.norm", h, w.get("final_layer.norm_final.weight"),
+                ModelConfig.NORM_EPS, mf, 0, 1);
+        Tensor o = pass.linear("final_layer.linear", nf, w.get("final_layer.linear.weight"),
+                w.get("final_layer.linear.bias"));
+        pass.release(nf, mf);
+        Tensor out = pass.unpatchify(o, c.patch(), outShape);
+        pass.release(o);
+        return out;
+    }
+
+    private void checkInputs(Tensor x, Tensor t, Tensor y, Tensor r) {
+        if (x.rank() != 4 || x.dim(1) != c.inChannels() || x.dim(2) != c.inputSize() || x.dim(3) != c.inputSize()
+                || x.dtype() != DType.F32) {
+            throw new ShapeException("LightningDiT " + c.name() + ": input " + x.describe() + " should be f32[B,"
                     + c.inChannels() + "," + c.inputSize() + "," + c.inputSize() + "]");
         }
         int b = x.dim(0);
@@ -169,6 +203,5 @@ public final class LightningDiT {
         if (c.auxTime() && (r == null || r.rank() != 1 || r.dim(0) != b)) {
             throw new ShapeException("LightningDiT: the auxiliary-time model needs r of shape [" + b + "]");
         }
-        return b;
     }
 }

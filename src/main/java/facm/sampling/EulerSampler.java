@@ -46,7 +46,6 @@ public final class EulerSampler {
         int b = z.dim(0);
         int nullClass = model.config().nullClass();
         double[] x = HostState.toDouble(be.download(z));
-        int[] labels = be.downloadInts(y);
         int[] nulls = new int[b];
         java.util.Arrays.fill(nulls, nullClass);
         try (Tensor yu = be.upload("null_labels", nulls, b)) {
@@ -54,13 +53,13 @@ public final class EulerSampler {
                 double t = gridTime(k, o);
                 double tn = gridTime(k + 1, o);
                 double dt = tn - t;
-                double[] v = velocity(model, x, z.shape(), t, y, yu, labels, o);
+                double[] v = velocity(model, x, z.shape(), t, y, yu, o);
                 if (o.heun()) {
                     double[] xp = new double[x.length];
                     for (int i = 0; i < x.length; i++) {
                         xp[i] = x[i] + dt * v[i];
                     }
-                    double[] v2 = velocity(model, xp, z.shape(), tn, y, yu, labels, o);
+                    double[] v2 = velocity(model, xp, z.shape(), tn, y, yu, o);
                     for (int i = 0; i < x.length; i++) {
                         x[i] += dt * 0.5 * (v[i] + v2[i]);
                     }
@@ -75,7 +74,7 @@ public final class EulerSampler {
     }
 
     private static double[] velocity(LightningDiT model, double[] x, int[] shape, double t, Tensor y, Tensor yu,
-                                     int[] labels, Options o) {
+                                     Options o) {
         double tau = o.fmBranch() ? 2.0 - t : t;
         double r = o.fmBranch() ? t : 1.0;
         int b = shape[0];

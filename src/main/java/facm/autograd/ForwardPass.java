@@ -1,0 +1,481 @@
+package facm.autograd;
+
+import facm.tensor.Backend;
+import facm.tensor.BinaryOp;
+import facm.tensor.DType;
+import facm.tensor.GemmPrecision;
+import facm.tensor.NetworkOps;
+import facm.tensor.ReduceOp;
+import facm.tensor.Tensor;
+import facm.tensor.UnaryOp;
+
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * One forward pass of a network: each method runs its op now and, when the pass has a {@link Tape} and an input of
+ * the op is tracked, saves what the op's backward needs and records that backward. Without a tape (inference, a frozen
+ * teacher) nothing is saved and temporaries are freed as soon as the caller {@link #release}s them, so the same model
+ * code serves inference and training.
+ *
+ * <p>Ownership: every tensor a method returns is a temporary of this pass; {@link #release} frees it unless the tape
+ * saved it (the tape frees it after the backward), {@link #keep} hands it to the caller (e.g. the model output), and
+ * {@link #close()} frees whatever temporaries are left. Tensors passed in from outside (inputs, weights) are never
+ * freed by the pass; inputs given to a pass with a tape must stay open until its backward has run.
+ *
+ * <p>Mixed precision ({@link GemmPrecision#BF16}): activations and weights are cast to bf16 right before each GEMM,
+ * which accumulates in fp32 and writes fp32; the master weights, norms, softmax and losses stay fp32. A weight's bf16
+ * copy is made once per pass; the backward GEMMs (dX = dY·W, dW += dYᵀ·X) also run in bf16, with the tape keeping the
+ * bf16 copies of X and W instead of their fp32 originals. FP32 and TF32 take the f32 tensors as they are.
+ */
+public final class ForwardPass implements AutoCloseable {
+    private final Backend be;
+    private final NetworkOps net;
+    private final GemmPrecision precision;
+    private final Tape tape;
+    private final Set<Tensor> live = Collections.newSetFromMap(new IdentityHashMap<>());
+    private final Map<Tensor, Tensor> bf16Weights = new IdentityHashMap<>();
+
+    /** A pass on {@code backend}; {@code tape} may be null (no gradients). */
+    public ForwardPass(Backend backend, GemmPrecision precision, Tape tape) {
+        this.be = backend;
+        this.net = backend.network();
+        this.precision = precision;
+        this.tape = tape;
+    }
+
+    public Backend backend() {
+        return be;
+    }
+
+    public GemmPrecision precision() {
+        return precision;
+    }
+
+    /** The tape, or null for a pass without gradients. */
+    public Tape tape() {
+        return tape;
+    }
+
+    // ---------------------------------------------------------------- ownership
+
+    /** A new temporary of this pass (contents undefined on CUDA). */
+    public Tensor alloc(String name, DType dtype, int... shape) {
+        Tensor t = be.empty(name, dtype, shape);
+        live.add(t);
+        return t;
+    }
+
+    /** Frees temporaries of this pass that the caller no longer needs (the tape keeps those it saved). */
+    public void release(Tensor... ts) {
+        for (Tensor t : ts) {
+            if (t != null && live.remove(t) && !savedByTape(t)) {
+                t.close();
+            }
+        }
+    }
+
+    /** Hands a temporary of this pass to the caller, who then owns (closes) it. */
+    public Tensor keep(Tensor t) {
+        if (!live.remove(t)) {
+            throw new IllegalArgumentException("keep: " + t.describe() + " is not a live temporary of this pass");
+        }
+        if (savedByTape(t)) {
+            live.add(t);
+            throw new IllegalStateException("keep: " + t.describe() + " is saved by the tape, which will free it");
+        }
+        return t;
+    }
+
+    private boolean savedByTape(Tensor t) {
+        return tape != null && tape.owns(t);
+    }
+
+    /**
+     * Hands a temporary of this pass to the tape for a backward. Tensors from outside the pass (the caller's inputs)
+     * are not the tape's to free: the caller keeps them open until the backward has run.
+     */
+    private void saveForBackward(Tensor t) {
+        if (live.contains(t)) {
+            tape.save(t);
+        }
+    }
+
+    /** Whether an op on {@code inputs} must record its backward. */
+    private boolean recording(Tensor... inputs) {
+        return tape != null && tape.anyRequiresGrad(inputs);
+    }
+
+    // ---------------------------------------------------------------- linear layers
+
+    /**
+     * y = x·Wᵀ + b with W {@code [out, in...]} (a conv-shaped weight is flattened to {@code [out, in]}) and x
+     * {@code [..., in]}; bias may be null. Backward: dX = dY·W, dW += dYᵀ·X (one GEMM each, in the pass's precision),
+     * db += Σ_rows dY (fp32).
+     */
+    public Tensor linear(String name, Tensor x, Tensor weight, Tensor bias) {
+        int outF = weight.dim(0);
+        int in = (int) (weight.numel() / outF);
+        if (x.dim(-1) != in) {
+            throw new facm.tensor.ShapeException("linear " + name + ": x " + x.describe() + " does not fit weight "
+                    + weight.describe());
+        }
+        int rows = (int) (x.numel() / in);
+        int[] outShape = x.shape();
+        outShape[outShape.length - 1] = outF;
+        Tensor out = alloc(name, DType.F32, outShape);
+        boolean rec = recording(x, weight, bias);
+        boolean needDx = rec && tape.requiresGrad(x);
+        boolean needDw = rec && tape.requiresGrad(weight);
+        Tensor w2 = gemmWeight(weight, outF, in, needDx);
+        Tensor x2 = gemmInput(x, rows, in, needDw);
+        Tensor out2 = out.reshape(rows, outF);
+        be.gemm(x2, false, w2, true, out2, 1f, 0f, gemmPrecision());
+        if (bias != null) {
+            be.binary(BinaryOp.ADD, out2, bias, out2);
+        }
+        if (x2.dtype() == DType.BF16 && !needDw) {
+            x2.close(); // the cast of x was only needed for this product
+        }
+        if (rec) {
+            tape.record("linear " + name, () -> linearBackward(x, weight, bias, w2, x2, out, rows, in, outF), out);
+        }
+        return out;
+    }
+
+    private void linearBackward(Tensor x, Tensor weight, Tensor bias, Tensor w2, Tensor x2, Tensor out, int rows,
+                                int in, int outF) {
+        Tensor gOut = tape.grad(out).reshape(rows, outF);
+        Tensor gOp = gOut;
+        if (precision == GemmPrecision.BF16) {
+            gOp = be.empty("grad " + out.name() + " bf16", DType.BF16, rows, outF);
+            be.convert(gOut, gOp);
+        }
+        try {
+            if (tape.requiresGrad(x)) {
+                Tensor existing = tape.grad(x);
+                if (existing != null) {
+                    be.gemm(gOp, false, w2, false, existing.reshape(rows, in), 1f, 1f, gemmPrecision());
+                } else {
+                    Tensor gx = tape.newGradBuffer(x);
+                    be.gemm(gOp, false, w2, false, gx.reshape(rows, in), 1f, 0f, gemmPrecision());
+                    tape.adoptGrad(x, gx);
+                }
+            }
+            Tensor gw = tape.paramGrad(weight);
+            if (gw != null) {
+                be.gemm(gOp, true, x2, false, gw.reshape(outF, in), 1f, 1f, gemmPrecision());
+            }
+            Tensor gb = tape.paramGrad(bias);
+            if (gb != null) {
+                try (Tensor sum = be.empty("grad " + out.name() + " bias", DType.F32, outF)) {
+                    be.reduce(ReduceOp.SUM, gOut, 0, sum);
+                    be.axpby(1f, gb, 1f, sum, gb);
+                }
+            }
+        } finally {
+            if (gOp != gOut) {
+                gOp.close();
+            }
+        }
+    }
+
+    private GemmPrecision gemmPrecision() {
+        return precision;
+    }
+
+    /** The weight as the GEMM takes it: a 2-D view (fp32), or its bf16 copy made once per pass. */
+    private Tensor gemmWeight(Tensor weight, int outF, int in, boolean neededByBackward) {
+        if (precision != GemmPrecision.BF16) {
+            return weight.rank() == 2 ? weight : weight.reshape(outF, in);
+        }
+        Tensor cast = bf16Weights.get(weight);
+        if (cast == null) {
+            cast = be.empty(weight.name() + " bf16", DType.BF16, outF, in);
+            be.convert(weight.reshape(outF, in), cast);
+            bf16Weights.put(weight, cast);
+        }
+        if (neededByBackward) {
+            tape.save(cast);
+        }
+        return cast;
+    }
+
+    /** x as a 2-D GEMM operand: a view (fp32) or a fresh bf16 cast; saved when the weight gradient needs it. */
+    private Tensor gemmInput(Tensor x, int rows, int in, boolean neededByBackward) {
+        if (precision != GemmPrecision.BF16) {
+            if (neededByBackward) {
+                saveForBackward(x);
+            }
+            return x.reshape(rows, in);
+        }
+        Tensor cast = be.empty(x.name() + " bf16", DType.BF16, rows, in);
+        be.convert(x.reshape(rows, in), cast);
+        if (neededByBackward) {
+            tape.save(cast);
+        }
+        return cast;
+    }
+
+    // ---------------------------------------------------------------- elementwise
+
+    /** SiLU(x) = x·σ(x); backward gradIn = gradOut·SiLU'(x), computed in place in the output's gradient. */
+    public Tensor silu(String name, Tensor x) {
+        Tensor out = alloc(name, DType.F32, x.shape());
+        be.unary(UnaryOp.SILU, x, out);
+        if (recording(x)) {
+            saveForBackward(x);
+            tape.record("silu " + name, () -> {
+                Tensor g = tape.takeGrad(out);
+                net.siluBackward(x, g, g);
+                tape.adoptGrad(x, g);
+            }, out);
+        }
+        return out;
+    }
+
+    /** a + b, same shapes (a broadcast b must not need a gradient); gradients pass through unchanged. */
+    public Tensor add(String name, Tensor a, Tensor b) {
+        boolean rec = recording(a, b);
+        if (rec && tape.requiresGrad(b) && !a.sameShape(b)) {
+            throw new UnsupportedOperationException("add " + name + ": no gradient for the broadcast operand "
+                    + b.describe());
+        }
+        Tensor out = alloc(name, DType.F32, a.shape());
+        be.binary(BinaryOp.ADD, a, b, out);
+        if (rec) {
+            tape.record("add " + name, () -> {
+                Tensor g = tape.takeGrad(out);
+                tape.accumulateGrad(b, g);
+                tape.adoptGrad(a, g);
+            }, out);
+        }
+        return out;
+    }
+
+    /**
+     * a += b in place, for a constant b (e.g. a fixed position table, broadcast over leading dimensions): the gradient
+     * of a passes through unchanged, so nothing is recorded. a must not be saved by the tape (its old value is lost).
+     */
+    public void addConstantInPlace(Tensor a, Tensor b) {
+        if (tape != null && (tape.requiresGrad(b) || tape.owns(a))) {
+            throw new IllegalStateException("addConstantInPlace: " + b.describe() + " needs a gradient or "
+                    + a.describe() + " is saved for a backward");
+        }
+        be.binary(BinaryOp.ADD, a, b, a);
+    }
+
+    // ---------------------------------------------------------------- network layers (NetworkOps)
+
+    /** Patch layout [B,C,H,W] → [B, T, C·p²]. */
+    public Tensor patchify(Tensor x, int patch, int tokens, int features) {
+        Tensor out = alloc("patches", DType.F32, x.dim(0), tokens, features);
+        net.patchify(x, patch, out);
+        if (recording(x)) {
+            tape.record("patchify", () -> {
+                Tensor gx = tape.newGradBuffer(x);
+                net.patchifyBackward(tape.grad(out), patch, gx);
+                tape.adoptGrad(x, gx);
+            }, out);
+        }
+        return out;
+    }
+
+    /** Output layout [B, T, p²·C] → [B, C, H, W] with the spatial shape of {@code like}. */
+    public Tensor unpatchify(Tensor tokens, int patch, int[] outShape) {
+        Tensor out = alloc("F", DType.F32, outShape);
+        net.unpatchify(tokens, patch, out);
+        if (recording(tokens)) {
+            tape.record("unpatchify", () -> {
+                Tensor g = tape.newGradBuffer(tokens);
+                net.unpatchifyBackward(tape.grad(out), patch, g);
+                tape.adoptGrad(tokens, g);
+            }, out);
+        }
+        return out;
+    }
+
+    /** Sinusoidal time features (no gradient: time inputs are never tracked). */
+    public Tensor timestepEmbedding(String name, Tensor t, int dim, float maxPeriod) {
+        if (tape != null && tape.requiresGrad(t)) {
+            throw new UnsupportedOperationException("timestepEmbedding " + name + ": no gradient w.r.t. time");
+        }
+        Tensor out = alloc(name, DType.F32, t.dim(0), dim);
+        net.timestepEmbedding(t, maxPeriod, out);
+        return out;
+    }
+
+    /** Rows of {@code table} picked by {@code ids}; the table's gradient accumulates per id. */
+    public Tensor embedding(String name, Tensor table, Tensor ids) {
+        Tensor out = alloc(name, DType.F32, ids.dim(0), table.dim(1));
+        net.embedding(table, ids, out);
+        if (recording(table)) {
+            requireParameter("embedding " + name, table);
+            tape.record("embedding " + name, () -> net.embeddingBackward(tape.grad(out), ids,
+                    tape.paramGrad(table)), out);
+        }
+        return out;
+    }
+
+    /** RMSNorm of x with adaLN chunks of mod (null: plain RMSNorm); saves x, mod and the row statistics. */
+    public Tensor rmsNormModulate(String name, Tensor x, Tensor weight, float eps, Tensor mod, int shiftChunk,
+                                  int scaleChunk) {
+        Tensor out = alloc(name, DType.F32, x.shape());
+        boolean rec = recording(x, weight, mod);
+        Tensor rstd = rec ? tape.save(alloc(name + ".rstd", DType.F32, (int) (x.numel() / x.dim(-1)))) : null;
+        net.rmsNormModulate(x, weight, eps, mod, shiftChunk, scaleChunk, out, rstd);
+        if (rec) {
+            requireParameter("rmsNorm " + name, weight);
+            saveForBackward(x);
+            if (mod != null) {
+                saveForBackward(mod);
+            }
+            tape.record("rmsNorm " + name, () -> {
+                Tensor gx = tape.requiresGrad(x) ? tape.newGradBuffer(x) : null;
+                Tensor gMod = tape.requiresGrad(mod) ? tape.gradForAccumulation(mod) : null;
+                net.rmsNormModulateBackward(x, weight, eps, mod, shiftChunk, scaleChunk, rstd, tape.grad(out), gx,
+                        tape.paramGrad(weight), gMod);
+                if (gx != null) {
+                    tape.adoptGrad(x, gx);
+                }
+            }, out);
+        }
+        return out;
+    }
+
+    /**
+     * The residual update h + gate ⊙ a (gate = chunk of mod). Consumes h (a temporary of this pass): without a
+     * recording tape it is updated in place and returned; with one, a new tensor is returned and the old h stays
+     * with the tape if an earlier op saved it.
+     */
+    public Tensor gatedResidual(Tensor h, Tensor a, Tensor mod, int gateChunk) {
+        if (!recording(h, a, mod)) {
+            net.gatedResidual(h, a, mod, gateChunk);
+            return h;
+        }
+        Tensor out = alloc(h.name(), DType.F32, h.shape());
+        be.copy(h, out);
+        net.gatedResidual(out, a, mod, gateChunk);
+        release(h);
+        saveForBackward(a);
+        saveForBackward(mod);
+        tape.record("gatedResidual " + h.name(), () -> {
+            Tensor g = tape.grad(out);
+            Tensor ga = tape.requiresGrad(a) ? tape.newGradBuffer(a) : null;
+            Tensor gMod = tape.requiresGrad(mod) ? tape.gradForAccumulation(mod) : null;
+            net.gatedResidualBackward(a, mod, gateChunk, g, ga, gMod);
+            if (ga != null) {
+                tape.adoptGrad(a, ga);
+            }
+            tape.adoptGrad(h, tape.takeGrad(out)); // dh = d(out): the same buffer moves on
+        }, out);
+        return out;
+    }
+
+    /** q, k, v {@code [B,H,T,dh]} from a fused qkv projection (qk-norm and RoPE applied to q and k). */
+    public record Qkv(Tensor q, Tensor k, Tensor v) {
+    }
+
+    public Qkv qkNormRope(String name, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps,
+                          Tensor ropeCos, Tensor ropeSin) {
+        int b = qkv.dim(0);
+        int t = qkv.dim(1);
+        int dh = qkv.dim(2) / (3 * heads);
+        Tensor q = alloc(name + ".q", DType.F32, b, heads, t, dh);
+        Tensor k = alloc(name + ".k", DType.F32, b, heads, t, dh);
+        Tensor v = alloc(name + ".v", DType.F32, b, heads, t, dh);
+        boolean rec = recording(qkv, qWeight, kWeight);
+        Tensor rstd = rec && qWeight != null ? tape.save(alloc(name + ".rstd", DType.F32, b, t, 2, heads)) : null;
+        net.qkNormRope(qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v, rstd);
+        if (rec) {
+            saveForBackward(qkv);
+            tape.record("qkNormRope " + name, () -> {
+                Tensor gq = gradOrZeros(q);
+                Tensor gk = gradOrZeros(k);
+                Tensor gv = gradOrZeros(v);
+                Tensor gQkv = tape.requiresGrad(qkv) ? tape.newGradBuffer(qkv) : null;
+                net.qkNormRopeBackward(qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, rstd, gq, gk, gv, gQkv,
+                        tape.paramGrad(qWeight), tape.paramGrad(kWeight));
+                if (gQkv != null) {
+                    tape.adoptGrad(qkv, gQkv);
+                }
+            }, q, k, v);
+        }
+        return new Qkv(q, k, v);
+    }
+
+    private Tensor gradOrZeros(Tensor t) {
+        return tape.grad(t) != null ? tape.grad(t) : tape.gradForAccumulation(t);
+    }
+
+    /** Softmax attention, token-major output {@code [B,T,H·dh]}; saves q, k, v, the output and the log-sum-exp. */
+    public Tensor attention(String name, Tensor q, Tensor k, Tensor v, float scale) {
+        int b = q.dim(0);
+        int heads = q.dim(1);
+        int t = q.dim(2);
+        int dh = q.dim(3);
+        Tensor out = alloc(name, DType.F32, b, t, heads * dh);
+        boolean rec = recording(q, k, v);
+        Tensor lse = rec ? tape.save(alloc(name + ".lse", DType.F32, b, heads, t)) : null;
+        net.attention(q, k, v, scale, out, lse);
+        if (rec) {
+            saveForBackward(q);
+            saveForBackward(k);
+            saveForBackward(v);
+            saveForBackward(out);
+            tape.record("attention " + name, () -> {
+                Tensor gq = tape.newGradBuffer(q);
+                Tensor gk = tape.newGradBuffer(k);
+                Tensor gv = tape.newGradBuffer(v);
+                net.attentionBackward(q, k, v, scale, out, lse, tape.grad(out), gq, gk, gv);
+                tape.adoptGrad(q, gq);
+                tape.adoptGrad(k, gk);
+                tape.adoptGrad(v, gv);
+            }, out);
+        }
+        return out;
+    }
+
+    /** SiLU(g) ⊙ u of a fused [g; u] input {@code [..., 2F]} → {@code [..., F]}; saves the input. */
+    public Tensor swiglu(String name, Tensor gu) {
+        int[] shape = gu.shape();
+        shape[shape.length - 1] /= 2;
+        Tensor out = alloc(name, DType.F32, shape);
+        net.swiglu(gu, out);
+        if (recording(gu)) {
+            saveForBackward(gu);
+            tape.record("swiglu " + name, () -> {
+                Tensor g = tape.newGradBuffer(gu);
+                net.swigluBackward(gu, tape.grad(out), g);
+                tape.adoptGrad(gu, g);
+            }, out);
+        }
+        return out;
+    }
+
+    private void requireParameter(String op, Tensor weight) {
+        if (weight != null && tape.requiresGrad(weight) && tape.paramGrad(weight) == null) {
+            throw new UnsupportedOperationException(op + ": " + weight.describe()
+                    + " is tracked but not a parameter; only parameter weights get gradients here");
+        }
+    }
+
+    /** Frees the temporaries left and the bf16 weight copies the tape did not save. */
+    @Override
+    public void close() {
+        for (Tensor t : live) {
+            if (!savedByTape(t)) {
+                t.close();
+            }
+        }
+        live.clear();
+        for (Tensor c : bf16Weights.values()) {
+            if (!savedByTape(c)) {
+                c.close();
+            }
+        }
+        bf16Weights.clear();
+    }
+}
