@@ -4,25 +4,28 @@
 
 // ------------------------------------------------------------------------------------------- AdamW
 // Decoupled weight decay Adam as in PyTorch's AdamW, one fused pass over p, g, m, v (4 reads, 3 writes):
-//   g ← gradScale·grad;  p ← p − lr·wd·p;  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;
+//   g ← gradScale·grad;  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  p ← p − lr·wd·p;
 //   p ← p − lr·(m / bc1) / (√(v / bc2) + eps)      with bc1 = 1 − β1^step, bc2 = 1 − β2^step (host, fp64).
-// Each element is computed in fp64 and rounded once per stored value; like PyTorch, the parameter update uses m and v
-// as stored (rounded to fp32), so the step is a function of the stored state alone. The extra fp64 arithmetic is free:
-// the kernel is bound by its 28 bytes of memory traffic per element.
+// Bit-identical to the CPU reference (facm.backend.cpu.CpuTrainingOps.adamw): the same fp64 operations in the same
+// order, each rounded once (the _rn intrinsics keep nvcc from contracting a multiply and an add into an fma, which
+// Java never does), the update using the new m and v before their rounding to fp32, and the bias corrections from
+// the same Math.pow on the host. fp64 costs nothing here: the kernel is bound by its 28 bytes per element.
 extern "C" __global__ void adamw_f32(float* __restrict__ p, const float* __restrict__ grad, float* __restrict__ m,
                                      float* __restrict__ v, int64_t n, float lr, float beta1, float beta2, float eps,
                                      float weightDecay, double bc1, double bc2, float gradScale) {
-    const double decay = (double)lr * weightDecay;
-    const double b1 = beta1, b2 = beta2;
+    const double b1 = beta1, b2 = beta2, rate = lr;
+    const double decay = __dmul_rn(rate, (double)weightDecay);
+    const double oneMinusB1 = __dsub_rn(1.0, b1), oneMinusB2 = __dsub_rn(1.0, b2);
     GRID_STRIDE_LOOP(i, n) {
-        const double g = (double)gradScale * grad[i];
-        double pi = p[i];
-        pi -= decay * pi;
-        const float mi = (float)(b1 * m[i] + (1.0 - b1) * g);
-        const float vi = (float)(b2 * v[i] + (1.0 - b2) * g * g);
-        m[i] = mi;
-        v[i] = vi;
-        pi -= (double)lr * ((double)mi / bc1) / (sqrt((double)vi / bc2) + (double)eps);
+        const double g = __dmul_rn((double)gradScale, (double)grad[i]);
+        const double mi = __dadd_rn(__dmul_rn(b1, (double)m[i]), __dmul_rn(oneMinusB1, g));
+        const double vi = __dadd_rn(__dmul_rn(b2, (double)v[i]), __dmul_rn(__dmul_rn(oneMinusB2, g), g));
+        const double pOld = p[i];
+        double pi = __dsub_rn(pOld, __dmul_rn(decay, pOld));
+        const double denom = __dadd_rn(__dsqrt_rn(__ddiv_rn(vi, bc2)), (double)eps);
+        pi = __dsub_rn(pi, __ddiv_rn(__dmul_rn(rate, __ddiv_rn(mi, bc1)), denom));
+        m[i] = (float)mi;
+        v[i] = (float)vi;
         p[i] = (float)pi;
     }
 }

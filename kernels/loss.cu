@@ -2,12 +2,14 @@
 // [B, C, H, W], per sample b:
 //   ℓ_b = mean_{C,H,W}(F − u)² + mean_{H,W}(1 − cos_C(F, u)),
 //   cos_C(F, u) = F·u / (max(‖F‖, 1e-8)·max(‖u‖, 1e-8))   over the C channels of each pixel,
-// and, when gradPred is given, gradPred = gradScale·∂ℓ_b/∂F (overwritten). With N_F = max(‖F‖, 1e-8), N_u likewise,
-// HW pixels and C channels, the gradient at channel c of a pixel is
-//   2(F_c − u_c)/(C·HW) − (u_c/(N_F·N_u) − [‖F‖ > 1e-8]·cos·F_c/N_F²)/HW,
-// local to the pixel, so one pass computes both. Everything is accumulated in fp64 (the work is tiny next to a
-// network pass) and rounded once per output; the per-sample sums use a fixed tree, so results are deterministic.
-// Launcher: facm.backend.cuda.CudaTrainingOps.
+// and, when gradPred is given, gradPred = gradScale·∂ℓ_b/∂F (overwritten). With n_F = ‖F‖, N_F = max(n_F, 1e-8),
+// N_u = max(‖u‖, 1e-8), HW pixels and C channels, the gradient at channel c of a pixel is
+//   gradScale·(2(F_c − u_c)/(C·HW) − (u_c/(N_F·N_u) − [n_F > 1e-8]·(cos/n_F²)·F_c)/HW)
+// (the clamp's own derivative is zero), local to the pixel, so one pass computes both. Everything is fp64. The
+// gradient is bit-identical to the CPU reference (facm.backend.cpu.CpuTrainingOps): the same operations in the same
+// order, each rounded once (_rn intrinsics: no fma contraction). The per-sample sums use a fixed tree instead of the
+// CPU's sequential order, so ℓ_b may differ from the CPU's in the last bit of its fp32 rounding; the order depends
+// on the shape only, so results are reproducible. Launcher: facm.backend.cuda.CudaTrainingOps.
 #include "common.cuh"
 
 #define LOSS_THREADS 256
@@ -35,42 +37,47 @@ extern "C" __global__ void __launch_bounds__(LOSS_THREADS) flow_matching_loss_f3
         const float* __restrict__ pred, const float* __restrict__ target, float* __restrict__ perSample,
         float* __restrict__ gradPred, int B, int C, int HW, float gradScale) {
     __shared__ double scratch[32];
-    const double mseScale = 2.0 / ((double)C * HW);
+    const double mseScale = __ddiv_rn(2.0, __dmul_rn((double)C, (double)HW));
+    const double cosScale = __ddiv_rn(1.0, (double)HW);
     for (int b = blockIdx.x; b < B; b += gridDim.x) {
         const int64_t base = (int64_t)b * C * HW;
         const float* p = pred + base;
         const float* u = target + base;
         double squaredError = 0.0, cosineTerm = 0.0;
         for (int x = threadIdx.x; x < HW; x += LOSS_THREADS) {
-            double dot = 0.0, pp = 0.0, uu = 0.0, se = 0.0;
+            double pu = 0.0, pp = 0.0, uu = 0.0;
             for (int c = 0; c < C; c++) {
                 const double pv = p[(int64_t)c * HW + x];
                 const double uv = u[(int64_t)c * HW + x];
-                dot += pv * uv;
-                pp += pv * pv;
-                uu += uv * uv;
-                se += (pv - uv) * (pv - uv);
+                const double diff = __dsub_rn(pv, uv);
+                squaredError = __dadd_rn(squaredError, __dmul_rn(diff, diff));
+                pp = __dadd_rn(pp, __dmul_rn(pv, pv));
+                uu = __dadd_rn(uu, __dmul_rn(uv, uv));
+                pu = __dadd_rn(pu, __dmul_rn(pv, uv));
             }
-            const double normP = sqrt(pp);
+            const double normP = __dsqrt_rn(pp);
             const double clampedP = fmax(normP, LOSS_NORM_EPS);
-            const double clampedU = fmax(sqrt(uu), LOSS_NORM_EPS);
-            const double cosine = dot / (clampedP * clampedU);
-            squaredError += se;
-            cosineTerm += 1.0 - cosine;
+            const double clampedU = fmax(__dsqrt_rn(uu), LOSS_NORM_EPS);
+            const double denom = __dmul_rn(clampedP, clampedU);
+            const double cosine = __ddiv_rn(pu, denom);
+            cosineTerm = __dadd_rn(cosineTerm, __dsub_rn(1.0, cosine));
             if (gradPred != nullptr) {
-                const double crossScale = 1.0 / (clampedP * clampedU);
-                const double selfScale = normP > LOSS_NORM_EPS ? cosine / (clampedP * clampedP) : 0.0;
+                const double normTerm = normP > LOSS_NORM_EPS ? __ddiv_rn(cosine, __dmul_rn(normP, normP)) : 0.0;
                 float* g = gradPred + base;
                 for (int c = 0; c < C; c++) {
                     const double pv = p[(int64_t)c * HW + x];
                     const double uv = u[(int64_t)c * HW + x];
-                    const double d = mseScale * (pv - uv) - (uv * crossScale - selfScale * pv) / HW;
-                    g[(int64_t)c * HW + x] = (float)(gradScale * d);
+                    const double dCos = __dsub_rn(__ddiv_rn(uv, denom), __dmul_rn(normTerm, pv));
+                    const double d = __dsub_rn(__dmul_rn(mseScale, __dsub_rn(pv, uv)), __dmul_rn(cosScale, dCos));
+                    g[(int64_t)c * HW + x] = (float)__dmul_rn((double)gradScale, d);
                 }
             }
         }
         squaredError = loss_block_sum(squaredError, scratch);
         cosineTerm = loss_block_sum(cosineTerm, scratch);
-        if (threadIdx.x == 0) perSample[b] = (float)(squaredError / ((double)C * HW) + cosineTerm / HW);
+        if (threadIdx.x == 0) {
+            perSample[b] = (float)__dadd_rn(__ddiv_rn(squaredError, __dmul_rn((double)C, (double)HW)),
+                                            __ddiv_rn(cosineTerm, (double)HW));
+        }
     }
 }

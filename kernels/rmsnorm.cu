@@ -107,36 +107,24 @@ extern "C" __global__ void __launch_bounds__(256) rmsnorm_fwd(
 //   gradX = ρ·(g − n·mean_D(g·n))                 (rmsnorm_bwd_x, one warp per row, overwritten)
 //   gradWeight += Σ_rows gradOut·n·s_b           (rmsnorm_bwd_partials, then partials_sum_accumulate)
 //   gradMod[scale] += Σ_tokens gradOut·n·w,  gradMod[shift] += Σ_tokens gradOut   (the same two kernels)
-// The parameter sums are deterministic two-pass reductions: fixed segments of rows give per-segment column sums in a
-// scratch buffer, which partials_sum_accumulate adds in segment order. The order depends on the shape only.
+// ρ is the one saved by the forward (rstd, required). The parameter sums are deterministic two-pass reductions: fixed
+// segments of rows give per-segment column sums in a scratch buffer, which partials_sum_accumulate adds in segment
+// order. The order depends on the shape only.
 
-// One row: ρ (saved, or recomputed from x when rstdIn is nullptr), then mean_D(g·n) = ρ·Σ(g·x)/D and gradX. Two
-// passes over the row through L1/L2 instead of a register cache, so any D works and gradX may alias gradOut (each
-// element is read before the same lane writes it). gradX == nullptr: only ρ is produced (into rstdOut), which the
-// launcher uses before the partials kernel when the caller saved no ρ.
+// One row with the saved ρ: mean_D(g·n) = ρ·Σ(g·x)/D, then gradX. Two passes over the row through L1/L2 instead of
+// a register cache, so any D works and gradX may alias gradOut (each element is read before the same lane writes it).
 template <bool VEC4>
 __device__ __forceinline__ void rmsnorm_bwd_x_body(const float* __restrict__ x, const float* __restrict__ w,
-                                                   const float* __restrict__ mod, const float* __restrict__ rstdIn,
-                                                   const float* gradOut, float* gradX, float* __restrict__ rstdOut,
-                                                   int64_t rows, int D, int tokens, int64_t modStride, int scaleOff,
-                                                   float eps) {
+                                                   const float* __restrict__ mod, const float* __restrict__ rstd,
+                                                   const float* gradOut, float* gradX, int64_t rows, int D,
+                                                   int tokens, int64_t modStride, int scaleOff) {
     const int lane = threadIdx.x & 31;
     const int warpsPerBlock = blockDim.x >> 5;
     const int64_t warpsInGrid = (int64_t)gridDim.x * warpsPerBlock;
     const int units = VEC4 ? D >> 2 : D;
     for (int64_t row = (int64_t)blockIdx.x * warpsPerBlock + (threadIdx.x >> 5); row < rows; row += warpsInGrid) {
         const float* xr = x + row * D;
-        float rho;
-        if (rstdIn != nullptr) {
-            rho = rstdIn[row];
-        } else {
-            float ss = 0.0f;
-            for (int d = lane; d < D; d += 32) ss = fmaf(xr[d], xr[d], ss);
-            ss = warp_sum(ss);
-            rho = 1.0f / sqrtf(ss / (float)D + eps);
-        }
-        if (rstdOut != nullptr && lane == 0) rstdOut[row] = rho;
-        if (gradX == nullptr) continue;
+        const float rho = rstd[row];
         const float* scale = mod != nullptr ? mod + (row / tokens) * modStride + scaleOff : nullptr;
         const float* gr = gradOut + row * D;
         float* gx = gradX + row * D;
@@ -184,16 +172,15 @@ __device__ __forceinline__ void rmsnorm_bwd_x_body(const float* __restrict__ x, 
     }
 }
 
-// Launch: blocks of 256 threads (8 rows at a time), like rmsnorm_fwd. mod, rstdIn, gradX, rstdOut may be nullptr.
+// Launch: blocks of 256 threads (8 rows at a time), like rmsnorm_fwd. mod may be nullptr (plain RMSNorm).
 // _vec4: D % 4 == 0 and x, w, mod, gradOut, gradX 16-byte aligned (checked by the launcher). The bound of 3 blocks
 // per SM keeps ptxas from capping at 64 registers, where the vec4 kernel spilled 8 bytes on sm_80.
 #define RMSNORM_BWD_X(NAME, VEC4)                                                                                  \
     extern "C" __global__ void __launch_bounds__(256, 3) NAME(                                                     \
             const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ mod,               \
-            const float* __restrict__ rstdIn, const float* gradOut, float* gradX, float* __restrict__ rstdOut,     \
-            int64_t rows, int D, int tokens, int64_t modStride, int scaleOff, float eps) {                         \
-        rmsnorm_bwd_x_body<VEC4>(x, w, mod, rstdIn, gradOut, gradX, rstdOut, rows, D, tokens, modStride,          \
-                                 scaleOff, eps);                                                                   \
+            const float* __restrict__ rstd, const float* gradOut, float* gradX, int64_t rows, int D, int tokens,   \
+            int64_t modStride, int scaleOff) {                                                                     \
+        rmsnorm_bwd_x_body<VEC4>(x, w, mod, rstd, gradOut, gradX, rows, D, tokens, modStride, scaleOff);         \
     }
 RMSNORM_BWD_X(rmsnorm_bwd_x, false)
 RMSNORM_BWD_X(rmsnorm_bwd_x_vec4, true)

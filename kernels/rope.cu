@@ -107,13 +107,14 @@ extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_fwd(
 // the head vectors its warp handles, a block adds its warps in order into partials[block, 2, dh] (q then k), and
 // partials_sum_accumulate (kernels/rmsnorm.cu) adds the blocks in order. Grid size = f(shape) keeps the order fixed.
 
-// One head vector of q or k: backward through RoPE and RMSNorm; gx written to dst. All 32 lanes call it (warp_sum).
-// weight == nullptr: no qk-norm. wsum: this lane's running Σ gy·n for its pairs (updated only with qk-norm).
+// One head vector of q or k: backward through RoPE and RMSNorm; gx written to dst (nullptr: not wanted). All 32
+// lanes call it (warp_sum). weight == nullptr: no qk-norm; otherwise rstd points at the vector's saved ρ. wsum: this
+// lane's running Σ gy·n for its pairs (updated only with qk-norm).
 __device__ __forceinline__ void qk_norm_rope_head_bwd(const float2* __restrict__ x, const float2* __restrict__ gz,
                                                       float2* __restrict__ dst, const float* __restrict__ weight,
                                                       const float* __restrict__ cosRow,
-                                                      const float* __restrict__ sinRow, const float* rstdIn,
-                                                      float2* wsum, int dh, float eps, int lane) {
+                                                      const float* __restrict__ sinRow, const float* rstd,
+                                                      float2* wsum, int dh, int lane) {
     const int pairs = dh >> 1;
     float2 g[ROPE_MAX_PAIRS_PER_LANE];
 #pragma unroll
@@ -134,21 +135,12 @@ __device__ __forceinline__ void qk_norm_rope_head_bwd(const float2* __restrict__
     }
     if (weight != nullptr) {
         float2 xe[ROPE_MAX_PAIRS_PER_LANE];
-        float ss = 0.0f;
 #pragma unroll
         for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
             const int p = lane + 32 * j;
             xe[j] = p < pairs ? x[p] : make_float2(0.0f, 0.0f);
-            ss = fmaf(xe[j].x, xe[j].x, ss);
-            ss = fmaf(xe[j].y, xe[j].y, ss);
         }
-        float rho;
-        if (rstdIn != nullptr) {
-            rho = *rstdIn;
-        } else {
-            ss = warp_sum(ss);
-            rho = 1.0f / sqrtf(ss / (float)dh + eps);
-        }
+        const float rho = *rstd;
         // dot = Σ g·n over the vector, with g = gy ⊙ w and n = x·ρ
         float dot = 0.0f;
 #pragma unroll
@@ -181,13 +173,13 @@ __device__ __forceinline__ void qk_norm_rope_head_bwd(const float2* __restrict__
 
 // Launch like qk_norm_rope_fwd but with exactly 256 threads (warpSums holds 8 warps) and a grid that depends only on
 // the shape. gq, gk, gv [B,H,T,dh] -> gqkv [B,T,3·H·dh] (overwritten; nullptr when only the weight gradients are
-// wanted). rstd may be nullptr (ρ recomputed from qkv and eps); partials [gridDim.x, 2, dh] is nullptr when no weight
-// gradient is wanted (or qk-norm is off). qw and kw are both given or both nullptr, likewise cosT and sinT.
+// wanted). rstd [B,T,2,H] is the forward's ρ, required with qk-norm; partials [gridDim.x, 2, dh] is nullptr when no
+// weight gradient is wanted (or qk-norm is off). qw and kw are both given or both nullptr, likewise cosT and sinT.
 extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_bwd(
         const float* __restrict__ qkv, const float* __restrict__ qw, const float* __restrict__ kw,
         const float* __restrict__ cosT, const float* __restrict__ sinT, const float* __restrict__ rstd,
         const float* __restrict__ gq, const float* __restrict__ gk, const float* __restrict__ gv,
-        float* __restrict__ gqkv, float* __restrict__ partials, int B, int T, int H, int dh, float eps) {
+        float* __restrict__ gqkv, float* __restrict__ partials, int B, int T, int H, int dh) {
     __shared__ float warpSums[8][2][2 * 32 * ROPE_MAX_PAIRS_PER_LANE];  // [warp][q or k][channel]
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
@@ -213,10 +205,10 @@ extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_bwd(
         float2* dstK = tokenGrad != nullptr ? reinterpret_cast<float2*>(tokenGrad + (int64_t)(H + h) * dh) : nullptr;
         qk_norm_rope_head_bwd(reinterpret_cast<const float2*>(tokenIn + (int64_t)h * dh),
                               reinterpret_cast<const float2*>(gq + headRow), dstQ, qw, cosRow, sinRow, rstdQ, wq, dh,
-                              eps, lane);
+                              lane);
         qk_norm_rope_head_bwd(reinterpret_cast<const float2*>(tokenIn + (int64_t)(H + h) * dh),
                               reinterpret_cast<const float2*>(gk + headRow), dstK, kw, cosRow, sinRow, rstdK, wk, dh,
-                              eps, lane);
+                              lane);
         if (tokenGrad == nullptr) continue;
         const float2* vin = reinterpret_cast<const float2*>(gv + headRow);
         float2* vout = reinterpret_cast<float2*>(tokenGrad + (int64_t)(2 * H + h) * dh);

@@ -98,8 +98,8 @@ extern "C" __global__ void swiglu_bwd(const float* __restrict__ gu, const float*
     }
 }
 
-// gradIn = gradOut·SiLU'(x) over n elements, grid-stride. gradIn may alias gradOut (each element is read before the
-// same thread writes it), so neither is __restrict__.
-extern "C" __global__ void silu_bwd(const float* __restrict__ x, const float* gradOut, float* gradIn, int64_t n) {
+// gradIn = gradOut·SiLU'(x) over n elements, grid-stride. gradIn may alias gradOut or x (each element is read before
+// the same thread writes it), so no pointer is __restrict__.
+extern "C" __global__ void silu_bwd(const float* x, const float* gradOut, float* gradIn, int64_t n) {
     GRID_STRIDE_LOOP(i, n) { gradIn[i] = gradOut[i] * silu_derivative(x[i]); }
 }

@@ -10,6 +10,7 @@ import facm.tensor.Tensor;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.Objects;
 
 import static facm.backend.cuda.CudaNetworkChecks.addressOrNull;
 import static facm.backend.cuda.CudaNetworkChecks.aligned16;
@@ -53,7 +54,7 @@ final class CudaAttentionBackward implements AutoCloseable {
         this.sums = sums;
         this.scratch = scratch;
         qkNormRope = lib.kernel("qk_norm_rope_bwd", PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I32, I32,
-                I32, I32, F32);
+                I32, I32);
         for (int dh : CudaAttention.SUPPORTED_HEAD_DIMS) {
             Kernel dq = lib.kernel("attention_bwd_dq_f32_dh" + dh, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I32, I32,
                     F32);
@@ -107,18 +108,14 @@ final class CudaAttentionBackward implements AutoCloseable {
             Shapes.requireShape(op + ": ropeSin [T, dh]", sin, t, dh);
         }
         CudaTensor r = null;
-        if (rstd != null) {
-            if (qw == null) {
-                throw new IllegalArgumentException(op + ": rstd " + rstd.describe() + " was given but qk-norm is off "
-                        + "(qWeight and kWeight are null), so there is no ρ to use");
-            }
+        if (qw != null) {
+            Objects.requireNonNull(rstd, () -> op + ": rstd is null; with qk-norm on the backward needs the ρ saved "
+                    + "by the forward");
             r = check.f32(op, "rstd", rstd);
             Shapes.requireShape(op + ": rstd [B,T,2,H]", r, b, t, 2, heads);
-        }
-        if (qw == null && (gradQWeight != null || gradKWeight != null)) {
-            throw new IllegalArgumentException(op + ": a qk-norm weight gradient was given but qk-norm is off "
-                    + "(qWeight and kWeight are null); got gradQWeight " + describeOrNull(gradQWeight)
-                    + ", gradKWeight " + describeOrNull(gradKWeight));
+        } else if (gradQWeight != null || gradKWeight != null) {
+            throw new IllegalArgumentException(op + ": gradQWeight/gradKWeight were given but qk-norm is off "
+                    + "(qWeight and kWeight are null), so there are no weights to differentiate");
         }
         CudaTensor out = null;
         if (gradQkv != null) {
@@ -147,7 +144,7 @@ final class CudaAttentionBackward implements AutoCloseable {
         long partials = weights ? scratch.regions(op, (long) grid * 2 * dh * Float.BYTES)[0] : 0L;
         qkNormRope.launch(stream, grid, 1, 1, ROPE_BLOCK, 1, 1, 0, in.address(), addressOrNull(qw), addressOrNull(kw),
                 addressOrNull(cos), addressOrNull(sin), addressOrNull(r), gq.address(), gk.address(), gv.address(),
-                addressOrNull(out), partials, b, t, heads, dh, eps);
+                addressOrNull(out), partials, b, t, heads, dh);
         if (gqw != null) {
             sums.accumulate(partials, 2L * dh, gqw.address(), 0, 1, grid, dh);
         }
@@ -171,6 +168,7 @@ final class CudaAttentionBackward implements AutoCloseable {
         String op = "attentionBackward";
         CudaTensor qs = check.f32(op, "q", q), ks = check.f32(op, "k", k), vs = check.f32(op, "v", v);
         CudaTensor o = check.f32(op, "out", out), go = check.f32(op, "gradOut", gradOut);
+        Objects.requireNonNull(lse, () -> op + ": lse is null; the backward recomputes the probabilities from it");
         CudaTensor l = check.f32(op, "lse", lse);
         requireRank(op, "q [B,H,T,dh]", qs, 4);
         Shapes.requireSame(op + " (k vs q)", ks, qs);

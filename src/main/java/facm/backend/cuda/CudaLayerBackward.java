@@ -139,7 +139,7 @@ final class CudaLayerBackward {
         }
         CudaTensor gi = check.f32(op, "gradIn", gradIn);
         Shapes.requireSame(op + " (gradIn vs x)", gi, in);
-        requireNoSharing(op, gi, in); // gradIn may be gradOut: each element is read before it is written
+        // gradIn may be gradOut or x (as on the CPU): each element is read before the same thread writes it.
         if (in.numel() > 0) {
             silu.launch1d(stream, in.numel(), ELEMENTWISE_BLOCK, in.address(), go.address(), gi.address(), in.numel());
         }

@@ -8,13 +8,13 @@ import facm.tensor.ShapeException;
 import facm.tensor.Shapes;
 import facm.tensor.Tensor;
 
+import java.util.Objects;
+
 import static facm.backend.cuda.CudaNetworkChecks.addressOrNull;
 import static facm.backend.cuda.CudaNetworkChecks.aligned16;
 import static facm.backend.cuda.CudaNetworkChecks.requireChunks;
-import static facm.backend.cuda.CudaNetworkChecks.requireEps;
 import static facm.backend.cuda.CudaNetworkChecks.requireNoSharing;
 import static facm.backend.cuda.CudaNetworkChecks.requireRank;
-import static facm.cuda.KernelArg.F32;
 import static facm.cuda.KernelArg.I32;
 import static facm.cuda.KernelArg.I64;
 import static facm.cuda.KernelArg.PTR;
@@ -25,8 +25,10 @@ import static facm.cuda.KernelArg.PTR;
  * overwritten by row-local kernels; parameter gradients (weight, modulation chunks) are accumulated by the
  * deterministic segment reductions of {@link PartialSums}, whose partials live in this object's {@link ScratchBuffer}.
  *
- * <p>Aliasing: gradX may be gradOut, and gradA may be gradH or a (the partial sums that read them are queued first,
- * and the row kernels read each element before writing it); parameter gradients share storage with nothing.
+ * <p>Rules as in the CPU reference (facm.backend.cpu.CpuNetworkBackward): the forward's rstd is required; gradX may be
+ * gradOut and gradA may be gradH (the partial sums that read them are queued first, and the row kernels read each
+ * element before writing it); no other gradient output may share storage with an argument. eps is not used (ρ comes
+ * from rstd), so it is not checked either.
  */
 final class CudaNormBackward implements AutoCloseable {
     private static final int NORM_BLOCK = 256;
@@ -48,7 +50,7 @@ final class CudaNormBackward implements AutoCloseable {
         this.stream = stream;
         this.sums = sums;
         this.scratch = scratch;
-        KernelArg[] normX = {PTR, PTR, PTR, PTR, PTR, PTR, PTR, I64, I32, I32, I64, I32, F32};
+        KernelArg[] normX = {PTR, PTR, PTR, PTR, PTR, PTR, I64, I32, I32, I64, I32};
         rmsNormX = lib.kernel("rmsnorm_bwd_x", normX);
         rmsNormXVec4 = lib.kernel("rmsnorm_bwd_x_vec4", normX);
         rmsNormPartials = lib.kernel("rmsnorm_bwd_partials", PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I64, I32, I32,
@@ -72,7 +74,6 @@ final class CudaNormBackward implements AutoCloseable {
         long rows = in.numel() / d;
         Shapes.requireShape(op + ": weight [D] for x " + in.describe(), w, d);
         Shapes.requireSame(op + " (gradOut vs x)", go, in);
-        requireEps(op, eps);
         CudaTensor m = null;
         int batches = 1;
         int tokens = (int) Math.min(rows, Integer.MAX_VALUE);
@@ -85,13 +86,11 @@ final class CudaNormBackward implements AutoCloseable {
         } else if (rows > Integer.MAX_VALUE) {
             throw new ShapeException(op + ": x " + in.describe() + " has more than 2^31 rows");
         }
-        CudaTensor r = null;
-        if (rstd != null) {
-            r = check.f32(op, "rstd", rstd);
-            if (r.numel() != rows) {
-                throw new ShapeException(op + ": rstd " + r.describe() + " should hold one value per row of x "
-                        + in.describe() + " (" + rows + ")");
-            }
+        Objects.requireNonNull(rstd, () -> op + ": rstd is null; the backward needs the ρ saved by the forward");
+        CudaTensor r = check.f32(op, "rstd", rstd);
+        if (r.numel() != rows) {
+            throw new ShapeException(op + ": rstd " + r.describe() + " should hold one value per row of x "
+                    + in.describe() + " (" + rows + ")");
         }
         CudaTensor gx = null;
         if (gradX != null) {
@@ -123,37 +122,30 @@ final class CudaNormBackward implements AutoCloseable {
         int rowGrid = (int) Math.min((rows + NORM_BLOCK / 32 - 1) / (NORM_BLOCK / 32), CudaNetworkOps.MAX_GRID);
         boolean params = gw != null || gm != null;
 
-        long rstdAddress = addressOrNull(r);
         if (params) {
+            // Partial sums first: they read gradOut, which gradX may overwrite.
             PartialSums.Segments seg = PartialSums.segments(batches, tokens);
             long plane = (long) seg.count() * d * Float.BYTES;
-            long[] at = scratch.regions(op, r == null ? rows * Float.BYTES : 0, gw != null ? plane : 0,
-                    gm != null ? plane : 0, gm != null ? plane : 0);
-            if (r == null) {
-                // ρ-only pass (gradX == nullptr): the partials need ρ per row and the caller saved none.
-                rmsNormX.launch(stream, rowGrid, 1, 1, NORM_BLOCK, 1, 1, 0, in.address(), w.address(), addressOrNull(m),
-                        0L, go.address(), 0L, at[0], rows, d, tokens, modStride, scaleOff, eps);
-                rstdAddress = at[0];
-            }
+            long[] at = scratch.regions(op, gw != null ? plane : 0, gm != null ? plane : 0, gm != null ? plane : 0);
             rmsNormPartials.launch(stream, PartialSums.gridX(d), seg.gridY(), 1, PartialSums.COLUMNS_PER_BLOCK,
-                    PartialSums.THREAD_ROWS, 1, 0, in.address(), w.address(), addressOrNull(m), rstdAddress,
-                    go.address(), at[1], at[2], at[3], rows, d, tokens, modStride, scaleOff, seg.length(),
+                    PartialSums.THREAD_ROWS, 1, 0, in.address(), w.address(), addressOrNull(m), r.address(),
+                    go.address(), at[0], at[1], at[2], rows, d, tokens, modStride, scaleOff, seg.length(),
                     seg.perBatch(), seg.count());
             if (gw != null) {
-                sums.accumulate(at[1], d, gw.address(), 0, 1, seg.count(), d);
+                sums.accumulate(at[0], d, gw.address(), 0, 1, seg.count(), d);
             }
             if (gm != null) {
                 long scaleOut = gm.address() + (long) scaleChunk * d * Float.BYTES;
                 long shiftOut = gm.address() + (long) shiftChunk * d * Float.BYTES;
-                sums.accumulate(at[2], d, scaleOut, modStride, batches, seg.perBatch(), d);
-                sums.accumulate(at[3], d, shiftOut, modStride, batches, seg.perBatch(), d);
+                sums.accumulate(at[1], d, scaleOut, modStride, batches, seg.perBatch(), d);
+                sums.accumulate(at[2], d, shiftOut, modStride, batches, seg.perBatch(), d);
             }
         }
         if (gx != null) {
             boolean vec4 = d % 4 == 0 && aligned16(in, w, m, go, gx);
             (vec4 ? rmsNormXVec4 : rmsNormX).launch(stream, rowGrid, 1, 1, NORM_BLOCK, 1, 1, 0, in.address(),
-                    w.address(), addressOrNull(m), rstdAddress, go.address(), gx.address(), 0L, rows, d, tokens,
-                    modStride, scaleOff, eps);
+                    w.address(), addressOrNull(m), r.address(), go.address(), gx.address(), rows, d, tokens,
+                    modStride, scaleOff);
         }
     }
 
@@ -170,7 +162,7 @@ final class CudaNormBackward implements AutoCloseable {
         if (gradA != null) {
             ga = check.f32(op, "gradA", gradA);
             Shapes.requireSame(op + " (gradA vs a)", ga, as);
-            requireNoSharing(op, ga, m);
+            requireNoSharing(op, ga, as, m);
         }
         CudaTensor gm = null;
         if (gradMod != null) {

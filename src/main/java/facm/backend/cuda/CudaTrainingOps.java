@@ -23,9 +23,11 @@ import static facm.cuda.KernelArg.PTR;
  * (kernels/adamw.cu). Every op queues its kernels on the device's main stream and returns; only the caller's read-back
  * of the accumulated squared norm synchronizes.
  *
- * <p>Numerics: the loss and the AdamW arithmetic are fp64 per element, rounded once per stored value; the sums of the
- * loss and of the squares are fp64 with reduction orders fixed by the shape, so results are bit-identical from run to
- * run. The only state kept between calls is the 8 KiB of fp64 block partials of {@link #sumOfSquares}.
+ * <p>Numerics, against the CPU reference (facm.backend.cpu.CpuTrainingOps, same argument rules and messages): AdamW
+ * and the loss gradient are bit-identical to it (the same fp64 operations in the same order); the per-sample loss and
+ * the sum of squares are fp64 sums in a different but fixed order, so they may differ from the CPU's in the last bit
+ * of the fp32 result. Every result is bit-identical from run to run. The only state kept between calls is the 8 KiB of
+ * fp64 block partials of {@link #sumOfSquares}.
  */
 public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
     private static final int LOSS_THREADS = 256;
@@ -60,13 +62,14 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
         CudaTensor p = f32(op, "pred", pred);
         CudaTensor u = f32(op, "target", target);
         CudaTensor l = f32(op, "perSample", perSample);
-        if (p.rank() != 4) {
-            throw new ShapeException(op + ": pred should have rank 4 [B,C,H,W], got " + p.describe());
-        }
+        CudaNetworkChecks.requireRank(op, "pred [B,C,H,W]", p, 4);
         Shapes.requireSame(op + " (target vs pred)", u, p);
         int b = p.dim(0), c = p.dim(1);
         long pixels = (long) p.dim(2) * p.dim(3);
         Shapes.requireShape(op + ": perSample [B] for pred " + p.describe(), l, b);
+        if (c == 0 || pixels == 0) {
+            throw new ShapeException(op + ": pred " + p.describe() + " has no channels or no pixels to average over");
+        }
         requireNoSharing(op, l, p, u);
         CudaTensor g = null;
         if (gradPred != null) {
@@ -79,9 +82,6 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
         }
         if (b == 0) {
             return;
-        }
-        if (c == 0 || pixels == 0) {
-            throw new ShapeException(op + ": pred " + p.describe() + " has no channels or pixels to average over");
         }
         if ((long) c * pixels > Integer.MAX_VALUE) {
             throw new ShapeException(op + ": pred " + p.describe() + " has more than 2^31 values per sample");
@@ -96,7 +96,7 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
         CudaTensor in = f32(op, "x", x);
         CudaTensor a = f32(op, "acc", acc);
         if (a.numel() != 1) {
-            throw new ShapeException(op + ": acc should hold one value (F32 [1]), got " + a.describe());
+            throw new ShapeException(op + ": acc " + a.describe() + " should hold one element");
         }
         requireNoSharing(op, a, in);
         long n = in.numel();
@@ -129,23 +129,23 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
         Shapes.requireSame(op + " (m vs param)", ms, p);
         Shapes.requireSame(op + " (v vs param)", vs, p);
         requireNoSharing(op, p, g, ms, vs);
-        requireNoSharing(op, g, ms, vs);
-        requireNoSharing(op, ms, vs);
-        requireFinite(op, "lr", lr);
-        requireFinite(op, "eps", eps);
-        requireFinite(op, "weightDecay", weightDecay);
-        requireFinite(op, "gradScale", gradScale);
-        if (!(beta1 >= 0f && beta1 < 1f) || !(beta2 >= 0f && beta2 < 1f)) {
-            throw new IllegalArgumentException(op + ": betas must lie in [0, 1), got beta1 " + beta1 + ", beta2 "
-                    + beta2);
-        }
+        requireNoSharing(op, ms, g, vs);
+        requireNoSharing(op, vs, g);
+        requireHyperparameter(op, "lr", lr, lr >= 0, ">= 0");
+        requireHyperparameter(op, "beta1", beta1, beta1 >= 0 && beta1 < 1, "in [0, 1)");
+        requireHyperparameter(op, "beta2", beta2, beta2 >= 0 && beta2 < 1, "in [0, 1)");
+        requireHyperparameter(op, "eps", eps, eps >= 0, ">= 0");
+        requireHyperparameter(op, "weightDecay", weightDecay, weightDecay >= 0, ">= 0");
+        requireHyperparameter(op, "gradScale", gradScale, true, "any value");
         if (step < 1) {
-            throw new IllegalArgumentException(op + ": step counts from 1, got " + step);
+            throw new IllegalArgumentException(op + ": step counts from 1, got " + step + " for param "
+                    + p.describe());
         }
         if (p.numel() == 0) {
             return;
         }
-        // Bias corrections in fp64 on the host: 1 − β^step.
+        // Bias corrections in fp64 on the host, with the CPU reference's very expression (the kernel is bit-identical
+        // to it).
         double bc1 = 1.0 - Math.pow(beta1, step);
         double bc2 = 1.0 - Math.pow(beta2, step);
         adamw.launch1d(stream, p.numel(), ELEMENTWISE_BLOCK, p.address(), g.address(), ms.address(), vs.address(),
@@ -171,9 +171,9 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
         CudaNetworkChecks.requireNoSharing(op, written, others);
     }
 
-    private static void requireFinite(String op, String name, float value) {
-        if (!Float.isFinite(value)) {
-            throw new IllegalArgumentException(op + ": " + name + " must be finite, got " + value);
+    private static void requireHyperparameter(String op, String name, float value, boolean inRange, String range) {
+        if (Float.isNaN(value) || Float.isInfinite(value) || !inRange) {
+            throw new IllegalArgumentException(op + ": " + name + " must be finite and " + range + ", got " + value);
         }
     }
 }
