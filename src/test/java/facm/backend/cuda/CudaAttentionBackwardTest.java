@@ -56,6 +56,7 @@ class CudaAttentionBackwardTest {
     @AfterAll
     void close() {
         if (p != null) {
+            ((CudaNetworkOps) p.gpu.network()).close(); // scratch back to the arena
             p.close();
         }
     }

@@ -52,6 +52,7 @@ class CudaBackwardTimingTest {
                 timeAll(device, gpu, made);
             } finally {
                 made.forEach(Tensor::close);
+                ((CudaNetworkOps) gpu.network()).close(); // scratch back to the arena
             }
         }
     }

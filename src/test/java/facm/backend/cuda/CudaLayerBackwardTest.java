@@ -51,6 +51,7 @@ class CudaLayerBackwardTest {
     @AfterAll
     void close() {
         if (p != null) {
+            ((CudaNetworkOps) p.gpu.network()).close(); // scratch back to the arena
             p.close();
         }
     }

@@ -55,6 +55,7 @@ class CudaNormBackwardTest {
     @AfterAll
     void close() {
         if (p != null) {
+            ((CudaNetworkOps) p.gpu.network()).close(); // scratch back to the arena
             p.close();
         }
     }

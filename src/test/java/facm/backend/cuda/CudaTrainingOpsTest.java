@@ -49,6 +49,7 @@ class CudaTrainingOpsTest {
     @AfterAll
     void close() {
         if (p != null) {
+            ((CudaTrainingOps) p.gpu.training()).close(); // scratch back to the arena
             p.close();
         }
     }
