@@ -78,7 +78,7 @@ public final class Tape implements AutoCloseable {
         tracked.add(param);
     }
 
-    /** Marks a leaf input (not a parameter) as needing a gradient; read it after {@link #backward} with {@link #grad}. */
+    /** Marks a leaf input (not a parameter) as needing a gradient, read after {@link #backward} by {@link #grad}. */
     public <T extends Tensor> T track(T input) {
         tracked.add(input);
         return input;
@@ -149,7 +149,7 @@ public final class Tape implements AutoCloseable {
         return g;
     }
 
-    /** A fresh F32 buffer of t's shape for an op to OVERWRITE with a gradient contribution (then {@link #adoptGrad}). */
+    /** A new F32 buffer of t's shape, for an op to OVERWRITE with a contribution to pass to {@link #adoptGrad}. */
     public Tensor newGradBuffer(Tensor t) {
         return backend.empty("grad " + t.name(), DType.F32, t.shape());
     }

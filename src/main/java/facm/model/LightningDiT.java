@@ -107,7 +107,7 @@ public final class LightningDiT {
         return h;
     }
 
-    /** §3.2 steps 3–5: c = t_emb(τ) + y_emb(y) [+ r_emb(r)], returned as SiLU(c) {@code [B,D]}, which every adaLN reads. */
+    /** §3.2 steps 3–5: c = t_emb(τ) + y_emb(y) [+ r_emb(r)]; returns SiLU(c) {@code [B,D]}, every adaLN's input. */
     public Tensor conditioning(ForwardPass pass, Tensor t, Tensor y, Tensor r) {
         Tensor te = timeEmbed(pass, "t_embedder", t);
         Tensor ye = pass.embedding("y_emb", w.get("y_embedder.embedding_table.weight"), y);

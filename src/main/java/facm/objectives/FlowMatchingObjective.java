@@ -39,7 +39,8 @@ public final class FlowMatchingObjective implements Objective {
     public record Options(float labelDropout, boolean expandedInterval) {
         public Options {
             if (!(labelDropout >= 0f && labelDropout <= 1f)) {
-                throw new IllegalArgumentException("fm objective: label dropout must be in [0, 1], got " + labelDropout);
+                throw new IllegalArgumentException("fm objective: label dropout must be in [0, 1], got "
+                        + labelDropout);
             }
         }
 

@@ -28,7 +28,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 @Tag("gpu")
 class LightningDiTGradientGpuTest {
-    /** Depth 2, D 288, 4 heads of 72, patch 1 on 32×16×16 latents (256 tokens), 1000 classes: XL/1's attention shape. */
+    /** Depth 2, D 288, 4 heads of 72, patch 1 on 32×16×16 latents (256 tokens), 1000 classes: XL/1's head shape. */
     private static final ModelConfig DH72 = new ModelConfig("dh72", 2, 288, 4, 1, 16, 32, 1000, true, true, false);
 
     private static CudaBackend gpu;
