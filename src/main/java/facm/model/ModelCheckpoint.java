@@ -42,10 +42,28 @@ public final class ModelCheckpoint {
     }
 
     public static ModelWeights load(Path file, ModelConfig config, Backend backend) throws IOException {
+        return load(file, config, backend, "");
+    }
+
+    /**
+     * Loads the tensors named {@code keyPrefix + key}: "" for the model itself, or e.g. "ema.power_0.2." for an EMA
+     * copy in a training checkpoint (facm.training.TrainState). With no prefix, a training checkpoint's extra keys
+     * ({@code ema.*}, {@code adam.*}) are ignored.
+     */
+    public static ModelWeights load(Path file, ModelConfig config, Backend backend, String keyPrefix)
+            throws IOException {
         ParameterTable table = ParameterTable.of(config);
         try (StateDict sd = StateDict.open(file, StateDict.Which.AUTO)) {
             Map<String, int[]> expected = new LinkedHashMap<>();
-            Map<String, int[]> found = new LinkedHashMap<>(sd.shapes());
+            Map<String, int[]> found = new LinkedHashMap<>();
+            sd.shapes().forEach((k, shape) -> {
+                if (keyPrefix.isEmpty() ? !k.startsWith("ema.") && !k.startsWith("adam.") : k.startsWith(keyPrefix)) {
+                    found.put(k.substring(keyPrefix.length()), shape);
+                }
+            });
+            if (found.isEmpty() && !keyPrefix.isEmpty()) {
+                throw new CheckpointException(file + " has no tensors named '" + keyPrefix + "*'");
+            }
             for (ParameterTable.Entry e : table.entries()) {
                 if (e.kind() == ParameterTable.Kind.TRAINABLE) {
                     expected.put(e.key(), e.shape());
@@ -59,9 +77,9 @@ public final class ModelCheckpoint {
                 w.setFixedTables();
                 for (ParameterTable.Entry e : table.entries()) {
                     if (e.kind() == ParameterTable.Kind.TRAINABLE) {
-                        w.set(e.key(), sd.tensor(e.key()).toFloats());
+                        w.set(e.key(), sd.tensor(keyPrefix + e.key()).toFloats());
                     } else if (found.containsKey(e.key())) {
-                        var stored = sd.tensor(e.key());
+                        var stored = sd.tensor(keyPrefix + e.key());
                         checkFixed(file, config, e.key(), stored.toFloats(), tolerance(stored.dtype()));
                     }
                 }

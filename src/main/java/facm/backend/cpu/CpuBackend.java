@@ -35,6 +35,13 @@ public final class CpuBackend implements Backend {
         return network;
     }
 
+    private final CpuTrainingOps training = new CpuTrainingOps(this);
+
+    @Override
+    public facm.tensor.TrainingOps training() {
+        return training;
+    }
+
     private final ParallelRanges parallel;
     private volatile boolean closed;
 

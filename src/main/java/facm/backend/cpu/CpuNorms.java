@@ -1,10 +1,22 @@
 package facm.backend.cpu;
 
+import java.util.Arrays;
+
 /**
- * The RMSNorm/adaLN loops of {@link CpuNetworkOps} on raw arrays (shapes are checked there). Statistics and every
- * output element are computed in float64 and rounded to fp32 once.
+ * The RMSNorm/adaLN loops of {@link CpuNetworkOps} and {@link CpuNetworkBackward} on raw arrays (shapes are checked
+ * there). Statistics and every output element are computed in float64 and rounded to fp32 once.
  */
 final class CpuNorms {
+    /**
+     * Columns per task of a parameter-gradient pass. Each task owns these columns of the parameter gradients and walks
+     * all rows in order, so every sum has one fixed order whatever the thread count.
+     */
+    private static final int COLUMNS_PER_TASK = 64;
+
+    /** rows of width d; row r belongs to batch r / tokens (without mod, tokens = rows: one batch). */
+    record NormRows(int rows, int tokens, int d) {
+    }
+
     private CpuNorms() {
     }
 
@@ -62,5 +74,122 @@ final class CpuNorms {
                 }
             }
         });
+    }
+
+    /**
+     * Backward of {@link #rmsNormModulate} with the saved ρ (NetworkOps#rmsNormModulateBackward): with n = x·ρ and
+     * s = 1 + scale_b (1 without mod), gradWeight += Σ_rows gradOut·n·s, gradMod[scale] += Σ_tokens gradOut·n·w,
+     * gradMod[shift] += Σ_tokens gradOut, and gradX = ρ·(g − n·mean_d(g·n)) with g = gradOut·w·s. The parameter
+     * gradients are summed first (split over column blocks), then gradX row by row, so gradX may be gradOut.
+     */
+    static void rmsNormModulateBackward(ParallelRanges par, NormRows n, float[] x, float[] w, float[] mod, int modWidth,
+                                        int shiftChunk, int scaleChunk, float[] rstd, float[] gradOut, float[] gradX,
+                                        float[] gradWeight, float[] gradMod) {
+        int rows = n.rows(), tokens = n.tokens(), d = n.d();
+        if (gradWeight != null || gradMod != null) {
+            int blocks = (d + COLUMNS_PER_TASK - 1) / COLUMNS_PER_TASK;
+            par.forRange(blocks, CpuNetworkOps.grain(4L * rows * COLUMNS_PER_TASK), (s, e) -> {
+                double[] weightSum = new double[COLUMNS_PER_TASK];
+                double[] shiftSum = new double[COLUMNS_PER_TASK], scaleSum = new double[COLUMNS_PER_TASK];
+                for (int block = (int) s; block < e; block++) {
+                    int j0 = block * COLUMNS_PER_TASK, j1 = Math.min(d, j0 + COLUMNS_PER_TASK);
+                    Arrays.fill(weightSum, 0);
+                    Arrays.fill(shiftSum, 0);
+                    Arrays.fill(scaleSum, 0);
+                    for (int r = 0; r < rows; r++) {
+                        int base = r * d;
+                        double rho = rstd[r];
+                        int batchBase = mod == null ? 0 : (r / tokens) * modWidth;
+                        int scale = batchBase + scaleChunk * d, shift = batchBase + shiftChunk * d;
+                        for (int j = j0; j < j1; j++) {
+                            double g = gradOut[base + j];
+                            double normed = x[base + j] * rho;
+                            double s1 = mod == null ? 1.0 : 1.0 + mod[scale + j];
+                            weightSum[j - j0] += g * normed * s1;
+                            scaleSum[j - j0] += g * normed * w[j];
+                            shiftSum[j - j0] += g;
+                        }
+                        if (gradMod != null && r % tokens == tokens - 1) {
+                            for (int j = j0; j < j1; j++) {
+                                gradMod[scale + j] = (float) (gradMod[scale + j] + scaleSum[j - j0]);
+                                gradMod[shift + j] = (float) (gradMod[shift + j] + shiftSum[j - j0]);
+                            }
+                            Arrays.fill(shiftSum, 0);
+                            Arrays.fill(scaleSum, 0);
+                        }
+                    }
+                    if (gradWeight != null) {
+                        for (int j = j0; j < j1; j++) {
+                            gradWeight[j] = (float) (gradWeight[j] + weightSum[j - j0]);
+                        }
+                    }
+                }
+            });
+        }
+        if (gradX != null) {
+            par.forRange(rows, CpuNetworkOps.grain(4L * d), (s, e) -> {
+                double[] g = new double[d];
+                for (int r = (int) s; r < e; r++) {
+                    int base = r * d;
+                    double rho = rstd[r];
+                    int scale = mod == null ? 0 : (r / tokens) * modWidth + scaleChunk * d;
+                    double dot = 0;
+                    for (int j = 0; j < d; j++) {
+                        double s1 = mod == null ? 1.0 : 1.0 + mod[scale + j];
+                        g[j] = gradOut[base + j] * w[j] * s1;
+                        dot += g[j] * x[base + j] * rho;
+                    }
+                    double mean = dot / d;
+                    for (int j = 0; j < d; j++) {
+                        gradX[base + j] = (float) (rho * (g[j] - x[base + j] * rho * mean));
+                    }
+                }
+            });
+        }
+    }
+
+    /**
+     * Backward of {@link #gatedResidual}: gradMod[gate]_b += Σ_tokens a·gradH (split over batch rows and column
+     * blocks, tokens summed in order), then gradA = gate_b·gradH, so gradA may be gradH.
+     */
+    static void gatedResidualBackward(ParallelRanges par, NormRows n, float[] a, float[] mod, int modWidth,
+                                      int gateChunk, float[] gradH, float[] gradA, float[] gradMod) {
+        int rows = n.rows(), tokens = n.tokens(), d = n.d();
+        if (rows == 0) {
+            return;
+        }
+        if (gradMod != null) {
+            int blocks = (d + COLUMNS_PER_TASK - 1) / COLUMNS_PER_TASK;
+            par.forRange((long) (rows / tokens) * blocks, CpuNetworkOps.grain(2L * tokens * COLUMNS_PER_TASK),
+                    (s, e) -> {
+                double[] sum = new double[COLUMNS_PER_TASK];
+                for (long task = s; task < e; task++) {
+                    int b = (int) (task / blocks), j0 = (int) (task % blocks) * COLUMNS_PER_TASK;
+                    int j1 = Math.min(d, j0 + COLUMNS_PER_TASK);
+                    Arrays.fill(sum, 0);
+                    for (int t = 0; t < tokens; t++) {
+                        int base = (b * tokens + t) * d;
+                        for (int j = j0; j < j1; j++) {
+                            sum[j - j0] += (double) a[base + j] * gradH[base + j];
+                        }
+                    }
+                    int gate = b * modWidth + gateChunk * d;
+                    for (int j = j0; j < j1; j++) {
+                        gradMod[gate + j] = (float) (gradMod[gate + j] + sum[j - j0]);
+                    }
+                }
+            });
+        }
+        if (gradA != null) {
+            par.forRange(rows, CpuNetworkOps.grain(d), (s, e) -> {
+                for (int r = (int) s; r < e; r++) {
+                    int base = r * d;
+                    int gate = (r / tokens) * modWidth + gateChunk * d;
+                    for (int j = 0; j < d; j++) {
+                        gradA[base + j] = (float) ((double) mod[gate + j] * gradH[base + j]);
+                    }
+                }
+            });
+        }
     }
 }

@@ -1,0 +1,190 @@
+package facm.backend.cpu;
+
+import static facm.backend.cpu.CpuNetworkArgs.requireNoSharing;
+import static facm.backend.cpu.CpuNetworkArgs.requireRank;
+
+import facm.tensor.ShapeException;
+import facm.tensor.Shapes;
+import facm.tensor.Tensor;
+import facm.tensor.TrainingOps;
+
+import java.util.Objects;
+
+/**
+ * The losses and optimizer step of {@link TrainingOps} on the CPU: the reference for the CUDA kernels. Everything is
+ * computed in float64 from the fp32 inputs and each stored value is rounded to fp32 once. Sums run in an order fixed
+ * by the shapes (per sample, or over fixed-size blocks added in order), never by the thread count, so results are
+ * bit-reproducible.
+ */
+public final class CpuTrainingOps implements TrainingOps {
+    /**
+     * The clamp of the cosine similarity's norms (torch.nn.functional.cosine_similarity's default eps, facm-spec.md
+     * §4).
+     */
+    static final double COSINE_EPS = 1e-8;
+
+    /** Elements per partial sum of {@link #sumOfSquares}: fixed, so the summation order is too. */
+    static final int SUM_BLOCK = 1 << 14;
+
+    private final CpuBackend backend;
+    private final CpuNetworkArgs args;
+
+    public CpuTrainingOps(CpuBackend backend) {
+        this.backend = Objects.requireNonNull(backend, "CpuTrainingOps: backend is null");
+        this.args = new CpuNetworkArgs(backend);
+    }
+
+    /**
+     * ℓ_b = mean_{C,H,W}(p − u)² + mean_{H,W}(1 − cos_C(p, u)), cos = p·u / (max(‖p‖, ε)·max(‖u‖, ε)), split over
+     * samples. The gradient of the cosine term at one pixel, with n_p = ‖p‖, c_p = max(n_p, ε), c_u = max(‖u‖, ε):
+     * ∂cos/∂p = u/(c_p·c_u) − cos·p/n_p² when n_p > ε; when the clamp is active c_p is the constant ε and
+     * ∂cos/∂p = u/(ε·c_u) (at p = 0 this is also what PyTorch's autograd gives). The MSE term contributes
+     * 2(p − u)/(C·H·W); both are scaled by gradScale.
+     */
+    @Override
+    public void flowMatchingLoss(Tensor pred, Tensor target, Tensor perSample, Tensor gradPred, float gradScale) {
+        String op = "flowMatchingLoss";
+        CpuTensor p = f32(op, "pred", pred);
+        CpuTensor u = f32(op, "target", target);
+        CpuTensor loss = f32(op, "perSample", perSample);
+        requireRank(op, "pred [B,C,H,W]", p, 4);
+        Shapes.requireSame(op + " (target vs pred)", u, p);
+        int b = p.dim(0), c = p.dim(1), plane = p.dim(2) * p.dim(3);
+        Shapes.requireShape(op + ": perSample [B] for pred " + p.describe(), loss, b);
+        if (c == 0 || plane == 0) {
+            throw new ShapeException(op + ": pred " + p.describe() + " has no channels or no pixels to average over");
+        }
+        requireNoSharing(op, loss, p, u);
+        CpuTensor g = null;
+        if (gradPred != null) {
+            g = f32(op, "gradPred", gradPred);
+            Shapes.requireSame(op + " (gradPred vs pred)", g, p);
+            requireNoSharing(op, g, p, u, loss);
+            if (Float.isNaN(gradScale) || Float.isInfinite(gradScale)) {
+                throw new IllegalArgumentException(op + ": gradScale must be finite, got " + gradScale);
+            }
+        }
+        float[] ps = p.f32(), us = u.f32(), ls = loss.f32(), gs = g == null ? null : g.f32();
+        double mseScale = 2.0 / ((double) c * plane), cosScale = 1.0 / plane;
+        backend.parallel().forRange(b, CpuNetworkOps.grain(8L * c * plane), (s, e) -> {
+            for (int sample = (int) s; sample < e; sample++) {
+                int base = sample * c * plane;
+                double squares = 0, oneMinusCos = 0;
+                for (int pixel = 0; pixel < plane; pixel++) {
+                    double pp = 0, uu = 0, pu = 0;
+                    for (int ch = 0; ch < c; ch++) {
+                        int i = base + ch * plane + pixel;
+                        double pi = ps[i], ui = us[i], diff = pi - ui;
+                        squares += diff * diff;
+                        pp += pi * pi;
+                        uu += ui * ui;
+                        pu += pi * ui;
+                    }
+                    double normP = Math.sqrt(pp);
+                    double clampedP = Math.max(normP, COSINE_EPS), clampedU = Math.max(Math.sqrt(uu), COSINE_EPS);
+                    double cos = pu / (clampedP * clampedU);
+                    oneMinusCos += 1.0 - cos;
+                    if (gs == null) {
+                        continue;
+                    }
+                    // The clamp's own derivative is zero: only the unclamped norm depends on p.
+                    double normTerm = normP > COSINE_EPS ? cos / (normP * normP) : 0.0;
+                    for (int ch = 0; ch < c; ch++) {
+                        int i = base + ch * plane + pixel;
+                        double dCos = us[i] / (clampedP * clampedU) - normTerm * ps[i];
+                        gs[i] = (float) (gradScale * (mseScale * ((double) ps[i] - us[i]) - cosScale * dCos));
+                    }
+                }
+                ls[sample] = (float) (squares / ((double) c * plane) + oneMinusCos / plane);
+            }
+        });
+    }
+
+    /** acc[0] += Σ x², summed in float64 over fixed blocks of {@link #SUM_BLOCK} elements added in block order. */
+    @Override
+    public void sumOfSquares(Tensor x, Tensor acc) {
+        String op = "sumOfSquares";
+        CpuTensor in = f32(op, "x", x);
+        CpuTensor a = f32(op, "acc", acc);
+        if (a.numel() != 1) {
+            throw new ShapeException(op + ": acc " + a.describe() + " should hold one element");
+        }
+        requireNoSharing(op, a, in);
+        float[] xs = in.f32();
+        int blocks = (int) ((xs.length + (long) SUM_BLOCK - 1) / SUM_BLOCK);
+        double[] partial = new double[blocks];
+        backend.parallel().forRange(blocks, 1, (s, e) -> {
+            for (int block = (int) s; block < e; block++) {
+                double sum = 0;
+                int end = (int) Math.min(xs.length, (long) (block + 1) * SUM_BLOCK);
+                for (int i = block * SUM_BLOCK; i < end; i++) {
+                    double v = xs[i];
+                    sum += v * v;
+                }
+                partial[block] = sum;
+            }
+        });
+        double total = 0;
+        for (double v : partial) {
+            total += v;
+        }
+        float[] as = a.f32();
+        as[0] = (float) (as[0] + total);
+    }
+
+    /**
+     * PyTorch's AdamW (decoupled weight decay) per element in float64: g = gradScale·grad; p ← p − lr·wd·p;
+     * m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; p ← p − lr·(m/(1−β1^step)) / (√(v/(1−β2^step)) + eps), with the
+     * new m and v; p, m and v are each rounded to fp32 once.
+     */
+    @Override
+    public void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
+                      float weightDecay, int step, float gradScale) {
+        String op = "adamw";
+        CpuTensor p = f32(op, "param", param);
+        CpuTensor g = f32(op, "grad", grad);
+        CpuTensor m1 = f32(op, "m", m);
+        CpuTensor m2 = f32(op, "v", v);
+        Shapes.requireSame(op + " (grad vs param)", g, p);
+        Shapes.requireSame(op + " (m vs param)", m1, p);
+        Shapes.requireSame(op + " (v vs param)", m2, p);
+        requireNoSharing(op, p, g, m1, m2);
+        requireNoSharing(op, m1, g, m2);
+        requireNoSharing(op, m2, g);
+        requireHyperparameter(op, "lr", lr, lr >= 0, ">= 0");
+        requireHyperparameter(op, "beta1", beta1, beta1 >= 0 && beta1 < 1, "in [0, 1)");
+        requireHyperparameter(op, "beta2", beta2, beta2 >= 0 && beta2 < 1, "in [0, 1)");
+        requireHyperparameter(op, "eps", eps, eps >= 0, ">= 0");
+        requireHyperparameter(op, "weightDecay", weightDecay, weightDecay >= 0, ">= 0");
+        requireHyperparameter(op, "gradScale", gradScale, true, "any value");
+        if (step < 1) {
+            throw new IllegalArgumentException(op + ": step counts from 1, got " + step + " for param "
+                    + p.describe());
+        }
+        double b1 = beta1, b2 = beta2, rate = lr, decay = (double) lr * weightDecay;
+        double correction1 = 1.0 - Math.pow(b1, step), correction2 = 1.0 - Math.pow(b2, step);
+        float[] ps = p.f32(), gs = g.f32(), ms = m1.f32(), vs = m2.f32();
+        backend.parallel().forRange(ps.length, CpuNetworkOps.ELEMENTS_PER_TASK / 4, (s, e) -> {
+            for (int i = (int) s; i < e; i++) {
+                double gi = (double) gradScale * gs[i];
+                double mi = b1 * ms[i] + (1.0 - b1) * gi;
+                double vi = b2 * vs[i] + (1.0 - b2) * gi * gi;
+                double pi = ps[i] - decay * ps[i];
+                pi -= rate * (mi / correction1) / (Math.sqrt(vi / correction2) + eps);
+                ms[i] = (float) mi;
+                vs[i] = (float) vi;
+                ps[i] = (float) pi;
+            }
+        });
+    }
+
+    private static void requireHyperparameter(String op, String name, float value, boolean inRange, String range) {
+        if (Float.isNaN(value) || Float.isInfinite(value) || !inRange) {
+            throw new IllegalArgumentException(op + ": " + name + " must be finite and " + range + ", got " + value);
+        }
+    }
+
+    private CpuTensor f32(String op, String role, Tensor t) {
+        return args.f32(op, role, t);
+    }
+}

@@ -1,0 +1,236 @@
+package facm.cli;
+
+import com.google.gson.JsonObject;
+import facm.backend.Backends;
+import facm.data.BatchLoader;
+import facm.data.Dataset;
+import facm.data.Datasets;
+import facm.model.ModelCheckpoint;
+import facm.model.ModelConfig;
+import facm.model.ModelWeights;
+import facm.model.Presets;
+import facm.objectives.FlowMatchingObjective;
+import facm.tensor.Backend;
+import facm.tensor.GemmPrecision;
+import facm.training.ModelInitializer;
+import facm.training.Objective;
+import facm.training.TrainOptions;
+import facm.training.TrainState;
+import facm.training.Trainer;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Locale;
+
+/**
+ * {@code train}: stage-1 flow-matching training (facm-spec.md §4) with AdamW, gradient clipping, EMAs, checkpoints,
+ * sample grids and exact resume. Options come from the defaults, then {@code --config FILE} (JSON with the flag names
+ * as keys), then the flags given; the result is printed and written to {@code OUT/config.json} (itself a valid
+ * {@code --config}).
+ */
+@Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
+        description = "Train a LightningDiT. Writes OUT/config.json, OUT/metrics.jsonl, OUT/checkpoints/"
+                + "step-NNNNNNN.safetensors + last.safetensors (model, EMAs, optimizer, counters) and, for image data, "
+                + "OUT/samples/step-NNNNNNN.png. Ctrl-C finishes the current step and writes a checkpoint; "
+                + "--resume continues from OUT/checkpoints/last.safetensors exactly.")
+final class TrainCommand implements Runnable {
+    @Option(names = "--objective", description = "fm (stage-1 flow matching with the expanded interval; default)")
+    String objective;
+    @Option(names = "--model", description = "model preset (default tiny), adapted to the data's size, channels "
+            + "and classes; one of ${COMPLETION-CANDIDATES}", completionCandidates = PresetNames.class)
+    String model;
+    @Option(names = "--data", description = "fashion-mnist (bundled test split; default), a folder of IDX files, "
+            + "of latent shards, or of class sub-folders of images")
+    String data;
+    @Option(names = "--steps", description = "optimizer iterations in all (default 1000)")
+    Integer steps;
+    @Option(names = "--batch", description = "samples per step (default 64)")
+    Integer batch;
+    @Option(names = "--lr", description = "AdamW learning rate, constant (default 1e-4)")
+    Float lr;
+    @Option(names = "--betas", description = "AdamW beta1,beta2 (default 0.9,0.95 for fm)")
+    String betas;
+    @Option(names = "--eps", description = "AdamW epsilon (default 1e-8)")
+    Float eps;
+    @Option(names = "--weight-decay", description = "AdamW decoupled weight decay (default 0)")
+    Float weightDecay;
+    @Option(names = "--grad-clip", description = "clip the global gradient L2 norm to this (default 1.0; 0 = off)")
+    Float gradClip;
+    @Option(names = "--ema", description = "EMA copies: power:SIGMA_REL and/or classic:DECAY, comma-separated, or "
+            + "none (default power:0.05,power:0.2; grids sample the last one)")
+    String ema;
+    @Option(names = "--device", description = "cpu | cuda | cuda:N | auto (default)")
+    String device;
+    @Option(names = "--precision", description = "fp32 (default) | tf32 | bf16 (bf16 GEMMs, fp32 master weights)")
+    String precision;
+    @Option(names = "--seed", description = "seed of every random choice: init, data order, noise (default 0)")
+    Long seed;
+    @Option(names = "--out", description = "run folder (required, here or in --config)")
+    Path out;
+    @Option(names = "--init", description = "start from this checkpoint's model weights (its config decides the "
+            + "architecture)")
+    Path init;
+    @Option(names = "--resume", description = "continue the run in --out from checkpoints/last.safetensors")
+    boolean resume;
+    @Option(names = "--log-every", description = "steps per metrics line (default 10)")
+    Integer logEvery;
+    @Option(names = "--ckpt-every", description = "steps per checkpoint (default 1000; 0 = only at the end)")
+    Integer ckptEvery;
+    @Option(names = "--sample-every", description = "steps per sample grid (default 1000; 0 = never)")
+    Integer sampleEvery;
+    @Option(names = "--sample-steps", description = "Euler steps of the sample grids (default 32)")
+    Integer sampleSteps;
+    @Option(names = "--label-dropout", description = "fm: probability of the null class per sample (default 0.1)")
+    Float labelDropout;
+    @Option(names = "--expanded-interval", negatable = true, description = "fm: half of each batch trains time "
+            + "2 - t (default on)")
+    Boolean expandedInterval;
+    @Option(names = "--config", description = "JSON file of options (keys as the flags: \"steps\", \"weight_decay\", "
+            + "...); flags override it")
+    Path config;
+
+    /** Preset names for the help text. */
+    static final class PresetNames extends java.util.ArrayList<String> {
+        private static final long serialVersionUID = 1L;
+
+        PresetNames() {
+            super(Presets.all().keySet());
+        }
+    }
+
+    /** The flags given on the command line, as a JSON layer over the config file. */
+    private JsonObject flags() {
+        JsonObject o = new JsonObject();
+        put(o, "objective", objective);
+        put(o, "model", model);
+        put(o, "data", data);
+        put(o, "steps", steps);
+        put(o, "batch", batch);
+        put(o, "lr", lr);
+        put(o, "betas", betas);
+        put(o, "eps", eps);
+        put(o, "weight_decay", weightDecay);
+        put(o, "grad_clip", gradClip);
+        put(o, "ema", ema);
+        put(o, "device", device);
+        put(o, "precision", precision);
+        put(o, "seed", seed);
+        put(o, "out", out == null ? null : out.toString());
+        put(o, "init", init == null ? null : init.toString());
+        put(o, "log_every", logEvery);
+        put(o, "ckpt_every", ckptEvery);
+        put(o, "sample_every", sampleEvery);
+        put(o, "sample_steps", sampleSteps);
+        put(o, "label_dropout", labelDropout);
+        if (expandedInterval != null) {
+            o.addProperty("expanded_interval", expandedInterval);
+        }
+        return o;
+    }
+
+    private static void put(JsonObject o, String key, Object v) {
+        if (v instanceof Number n) {
+            o.addProperty(key, n);
+        } else if (v != null) {
+            o.addProperty(key, v.toString());
+        }
+    }
+
+    @Override
+    public void run() {
+        try {
+            train();
+        } catch (java.nio.file.NoSuchFileException e) {
+            throw new IllegalArgumentException("file not found: " + e.getFile(), e);
+        } catch (IOException e) {
+            throw new IllegalStateException(e.getMessage() == null ? e.toString() : e.getMessage(), e);
+        }
+    }
+
+    private void train() throws IOException {
+        JsonObject fromFile = config == null ? null
+                : TrainOptions.parseObject(Files.readString(config, StandardCharsets.UTF_8), config.toString());
+        JsonObject fromFlags = flags();
+        TrainOptions options = TrainOptions.resolve(fromFile, fromFlags);
+        Path runDir = Path.of(options.out());
+        Path last = Trainer.lastCheckpoint(runDir);
+        TrainState.Header resumed = null;
+        if (resume) {
+            if (!Files.exists(last)) {
+                throw new IllegalArgumentException("--resume: no checkpoint at " + last);
+            }
+            resumed = TrainState.peek(last);
+            options = TrainOptions.forResume(resumed.options(), fromFile, fromFlags);
+            if (resumed.counters().step() >= options.steps()) {
+                System.out.printf(Locale.ROOT, "%s is at step %d of %d already: nothing to do (raise --steps to "
+                        + "continue)%n", last, resumed.counters().step(), options.steps());
+                return;
+            }
+        } else if (Files.exists(last)) {
+            throw new IllegalArgumentException(runDir + " already holds a run (" + last + "): pass --resume to "
+                    + "continue it, or choose another --out");
+        }
+        GemmPrecision gemm = GemmPrecision.valueOf(options.precision().toUpperCase(Locale.ROOT));
+        try (Dataset dataset = Datasets.open(options.data())) {
+            ModelConfig cfg = resumed != null ? resumed.config() : modelConfig(options, dataset);
+            requireFits(cfg, dataset);
+            Backends.Selection sel = Backends.select(options.device());
+            System.out.println("device:  " + sel.why());
+            System.out.println("model:   " + cfg.summary());
+            System.out.println("data:    " + dataset.describe());
+            System.out.println("options: " + options.toPrettyJson().replace("\n", "\n         "));
+            Files.createDirectories(runDir);
+            Files.writeString(runDir.resolve("config.json"), options.toPrettyJson() + "\n", StandardCharsets.UTF_8);
+            try (Backend be = sel.backend(); ModelWeights weights = startingWeights(options, cfg, be, resumed);
+                 Objective obj = new FlowMatchingObjective(options.seed(), gemm,
+                         new FlowMatchingObjective.Options(options.labelDropout(), options.expandedInterval()));
+                 Trainer trainer = new Trainer(options, weights, obj, be.training(), runDir, System.out)) {
+                if (resumed != null) {
+                    trainer.resume(last);
+                    System.out.printf(Locale.ROOT, "resumed from %s at step %d (data position %d)%n", last,
+                            trainer.step(), trainer.dataPosition());
+                }
+                Trainer.Result r;
+                try (BatchLoader loader = new BatchLoader(dataset, options.batch(), options.seed(),
+                        trainer.dataPosition())) {
+                    r = trainer.run(loader::next, true);
+                }
+                if (r.stopped()) {
+                    System.out.printf(Locale.ROOT, "stopped at step %d of %d; continue with: train --resume --out "
+                            + "%s%n", r.step(), options.steps(), runDir);
+                } else {
+                    System.out.printf(Locale.ROOT, "done: %d steps (%d skipped); last checkpoint %s%n", r.step(),
+                            r.skippedSteps(), r.lastCheckpoint());
+                }
+            }
+        }
+    }
+
+    /** The preset adapted to the data, or the --init checkpoint's own config. */
+    private static ModelConfig modelConfig(TrainOptions o, Dataset d) throws IOException {
+        ModelConfig preset = Presets.get(o.model()).withData(d.height(), d.channels(), d.numClasses());
+        return o.init() == null ? preset : ModelCheckpoint.configOf(Path.of(o.init()), preset);
+    }
+
+    private static void requireFits(ModelConfig c, Dataset d) {
+        if (d.height() != d.width() || c.inputSize() != d.height() || c.inChannels() != d.channels()
+                || c.numClasses() != d.numClasses()) {
+            throw new IllegalArgumentException("model " + c.name() + " takes " + c.inChannels() + "x" + c.inputSize()
+                    + "x" + c.inputSize() + " inputs with " + c.numClasses() + " classes, but the data is "
+                    + d.channels() + "x" + d.height() + "x" + d.width() + " with " + d.numClasses() + " classes");
+        }
+    }
+
+    /** Weights to train: the --init checkpoint's, or the §3.6 initialization (also the shell a resume fills). */
+    private static ModelWeights startingWeights(TrainOptions o, ModelConfig c, Backend be, TrainState.Header resumed)
+            throws IOException {
+        if (resumed == null && o.init() != null) {
+            return ModelCheckpoint.load(Path.of(o.init()), c, be);
+        }
+        return ModelInitializer.initialize(c, be, o.seed());
+    }
+}

@@ -1,0 +1,52 @@
+package facm.training;
+
+import facm.autograd.Gradients;
+import facm.tensor.Backend;
+import facm.tensor.DType;
+import facm.tensor.Tensor;
+import facm.tensor.TrainingOps;
+
+/**
+ * The global L2 norm of all parameter gradients, as {@code torch.nn.utils.clip_grad_norm_} computes it: every
+ * gradient's sum of squares accumulates into ONE device scalar, which is read back once per step (the only host read
+ * of the step besides the loss; it decides whether to skip and how much to clip).
+ */
+public final class GradientNorm implements AutoCloseable {
+    /** PyTorch's clip_grad_norm_ adds this to the norm before dividing. */
+    static final double CLIP_EPS = 1e-6;
+
+    private final Backend backend;
+    private final TrainingOps ops;
+    private final Tensor accumulator;
+
+    public GradientNorm(Backend backend, TrainingOps ops) {
+        this.backend = backend;
+        this.ops = ops;
+        this.accumulator = backend.zeros(DType.F32, 1);
+    }
+
+    /** √(Σ over all gradients of Σ g²); NaN or infinite when any gradient is. */
+    public double compute(Gradients grads) {
+        backend.fill(accumulator, 0f);
+        for (Tensor g : grads.asMap().values()) {
+            ops.sumOfSquares(g, accumulator);
+        }
+        return Math.sqrt(backend.download(accumulator)[0]);
+    }
+
+    /**
+     * The factor the gradients are multiplied by: min(1, maxNorm / (norm + 1e-6)) as in clip_grad_norm_, or 1 when
+     * clipping is off ({@code maxNorm <= 0}). Only meaningful for a finite norm.
+     */
+    public static float clipFactor(double norm, double maxNorm) {
+        if (maxNorm <= 0) {
+            return 1f;
+        }
+        return (float) Math.min(1.0, maxNorm / (norm + CLIP_EPS));
+    }
+
+    @Override
+    public void close() {
+        accumulator.close();
+    }
+}

@@ -1,0 +1,285 @@
+package facm.training;
+
+import facm.autograd.Gradients;
+import facm.data.Batch;
+import facm.model.ModelWeights;
+import facm.tensor.TrainingOps;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+
+/**
+ * The training loop. Each step: next batch; zero the gradients; the objective's loss and gradients; the global
+ * gradient norm (one host read); if loss and norm are finite, AdamW with the clip factor and then every EMA, else the
+ * step is skipped and counted, leaving weights, moments and EMAs untouched (facm-spec.md §11.18). Every
+ * {@code log_every} steps a metrics line, every {@code ckpt_every} steps and at the end a checkpoint, every
+ * {@code sample_every} steps a sample grid of the sampling EMA (1- or 3-channel image models only).
+ *
+ * <p>A run resumed from its last checkpoint repeats the uninterrupted run bit for bit on the CPU: the checkpoint holds
+ * every tensor and counter of the state, the objective's randomness is a function of (seed, step, sample), the loader's
+ * of (seed, position), and the CPU ops are deterministic.
+ */
+public final class Trainer implements AutoCloseable {
+
+    /** Where batches come from (the data loader; {@link Batch#positionAfter()} is saved with checkpoints). */
+    @FunctionalInterface
+    public interface BatchSource {
+        Batch next();
+    }
+
+    /** How a run ended: steps completed, skipped steps, whether a stop request ended it early, the last checkpoint. */
+    public record Result(int step, long skippedSteps, boolean stopped, Path lastCheckpoint) {
+    }
+
+    private final TrainOptions options;
+    private final ModelWeights model;
+    private final Objective objective;
+    private final Path outDir;
+    private final PrintStream console;
+    private final Gradients grads;
+    private final AdamW adam;
+    private final EmaSet emas;
+    private final GradientNorm gradNorm;
+
+    private int step;
+    private long dataPosition;
+    private long skipped;
+    private com.google.gson.JsonObject pendingMetrics = new com.google.gson.JsonObject();
+    private int checkpointedStep = -1;
+    private volatile boolean stopRequested;
+
+    /**
+     * A run at step 0 on {@code model} (its weights are the starting point; EMAs start as copies of them). The trainer
+     * owns the gradients, optimizer state and EMAs it makes; the caller keeps the model and the objective.
+     */
+    public Trainer(TrainOptions options, ModelWeights model, Objective objective, TrainingOps ops, Path outDir,
+                   PrintStream console) {
+        this.options = options;
+        this.model = model;
+        this.objective = objective;
+        this.outDir = outDir;
+        this.console = console;
+        Gradients g = null;
+        AdamW a = null;
+        EmaSet e = null;
+        try {
+            g = new Gradients(model);
+            a = new AdamW(model, options.adamW(), ops);
+            e = EmaSet.create(options.ema(), model);
+            this.gradNorm = new GradientNorm(model.backend(), ops);
+        } catch (RuntimeException ex) {
+            closeAll(g, a, e);
+            throw ex;
+        }
+        this.grads = g;
+        this.adam = a;
+        this.emas = e;
+    }
+
+    public static Path checkpointDir(Path outDir) {
+        return outDir.resolve("checkpoints");
+    }
+
+    public static Path lastCheckpoint(Path outDir) {
+        return checkpointDir(outDir).resolve("last.safetensors");
+    }
+
+    public static Path stepCheckpoint(Path outDir, int step) {
+        return checkpointDir(outDir).resolve(String.format(Locale.ROOT, "step-%07d.safetensors", step));
+    }
+
+    /** Restores a checkpoint of this run (same model config and EMA list) and continues from its step. */
+    public TrainState.Header resume(Path checkpoint) throws IOException {
+        TrainState.Header h = TrainState.restore(checkpoint, model, emas, adam);
+        TrainState.Counters c = h.counters();
+        if (c.seed() != options.seed()) {
+            throw new IllegalArgumentException("resume: the checkpoint's seed is " + c.seed() + ", this run's "
+                    + options.seed());
+        }
+        step = c.step();
+        dataPosition = c.dataPosition();
+        skipped = c.skippedSteps();
+        pendingMetrics = c.pendingMetrics();
+        checkpointedStep = step;
+        return h;
+    }
+
+    public int step() {
+        return step;
+    }
+
+    public long dataPosition() {
+        return dataPosition;
+    }
+
+    public long skippedSteps() {
+        return skipped;
+    }
+
+    public AdamW optimizer() {
+        return adam;
+    }
+
+    public EmaSet emas() {
+        return emas;
+    }
+
+    /** Asks the loop to stop after the current step and write a checkpoint (thread-safe; the Ctrl-C path). */
+    public void requestStop() {
+        stopRequested = true;
+    }
+
+    /**
+     * Trains until {@code options.steps()} or a stop request. With {@code handleCtrlC}, a shutdown hook turns Ctrl-C
+     * (SIGINT/SIGTERM) into a stop request and holds the JVM until the checkpoint is written.
+     */
+    public Result run(BatchSource data, boolean handleCtrlC) throws IOException {
+        Files.createDirectories(checkpointDir(outDir));
+        CountDownLatch finished = new CountDownLatch(1);
+        Thread hook = new Thread(() -> {
+            if (finished.getCount() == 0) {
+                return;
+            }
+            requestStop();
+            console.println();
+            console.println("interrupted: finishing step " + (step + 1) + " and writing a checkpoint "
+                    + "(the write is atomic: killing the process now loses nothing saved before)");
+            console.flush();
+            try {
+                finished.await();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }, "facm-train-shutdown");
+        if (handleCtrlC) {
+            Runtime.getRuntime().addShutdownHook(hook);
+        }
+        try {
+            return loop(data);
+        } finally {
+            finished.countDown();
+            if (handleCtrlC) {
+                try {
+                    Runtime.getRuntime().removeShutdownHook(hook);
+                } catch (IllegalStateException shuttingDown) {
+                    // the JVM is exiting because of the signal; the hook has seen the latch
+                }
+            }
+        }
+    }
+
+    private Result loop(BatchSource data) throws IOException {
+        boolean grids = options.sampleEvery() > 0 && SampleGrid.supports(model.config());
+        if (options.sampleEvery() > 0 && !grids) {
+            console.println("sample grids: off (" + model.config().inChannels() + "-channel latents need the VAE "
+                    + "decoder; sample them with the sample command and decode outside)");
+        }
+        Path last = checkpointedStep >= 0 ? lastCheckpoint(outDir) : null;
+        try (MetricsLog log = new MetricsLog(outDir.resolve("metrics.jsonl"), step, options.steps(), options.batch(),
+                options.lr(), console)) {
+            log.restorePending(pendingMetrics);
+            while (step < options.steps() && !stopRequested) {
+                trainStep(data.next(), log);
+                if (step % options.logEvery() == 0 || step == options.steps()) {
+                    log.flush(step, skipped);
+                }
+                if (options.ckptEvery() > 0 && step % options.ckptEvery() == 0) {
+                    last = checkpoint(log);
+                }
+                if (grids && step % options.sampleEvery() == 0) {
+                    sampleGrid(log);
+                }
+            }
+            if (checkpointedStep != step) {
+                last = checkpoint(log);
+            }
+        }
+        return new Result(step, skipped, step < options.steps(), last);
+    }
+
+    private void trainStep(Batch batch, MetricsLog log) {
+        grads.zero();
+        float loss = objective.lossAndGradients(model, grads, batch, step);
+        double norm = Float.isFinite(loss) ? gradNorm.compute(grads) : Double.NaN;
+        boolean finite = Float.isFinite(loss) && Double.isFinite(norm);
+        Map<String, Double> metrics = Map.of();
+        if (finite) {
+            adam.update(model, grads, GradientNorm.clipFactor(norm, options.gradClip()));
+            emas.update(model);
+            metrics = objective.lastMetrics();
+        } else {
+            skipped++;
+            log.breakLine();
+            console.printf(Locale.ROOT, "step %d skipped: loss %s, grad norm %s (%d skipped so far); weights, "
+                    + "optimizer and EMAs unchanged%n", step + 1, loss, norm, skipped);
+        }
+        dataPosition = batch.positionAfter();
+        log.record(loss, norm, finite, metrics);
+        step++;
+    }
+
+    private Path checkpoint(MetricsLog log) throws IOException {
+        long t0 = System.nanoTime();
+        Path file = stepCheckpoint(outDir, step);
+        TrainState.write(file, model, emas, adam, options, new TrainState.Counters(step, dataPosition, skipped,
+                adam.step(), options.seed(), log.pendingState()));
+        Path last = lastCheckpoint(outDir);
+        linkOrCopy(file, last);
+        checkpointedStep = step;
+        log.breakLine();
+        console.printf(Locale.ROOT, "checkpoint %s (%.1f MB, %.1f s)%n", file, Files.size(file) / 1e6,
+                (System.nanoTime() - t0) / 1e9);
+        return last;
+    }
+
+    /**
+     * Points {@code last} at {@code file}: a hard link made under a temporary name and renamed over {@code last}
+     * (atomic, no second copy of a multi-GB file); a copy then rename where hard links are not supported.
+     */
+    static void linkOrCopy(Path file, Path last) throws IOException {
+        Path tmp = last.resolveSibling("." + last.getFileName() + ".link.tmp");
+        Files.deleteIfExists(tmp);
+        try {
+            Files.createLink(tmp, file);
+        } catch (UnsupportedOperationException | IOException e) {
+            Files.copy(file, tmp, StandardCopyOption.REPLACE_EXISTING);
+        }
+        Files.move(tmp, last, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+    }
+
+    private void sampleGrid(MetricsLog log) throws IOException {
+        Ema ema = emas.forSampling();
+        ModelWeights w = ema == null ? model : ema.weights();
+        Path file = outDir.resolve("samples").resolve(String.format(Locale.ROOT, "step-%07d.png", step));
+        long t0 = System.nanoTime();
+        SampleGrid.write(file, w, facm.tensor.GemmPrecision.valueOf(options.precision().toUpperCase(Locale.ROOT)),
+                options.sampleSteps(), options.seed());
+        log.breakLine();
+        console.printf(Locale.ROOT, "samples %s (%s, %d Euler steps, %.1f s)%n", file,
+                ema == null ? "raw weights" : "EMA " + ema.name(), options.sampleSteps(),
+                (System.nanoTime() - t0) / 1e9);
+    }
+
+    private static void closeAll(AutoCloseable... all) {
+        for (AutoCloseable c : all) {
+            if (c != null) {
+                try {
+                    c.close();
+                } catch (Exception ignored) {
+                    // already failing; the first error is the one to report
+                }
+            }
+        }
+    }
+
+    @Override
+    public void close() {
+        closeAll(gradNorm, emas, adam, grads);
+    }
+}
