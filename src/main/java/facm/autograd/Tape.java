@@ -126,6 +126,15 @@ public final class Tape implements AutoCloseable {
         Collections.addAll(tracked, outputs);
     }
 
+    /** Bytes of the tensors the tape holds for the backward (saved activations), for memory reports. */
+    public long savedBytes() {
+        long n = 0;
+        for (Tensor t : saved.keySet()) {
+            n += t.isClosed() ? 0 : t.bytes();
+        }
+        return n;
+    }
+
     /** Number of recorded ops. */
     public int size() {
         return entries.size();
