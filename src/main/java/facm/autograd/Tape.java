@@ -84,6 +84,15 @@ public final class Tape implements AutoCloseable {
         return input;
     }
 
+    /**
+     * sg(t): the same values as a new tensor identity (a view) that no tape tracks, so ops on it send no gradient
+     * back to t (e.g. a stop-gradient denominator, or a target built from the model's own output). The view shares
+     * t's storage: t must stay open while the view is used, including by a backward that saved the view's values.
+     */
+    public static Tensor stopGradient(Tensor t) {
+        return t.reshape(t.shape());
+    }
+
     /** Does {@code t} need a gradient? False for null. */
     public boolean requiresGrad(Tensor t) {
         return t != null && tracked.contains(t);

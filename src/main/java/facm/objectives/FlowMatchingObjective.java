@@ -71,6 +71,7 @@ public final class FlowMatchingObjective implements Objective {
         return options;
     }
 
+    /** As {@link Objective#lossAndGradients}; {@code grads} may also be null (the loss alone, no tape). */
     @Override
     public float lossAndGradients(ModelWeights weights, Gradients grads, Batch batch, long step) {
         LightningDiT m = modelFor(weights);
