@@ -5,13 +5,11 @@ import facm.tensor.BinaryOp;
 import facm.tensor.DType;
 import facm.tensor.GemmPrecision;
 import facm.tensor.NetworkOps;
-import facm.tensor.ReduceOp;
 import facm.tensor.Tensor;
 import facm.tensor.UnaryOp;
 
 import java.util.Collections;
 import java.util.IdentityHashMap;
-import java.util.Map;
 import java.util.Set;
 
 /**
@@ -26,9 +24,8 @@ import java.util.Set;
  * freed by the pass; inputs given to a pass with a tape must stay open until its backward has run.
  *
  * <p>Mixed precision ({@link GemmPrecision#BF16}): activations and weights are cast to bf16 right before each GEMM,
- * which accumulates in fp32 and writes fp32; the master weights, norms, softmax and losses stay fp32. A weight's bf16
- * copy is made once per pass; the backward GEMMs (dX = dY·W, dW += dYᵀ·X) also run in bf16, with the tape keeping the
- * bf16 copies of X and W instead of their fp32 originals. FP32 and TF32 take the f32 tensors as they are.
+ * which accumulates in fp32 and writes fp32; the master weights, norms, softmax and losses stay fp32 (see
+ * {@link LinearLayer}). FP32 and TF32 take the f32 tensors as they are.
  */
 public final class ForwardPass implements AutoCloseable {
     private final Backend be;
@@ -36,7 +33,7 @@ public final class ForwardPass implements AutoCloseable {
     private final GemmPrecision precision;
     private final Tape tape;
     private final Set<Tensor> live = Collections.newSetFromMap(new IdentityHashMap<>());
-    private final Map<Tensor, Tensor> bf16Weights = new IdentityHashMap<>();
+    private final LinearLayer linears;
 
     /** A pass on {@code backend}; {@code tape} may be null (no gradients). */
     public ForwardPass(Backend backend, GemmPrecision precision, Tape tape) {
@@ -44,6 +41,7 @@ public final class ForwardPass implements AutoCloseable {
         this.net = backend.network();
         this.precision = precision;
         this.tape = tape;
+        this.linears = new LinearLayer(this);
     }
 
     public Backend backend() {
@@ -89,7 +87,7 @@ public final class ForwardPass implements AutoCloseable {
         return t;
     }
 
-    private boolean savedByTape(Tensor t) {
+    boolean savedByTape(Tensor t) {
         return tape != null && tape.owns(t);
     }
 
@@ -97,14 +95,14 @@ public final class ForwardPass implements AutoCloseable {
      * Hands a temporary of this pass to the tape for a backward. Tensors from outside the pass (the caller's inputs)
      * are not the tape's to free: the caller keeps them open until the backward has run.
      */
-    private void saveForBackward(Tensor t) {
+    void saveForBackward(Tensor t) {
         if (live.contains(t)) {
             tape.save(t);
         }
     }
 
     /** Whether an op on {@code inputs} must record its backward. */
-    private boolean recording(Tensor... inputs) {
+    boolean recording(Tensor... inputs) {
         return tape != null && tape.anyRequiresGrad(inputs);
     }
 
@@ -113,110 +111,10 @@ public final class ForwardPass implements AutoCloseable {
     /**
      * y = x·Wᵀ + b with W {@code [out, in...]} (a conv-shaped weight is flattened to {@code [out, in]}) and x
      * {@code [..., in]}; bias may be null. Backward: dX = dY·W, dW += dYᵀ·X (one GEMM each, in the pass's precision),
-     * db += Σ_rows dY (fp32).
+     * db += Σ_rows dY (fp32). See {@link LinearLayer}.
      */
     public Tensor linear(String name, Tensor x, Tensor weight, Tensor bias) {
-        int outF = weight.dim(0);
-        int in = (int) (weight.numel() / outF);
-        if (x.dim(-1) != in) {
-            throw new facm.tensor.ShapeException("linear " + name + ": x " + x.describe() + " does not fit weight "
-                    + weight.describe());
-        }
-        int rows = (int) (x.numel() / in);
-        int[] outShape = x.shape();
-        outShape[outShape.length - 1] = outF;
-        Tensor out = alloc(name, DType.F32, outShape);
-        boolean rec = recording(x, weight, bias);
-        boolean needDx = rec && tape.requiresGrad(x);
-        boolean needDw = rec && tape.requiresGrad(weight);
-        Tensor w2 = gemmWeight(weight, outF, in, needDx);
-        Tensor x2 = gemmInput(x, rows, in, needDw);
-        Tensor out2 = out.reshape(rows, outF);
-        be.gemm(x2, false, w2, true, out2, 1f, 0f, gemmPrecision());
-        if (bias != null) {
-            be.binary(BinaryOp.ADD, out2, bias, out2);
-        }
-        if (x2.dtype() == DType.BF16 && !needDw) {
-            x2.close(); // the cast of x was only needed for this product
-        }
-        if (rec) {
-            tape.record("linear " + name, () -> linearBackward(x, weight, bias, w2, x2, out, rows, in, outF), out);
-        }
-        return out;
-    }
-
-    private void linearBackward(Tensor x, Tensor weight, Tensor bias, Tensor w2, Tensor x2, Tensor out, int rows,
-                                int in, int outF) {
-        Tensor gOut = tape.grad(out).reshape(rows, outF);
-        Tensor gOp = gOut;
-        if (precision == GemmPrecision.BF16) {
-            gOp = be.empty("grad " + out.name() + " bf16", DType.BF16, rows, outF);
-            be.convert(gOut, gOp);
-        }
-        try {
-            if (tape.requiresGrad(x)) {
-                Tensor existing = tape.grad(x);
-                if (existing != null) {
-                    be.gemm(gOp, false, w2, false, existing.reshape(rows, in), 1f, 1f, gemmPrecision());
-                } else {
-                    Tensor gx = tape.newGradBuffer(x);
-                    be.gemm(gOp, false, w2, false, gx.reshape(rows, in), 1f, 0f, gemmPrecision());
-                    tape.adoptGrad(x, gx);
-                }
-            }
-            Tensor gw = tape.paramGrad(weight);
-            if (gw != null) {
-                be.gemm(gOp, true, x2, false, gw.reshape(outF, in), 1f, 1f, gemmPrecision());
-            }
-            Tensor gb = tape.paramGrad(bias);
-            if (gb != null) {
-                try (Tensor sum = be.empty("grad " + out.name() + " bias", DType.F32, outF)) {
-                    be.reduce(ReduceOp.SUM, gOut, 0, sum);
-                    be.axpby(1f, gb, 1f, sum, gb);
-                }
-            }
-        } finally {
-            if (gOp != gOut) {
-                gOp.close();
-            }
-        }
-    }
-
-    private GemmPrecision gemmPrecision() {
-        return precision;
-    }
-
-    /** The weight as the GEMM takes it: a 2-D view (fp32), or its bf16 copy made once per pass. */
-    private Tensor gemmWeight(Tensor weight, int outF, int in, boolean neededByBackward) {
-        if (precision != GemmPrecision.BF16) {
-            return weight.rank() == 2 ? weight : weight.reshape(outF, in);
-        }
-        Tensor cast = bf16Weights.get(weight);
-        if (cast == null) {
-            cast = be.empty(weight.name() + " bf16", DType.BF16, outF, in);
-            be.convert(weight.reshape(outF, in), cast);
-            bf16Weights.put(weight, cast);
-        }
-        if (neededByBackward) {
-            tape.save(cast);
-        }
-        return cast;
-    }
-
-    /** x as a 2-D GEMM operand: a view (fp32) or a fresh bf16 cast; saved when the weight gradient needs it. */
-    private Tensor gemmInput(Tensor x, int rows, int in, boolean neededByBackward) {
-        if (precision != GemmPrecision.BF16) {
-            if (neededByBackward) {
-                saveForBackward(x);
-            }
-            return x.reshape(rows, in);
-        }
-        Tensor cast = be.empty(x.name() + " bf16", DType.BF16, rows, in);
-        be.convert(x.reshape(rows, in), cast);
-        if (neededByBackward) {
-            tape.save(cast);
-        }
-        return cast;
+        return linears.forward(name, x, weight, bias);
     }
 
     // ---------------------------------------------------------------- elementwise
@@ -471,11 +369,6 @@ public final class ForwardPass implements AutoCloseable {
             }
         }
         live.clear();
-        for (Tensor c : bf16Weights.values()) {
-            if (!savedByTape(c)) {
-                c.close();
-            }
-        }
-        bf16Weights.clear();
+        linears.close();
     }
 }

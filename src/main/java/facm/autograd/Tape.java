@@ -78,10 +78,19 @@ public final class Tape implements AutoCloseable {
         tracked.add(param);
     }
 
-    /** Marks a leaf input (not a parameter) as needing a gradient; read it after {@link #backward} with {@link #grad}. */
+    /** Marks a leaf input (not a parameter) as needing a gradient, read after {@link #backward} by {@link #grad}. */
     public <T extends Tensor> T track(T input) {
         tracked.add(input);
         return input;
+    }
+
+    /**
+     * sg(t): the same values as a new tensor identity (a view) that no tape tracks, so ops on it send no gradient
+     * back to t (e.g. a stop-gradient denominator, or a target built from the model's own output). The view shares
+     * t's storage: t must stay open while the view is used, including by a backward that saved the view's values.
+     */
+    public static Tensor stopGradient(Tensor t) {
+        return t.reshape(t.shape());
     }
 
     /** Does {@code t} need a gradient? False for null. */
@@ -126,6 +135,15 @@ public final class Tape implements AutoCloseable {
         Collections.addAll(tracked, outputs);
     }
 
+    /** Bytes of the tensors the tape holds for the backward (saved activations), for memory reports. */
+    public long savedBytes() {
+        long n = 0;
+        for (Tensor t : saved.keySet()) {
+            n += t.isClosed() ? 0 : t.bytes();
+        }
+        return n;
+    }
+
     /** Number of recorded ops. */
     public int size() {
         return entries.size();
@@ -149,7 +167,7 @@ public final class Tape implements AutoCloseable {
         return g;
     }
 
-    /** A fresh F32 buffer of t's shape for an op to OVERWRITE with a gradient contribution (then {@link #adoptGrad}). */
+    /** A new F32 buffer of t's shape, for an op to OVERWRITE with a contribution to pass to {@link #adoptGrad}. */
     public Tensor newGradBuffer(Tensor t) {
         return backend.empty("grad " + t.name(), DType.F32, t.shape());
     }

@@ -32,6 +32,9 @@ final class SampleCommand implements Runnable {
     Path ckpt;
     @Option(names = "--model", description = "architecture preset when the checkpoint has no config (e.g. XL/1)")
     String model;
+    @Option(names = "--ema", description = "sample an EMA copy of a training checkpoint, e.g. power_0.2 or power:0.2 "
+            + "(keys ema.<name>.*); default: the raw model weights")
+    String ema;
     @Option(names = "--sampler", defaultValue = "consistency", description = "consistency | euler (default ${DEFAULT-VALUE})")
     String sampler;
     @Option(names = "--nfe", defaultValue = "1", description = "consistency sampler steps (network evaluations), default ${DEFAULT-VALUE}")
@@ -58,7 +61,7 @@ final class SampleCommand implements Runnable {
     int batch;
     @Option(names = "--device", defaultValue = "auto", description = "cpu | cuda | cuda:N | auto")
     String device;
-    @Option(names = "--precision", defaultValue = "fp32", description = "fp32 | tf32 matrix products")
+    @Option(names = "--precision", defaultValue = "fp32", description = "fp32 | tf32 | bf16 matrix products")
     String precision;
     @Option(names = "--out", required = true, description = "output .safetensors or .png")
     Path out;
@@ -83,7 +86,13 @@ final class SampleCommand implements Runnable {
             Backends.Selection sel = Backends.select(device);
             System.out.println("device: " + sel.why());
             System.out.println("model:  " + cfg0.summary());
-            try (Backend be = sel.backend(); ModelWeights w = ModelCheckpoint.load(ckpt, cfg0, be)) {
+            String prefix = ema == null ? null : "ema." + ema.replace(':', '_') + ".";
+            if (prefix != null) {
+                System.out.println("weights: EMA copy '" + ema.replace(':', '_') + "'");
+            }
+            try (Backend be = sel.backend();
+                 ModelWeights w = prefix == null ? ModelCheckpoint.load(ckpt, cfg0, be)
+                         : ModelCheckpoint.load(ckpt, cfg0, be, prefix)) {
                 LightningDiT net = new LightningDiT(w).precision(GemmPrecision.valueOf(precision.toUpperCase(Locale.ROOT)));
                 float[] all = generate(be, net, labels);
                 write(cfg0, all, labels, png);

@@ -17,14 +17,16 @@ import facm.tensor.Tensor;
  *
  * <p>Training: {@link #forward(Tensor, Tensor, Tensor, Tensor, Tape)} records the backward of every op on the tape;
  * gradients reach the parameters the tape tracks (x, τ, y and r get none). What the tape holds until the backward,
- * per block, in units of one activation {@code [B,T,D]} of fp32 (F = mlp hidden ≈ 2.67·D): the block input h and the
- * mid-block h (2, RMSNorm inputs, copies because the residual stream is not updated in place under a tape), the
- * normed activations feeding qkv and w12 (2; in BF16 mode their bf16 casts instead: 1), qkv (3), q/k/v (3), the
- * attention output (1), the two branch outputs feeding the gates (2), w12's output (2F/D ≈ 5.3) and the SwiGLU output
- * (F/D ≈ 2.7; bf16 cast in BF16 mode); plus small per-row statistics (RMS factors, log-sum-exp) and the [B, 6D]
- * modulation. About 21 activations per block in FP32 (~0.79 GB per block for XL/1 at batch 32, ~22 GB for 28
- * blocks) and ~19 in BF16 plus the bf16 weights (1.35 GB for XL/1). Attention probabilities are never stored: the
- * backward recomputes them from the saved log-sum-exp.
+ * per block, in units of one fp32 activation {@code [B,T,D]} (F = SwiGLU width, F/D ≈ 2.67): the block input and the
+ * mid-block residual stream (2: RMSNorm inputs, new tensors because under a tape the stream is not updated in place),
+ * the normed activations feeding qkv and w12 (2), qkv (3), q/k/v (3), the attention output (1), the two branch
+ * outputs the gates multiply (2), w12's output (2F/D) and the SwiGLU output (F/D): 13 + 3F/D = 21, plus per-row
+ * statistics (RMS factors, log-sum-exp) and the [B, 6D] modulation. In BF16 the linears keep bf16 casts of their
+ * inputs instead (the normed activations and the SwiGLU output at half size; the attention output's cast comes on
+ * top of its fp32 original, which the attention backward reads): 12.5 + 2.5F/D ≈ 19.2, plus the bf16 copies of the
+ * weights (2 bytes per parameter). XL/1 at batch 32: one unit is 37.7 MB, so ~0.79 GB per block and ~22 GB for the
+ * 28 blocks in FP32, ~20 GB + 1.35 GB of bf16 weights in BF16 (ActivationMemoryTest checks the account). Attention
+ * probabilities are never stored: the backward recomputes them from the saved log-sum-exp.
  *
  * <p>Structure for other passes (e.g. a forward-mode JVP): {@link #embedPatches}, {@link #conditioning},
  * {@link #block} and {@link #finalLayer} are the four stages; each takes the pass to run on.
@@ -107,7 +109,7 @@ public final class LightningDiT {
         return h;
     }
 
-    /** §3.2 steps 3–5: c = t_emb(τ) + y_emb(y) [+ r_emb(r)], returned as SiLU(c) {@code [B,D]}, which every adaLN reads. */
+    /** §3.2 steps 3–5: c = t_emb(τ) + y_emb(y) [+ r_emb(r)]; returns SiLU(c) {@code [B,D]}, every adaLN's input. */
     public Tensor conditioning(ForwardPass pass, Tensor t, Tensor y, Tensor r) {
         Tensor te = timeEmbed(pass, "t_embedder", t);
         Tensor ye = pass.embedding("y_emb", w.get("y_embedder.embedding_table.weight"), y);

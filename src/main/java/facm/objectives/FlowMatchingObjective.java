@@ -39,7 +39,8 @@ public final class FlowMatchingObjective implements Objective {
     public record Options(float labelDropout, boolean expandedInterval) {
         public Options {
             if (!(labelDropout >= 0f && labelDropout <= 1f)) {
-                throw new IllegalArgumentException("fm objective: label dropout must be in [0, 1], got " + labelDropout);
+                throw new IllegalArgumentException("fm objective: label dropout must be in [0, 1], got "
+                        + labelDropout);
             }
         }
 
@@ -70,6 +71,7 @@ public final class FlowMatchingObjective implements Objective {
         return options;
     }
 
+    /** As {@link Objective#lossAndGradients}; {@code grads} may also be null (the loss alone, no tape). */
     @Override
     public float lossAndGradients(ModelWeights weights, Gradients grads, Batch batch, long step) {
         LightningDiT m = modelFor(weights);

@@ -49,7 +49,8 @@ class LightningDiTGradientTest {
             for (ModelGradientCheck.Direction d : ds) {
                 double diff = Math.abs(d.analytic() - d.numeric());
                 assertTrue(diff <= REL_TOL * Math.abs(d.numeric()) || diff <= ABS_TOL,
-                        what + ": " + d.key() + " analytic " + d.analytic() + " vs numeric " + d.numeric() + "\n" + table);
+                        what + ": " + d.key() + " analytic " + d.analytic() + " vs numeric " + d.numeric() + "\n"
+                                + table);
             }
         }
     }

@@ -6,6 +6,7 @@ import facm.tensor.GemmPrecision;
 import facm.tensor.Tensor;
 import org.junit.jupiter.api.Test;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
@@ -109,6 +110,29 @@ class TapeTest {
                 assertNull(tape.grad(x));
                 assertTrue(norm(be.download(gw)) > 0);
             }
+        }
+    }
+
+    @Test
+    void stopGradientCutsTheGradientPathButKeepsTheValues() {
+        try (CpuBackend be = new CpuBackend(1); Tape tape = new Tape(be)) {
+            Tensor x = be.upload("x", values(8, 1), 2, 4);
+            Tensor w1 = be.upload("w1", values(16, 2), 4, 4);
+            Tensor w2 = be.upload("w2", values(16, 3), 4, 4);
+            Tensor g1 = be.zeros(DType.F32, 4, 4);
+            Tensor g2 = be.zeros(DType.F32, 4, 4);
+            tape.trackParameter(w1, g1);
+            tape.trackParameter(w2, g2);
+            try (ForwardPass pass = new ForwardPass(be, GemmPrecision.FP32, tape)) {
+                Tensor h = pass.linear("h", x, w1, null);
+                Tensor sg = Tape.stopGradient(h);
+                assertFalse(tape.requiresGrad(sg));
+                Tensor y = pass.linear("y", sg, w2, null);
+                assertArrayEquals(be.download(h), be.download(sg));
+                tape.backward(y, be.upload("r", values(8, 4), 2, 4));
+            }
+            assertEquals(0.0, norm(be.download(g1)), "no gradient through sg(h) to W1");
+            assertTrue(norm(be.download(g2)) > 0, "W2 still gets its gradient");
         }
     }
 

@@ -23,6 +23,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class FlowMatchingObjectiveTest {
     private static final ModelConfig TINY = Presets.get("tiny");
+    private static final FlowMatchingObjective.Options DEFAULTS = FlowMatchingObjective.Options.defaults();
     /** Four channels: with one channel the cosine term is ±1 per pixel and its gradient vanishes almost everywhere. */
     private static final ModelConfig TINY_C4 = TINY.withData(16, 4, 10);
 
@@ -45,7 +46,7 @@ class FlowMatchingObjectiveTest {
 
     @Test
     void drawsDependOnSeedStepAndSampleIndexOnly() {
-        FlowMatchingObjective fm = new FlowMatchingObjective(5, GemmPrecision.FP32, FlowMatchingObjective.Options.defaults());
+        FlowMatchingObjective fm = new FlowMatchingObjective(5, GemmPrecision.FP32, DEFAULTS);
         int[] labels = new int[64];
         FlowMatchingObjective.Draws small = fm.draws(3, java.util.Arrays.copyOf(labels, 8), 10);
         FlowMatchingObjective.Draws big = fm.draws(3, labels, 10);
@@ -117,7 +118,7 @@ class FlowMatchingObjectiveTest {
     @Test
     void sameStepRepeatsBitForBitAndGradientsAccumulate() {
         Batch batch = batch(2, 3);
-        FlowMatchingObjective fm = new FlowMatchingObjective(8, GemmPrecision.FP32, FlowMatchingObjective.Options.defaults());
+        FlowMatchingObjective fm = new FlowMatchingObjective(8, GemmPrecision.FP32, DEFAULTS);
         try (CpuBackend be = new CpuBackend(2);
              ModelWeights w = ModelWeights.philox(TINY, be, 1234);
              Gradients g = new Gradients(w)) {
@@ -138,7 +139,7 @@ class FlowMatchingObjectiveTest {
     @Test
     void lossGradientMatchesCentralDifferences() {
         Batch batch = batch(2, 4, 4, 16);
-        FlowMatchingObjective fm = new FlowMatchingObjective(2, GemmPrecision.FP32, FlowMatchingObjective.Options.defaults());
+        FlowMatchingObjective fm = new FlowMatchingObjective(2, GemmPrecision.FP32, DEFAULTS);
         try (CpuBackend be = new CpuBackend(2);
              ModelWeights w = ModelWeights.philox(TINY_C4, be, 1234);
              Gradients g = new Gradients(w)) {

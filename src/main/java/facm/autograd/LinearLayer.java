@@ -1,0 +1,148 @@
+package facm.autograd;
+
+import facm.tensor.Backend;
+import facm.tensor.BinaryOp;
+import facm.tensor.DType;
+import facm.tensor.GemmPrecision;
+import facm.tensor.ReduceOp;
+import facm.tensor.ShapeException;
+import facm.tensor.Tensor;
+
+import java.util.IdentityHashMap;
+import java.util.Map;
+
+/**
+ * The linear layers of one {@link ForwardPass}: y = x·Wᵀ + b and its backward, in the pass's GEMM precision.
+ *
+ * <p>BF16 mixed precision: x and W are cast to bf16 right before the product, which accumulates in fp32 and writes
+ * fp32 y; the bias add stays fp32. A weight's bf16 copy is made once per pass (cast on first use, kept for the pass)
+ * and the backward GEMMs use bf16 too: dX = bf16(dY)·bf16(W), dW += bf16(dY)ᵀ·bf16(X) into the fp32 gradient;
+ * db = Σ_rows dY in fp32. The tape keeps the bf16 copies of X and W (what the backward multiplies) instead of fp32
+ * originals, which halves the memory of linear inputs that nothing else needs. FP32/TF32: the tape keeps X itself.
+ */
+final class LinearLayer implements AutoCloseable {
+    private final ForwardPass pass;
+    private final Backend be;
+    private final GemmPrecision precision;
+    private final Tape tape;
+    private final Map<Tensor, Tensor> bf16Weights = new IdentityHashMap<>();
+
+    LinearLayer(ForwardPass pass) {
+        this.pass = pass;
+        this.be = pass.backend();
+        this.precision = pass.precision();
+        this.tape = pass.tape();
+    }
+
+    /** {@link ForwardPass#linear}. */
+    Tensor forward(String name, Tensor x, Tensor weight, Tensor bias) {
+        int outF = weight.dim(0);
+        int in = (int) (weight.numel() / outF);
+        if (x.dim(-1) != in) {
+            throw new ShapeException("linear " + name + ": x " + x.describe() + " does not fit weight "
+                    + weight.describe());
+        }
+        int rows = (int) (x.numel() / in);
+        int[] outShape = x.shape();
+        outShape[outShape.length - 1] = outF;
+        Tensor out = pass.alloc(name, DType.F32, outShape);
+        boolean rec = pass.recording(x, weight, bias);
+        boolean needDx = rec && tape.requiresGrad(x);
+        boolean needDw = rec && tape.requiresGrad(weight);
+        Tensor w2 = gemmWeight(weight, outF, in, needDx);
+        Tensor x2 = gemmInput(x, rows, in, needDw);
+        Tensor out2 = out.reshape(rows, outF);
+        be.gemm(x2, false, w2, true, out2, 1f, 0f, precision);
+        if (bias != null) {
+            be.binary(BinaryOp.ADD, out2, bias, out2);
+        }
+        if (x2.dtype() == DType.BF16 && !needDw) {
+            x2.close(); // the cast of x was only needed for this product
+        }
+        if (rec) {
+            tape.record("linear " + name, () -> linearBackward(x, weight, bias, w2, x2, out, rows, in, outF), out);
+        }
+        return out;
+    }
+
+    private void linearBackward(Tensor x, Tensor weight, Tensor bias, Tensor w2, Tensor x2, Tensor out, int rows,
+                                int in, int outF) {
+        Tensor gOut = tape.grad(out).reshape(rows, outF);
+        Tensor gOp = gOut;
+        if (precision == GemmPrecision.BF16) {
+            gOp = be.empty("grad " + out.name() + " bf16", DType.BF16, rows, outF);
+            be.convert(gOut, gOp);
+        }
+        try {
+            if (tape.requiresGrad(x)) {
+                Tensor existing = tape.grad(x);
+                if (existing != null) {
+                    be.gemm(gOp, false, w2, false, existing.reshape(rows, in), 1f, 1f, precision);
+                } else {
+                    Tensor gx = tape.newGradBuffer(x);
+                    be.gemm(gOp, false, w2, false, gx.reshape(rows, in), 1f, 0f, precision);
+                    tape.adoptGrad(x, gx);
+                }
+            }
+            Tensor gw = tape.paramGrad(weight);
+            if (gw != null) {
+                be.gemm(gOp, true, x2, false, gw.reshape(outF, in), 1f, 1f, precision);
+            }
+            Tensor gb = tape.paramGrad(bias);
+            if (gb != null) {
+                try (Tensor sum = be.empty("grad " + out.name() + " bias", DType.F32, outF)) {
+                    be.reduce(ReduceOp.SUM, gOut, 0, sum);
+                    be.axpby(1f, gb, 1f, sum, gb);
+                }
+            }
+        } finally {
+            if (gOp != gOut) {
+                gOp.close();
+            }
+        }
+    }
+
+    /** The weight as the GEMM takes it: a 2-D view (fp32), or its bf16 copy made once per pass. */
+    private Tensor gemmWeight(Tensor weight, int outF, int in, boolean neededByBackward) {
+        if (precision != GemmPrecision.BF16) {
+            return weight.rank() == 2 ? weight : weight.reshape(outF, in);
+        }
+        Tensor cast = bf16Weights.get(weight);
+        if (cast == null) {
+            cast = be.empty(weight.name() + " bf16", DType.BF16, outF, in);
+            be.convert(weight.reshape(outF, in), cast);
+            bf16Weights.put(weight, cast);
+        }
+        if (neededByBackward) {
+            tape.save(cast);
+        }
+        return cast;
+    }
+
+    /** x as a 2-D GEMM operand: a view (fp32) or a fresh bf16 cast; saved when the weight gradient needs it. */
+    private Tensor gemmInput(Tensor x, int rows, int in, boolean neededByBackward) {
+        if (precision != GemmPrecision.BF16) {
+            if (neededByBackward) {
+                pass.saveForBackward(x);
+            }
+            return x.reshape(rows, in);
+        }
+        Tensor cast = be.empty(x.name() + " bf16", DType.BF16, rows, in);
+        be.convert(x.reshape(rows, in), cast);
+        if (neededByBackward) {
+            tape.save(cast);
+        }
+        return cast;
+    }
+
+    /** Frees the bf16 weight copies the tape did not save. */
+    @Override
+    public void close() {
+        for (Tensor c : bf16Weights.values()) {
+            if (!pass.savedByTape(c)) {
+                c.close();
+            }
+        }
+        bf16Weights.clear();
+    }
+}
