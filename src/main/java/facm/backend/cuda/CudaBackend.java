@@ -390,6 +390,12 @@ public final class CudaBackend implements Backend {
         try {
             stream.synchronize();
         } finally {
+            if (network != null) {
+                network.close();
+            }
+            if (training != null) {
+                training.close();
+            }
             gemm.close();
             if (ownsDevice) {
                 device.close();
