@@ -8,7 +8,9 @@
 set -u
 stage=${1:?check or teach}; out=${2:?output folder}; steps=${3:-6000}
 root=$(cd "$(dirname "$0")/.." && pwd)
-bundle="$root/dist/facm-bundle"; java="$bundle/runtime/bin/java"; jar="$bundle/facm-engine.jar"
+bundle="$root/dist/facm-bundle"
+# The engine from the bundle, with the checkout's resources (a --lean bundle leaves the bundled data to them).
+facm=("$bundle/runtime/bin/java" --enable-native-access=ALL-UNNAMED -cp "$bundle/facm-engine.jar:$root/src/main/resources" facm.cli.Main)
 mkdir -p "$out"; export PYTHONUNBUFFERED=1
 case "$stage" in
   check)
@@ -23,10 +25,10 @@ case "$stage" in
       --json "$out/torch_train.json" 2>&1 | tee "$out/torch_train.log" | tail -8
     ;;
   teach)
-    "$java" -jar "$jar" train --objective fm --model small --steps "$steps" --batch 128 --lr 3e-4 --device cuda \
+    "${facm[@]}" train --objective fm --model small --steps "$steps" --batch 128 --lr 3e-4 --device cuda \
       --out "$out/teacher" --log-every 200 --ckpt-every 2000 --sample-every 2000 2>&1 | tee "$out/teacher.log" | grep -vE "^\s" | tail -40
     for nfe in 32 8; do
-      "$java" -jar "$jar" sample --ckpt "$out/teacher/checkpoints/last.safetensors" --ema power_0.2 --sampler euler \
+      "${facm[@]}" sample --ckpt "$out/teacher/checkpoints/last.safetensors" --ema power_0.2 --sampler euler \
         --steps $nfe --n 100 --classes 0,1,2,3,4,5,6,7,8,9 --seed 1 --device cuda --out "$out/teacher-euler$nfe.png" | tail -1
     done
     ;;

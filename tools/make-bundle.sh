@@ -16,6 +16,11 @@
 #   --no-bench     leave out benchmarks.jar (a test-only bundle; faster to build)
 #   --skip-build   reuse the jars already in target/ and bench/target/ (after an earlier full run)
 #   --out DIR      bundle folder (default dist/facm-bundle; anything there is replaced)
+#   --lean         leave the test fixtures (src/test/resources/fixtures, ~5 MB) out of facm-engine-tests.jar and the
+#                  bundled Fashion-MNIST (facm/data, 4.4 MB) out of facm-engine.jar: for a bundle that travels with
+#                  the repository (the device tool carries both, 64 MiB in all); run-gpu-suite.sh and
+#                  tools/gpu-training-run.sh then put the checkout's src/test/resources and src/main/resources on
+#                  the class path instead
 # Extra Maven arguments come from FACM_MVN_ARGS, e.g. FACM_MVN_ARGS=-o for an offline build.
 set -euo pipefail
 
@@ -23,6 +28,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/dist/facm-bundle"
 with_bench=1
 build=1
+lean=0
 junit_version=6.0.1
 # The 64 MiB the device tool carries must also hold the repository's tracked files: keep the bundle well below it.
 limit_bytes=$((60 * 1000 * 1000))
@@ -30,6 +36,7 @@ limit_bytes=$((60 * 1000 * 1000))
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-bench) with_bench=0 ;;
+    --lean) lean=1 ;;
     --skip-build) build=0 ;;
     --out) out=$(mkdir -p "$2" && cd "$2" && pwd); shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -82,8 +89,23 @@ fi
 step "assembling $out"
 rm -rf "$out"
 mkdir -p "$out/reference"
-cp "$engine_jar" "$out/facm-engine.jar"
-cp "$tests_jar" "$out/facm-engine-tests.jar"
+[ "$lean" = 1 ] || cp "$engine_jar" "$out/facm-engine.jar"
+without() { # without SRC DST PREFIX: copy a jar leaving out the entries under PREFIX
+  python3 - "$1" "$2" "$3" <<'PY'
+import sys, zipfile
+src, dst, prefix = sys.argv[1:4]
+with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+    for item in zin.infolist():
+        if not item.filename.startswith(prefix):
+            zout.writestr(item, zin.read(item.filename))
+PY
+}
+if [ "$lean" = 1 ]; then
+  without "$tests_jar" "$out/facm-engine-tests.jar" fixtures/
+  without "$engine_jar" "$out/facm-engine.jar" facm/data/
+else
+  cp "$tests_jar" "$out/facm-engine-tests.jar"
+fi
 [ "$with_bench" = 1 ] && cp "$bench_jar" "$out/benchmarks.jar"
 cp "$root"/tools/reference/*.py "$out/reference/"
 cp "$root/tools/run-gpu-suite.sh" "$out/run-gpu-suite.sh"
@@ -134,7 +156,7 @@ fi
 "$out/runtime/bin/java" -jar "$out/$junit_jar_name" --version >/dev/null 2>&1 \
   || fail "the JUnit console launcher does not start on the jlink'd runtime (a module missing?)"
 if [ "$with_bench" = 1 ]; then
-  "$out/runtime/bin/java" -jar "$out/benchmarks.jar" -l >/dev/null 2>&1 \
+  "$out/runtime/bin/java" -cp "$out/benchmarks.jar:$out/facm-engine.jar" org.openjdk.jmh.Main -l >/dev/null 2>&1 \
     || fail "benchmarks.jar cannot list its benchmarks on the jlink'd runtime (missing BenchmarkList or a module?)"
 fi
 # 'info' must work without a GPU too (it says why there is none); it loads the engine's classes and JCuda.

@@ -144,7 +144,12 @@ done < <(grep -E '^(gpu|kernels|device|cuda|driver)[: ]' "$out/info.log" | head 
 # ---------------------------------------------------------------- tests
 # The GPU tests check every launch (syncCheck); the CPU tests run as under Maven's surefire (same flags, no syncCheck).
 java_test_opts=(--enable-native-access=ALL-UNNAMED -Xss4m)
-junit_common=(execute --disable-banner --disable-ansi-colors --class-path facm-engine.jar:facm-engine-tests.jar
+# A lean bundle (make-bundle.sh --lean) has no fixtures in its tests jar: take them from the checkout it sits in.
+test_cp=facm-engine.jar:facm-engine-tests.jar
+if [ -d "$bundle/../../src/test/resources/fixtures" ]; then
+  test_cp="$test_cp:$(cd "$bundle/../../src/test/resources" && pwd):$(cd "$bundle/../../src/main/resources" && pwd)"
+fi
+junit_common=(execute --disable-banner --disable-ansi-colors --class-path "$test_cp"
   --scan-class-path=facm-engine-tests.jar --details=tree --details-theme=ascii --fail-if-no-tests)
 
 log "GPU tests (JUnit, --include-tag gpu)"
@@ -165,7 +170,7 @@ if [ "$run_bench" = 1 ]; then
     log "JMH benchmarks: $jmh_args"
     # shellcheck disable=SC2086  # jmh_args is a list of words on purpose
     # Native access comes from the jar's manifest here and from each benchmark's @Fork(jvmArgsAppend) in the forks.
-    run_stage "JMH" 300 "$out/jmh.log" "$java" --sun-misc-unsafe-memory-access=allow -jar benchmarks.jar $jmh_args \
+    run_stage "JMH" 300 "$out/jmh.log" "$java" --sun-misc-unsafe-memory-access=allow -cp benchmarks.jar:facm-engine.jar org.openjdk.jmh.Main $jmh_args \
       -rf json -rff "$out/jmh.json"
     if [ "$rc" != 0 ]; then
       failed=1
