@@ -17,7 +17,7 @@
 #   --skip-build   reuse the jars already in target/ and bench/target/ (after an earlier full run)
 #   --out DIR      bundle folder (default dist/facm-bundle; anything there is replaced)
 #   --lean         leave the test fixtures (src/test/resources/fixtures, ~5 MB) out of facm-engine-tests.jar and the
-#                  bundled Fashion-MNIST (facm/data, 4.4 MB) out of facm-engine.jar: for a bundle that travels with
+#                  bundled Fashion-MNIST (facm/data/fashion-mnist, 4.4 MB) out of facm-engine.jar: for a bundle that travels with
 #                  the repository (the device tool carries both, 64 MiB in all); run-gpu-suite.sh and
 #                  tools/gpu-training-run.sh then put the checkout's src/test/resources and src/main/resources on
 #                  the class path instead
@@ -102,7 +102,7 @@ PY
 }
 if [ "$lean" = 1 ]; then
   without "$tests_jar" "$out/facm-engine-tests.jar" fixtures/
-  without "$engine_jar" "$out/facm-engine.jar" facm/data/
+  without "$engine_jar" "$out/facm-engine.jar" facm/data/fashion-mnist/
 else
   cp "$tests_jar" "$out/facm-engine-tests.jar"
 fi
