@@ -133,4 +133,59 @@ public interface NetworkOps {
     default void siluBackward(Tensor x, Tensor gradOut, Tensor gradIn) {
         throw new UnsupportedOperationException("siluBackward");
     }
+
+    // ================================================================ forward mode (JVP, facm-spec.md §6.2)
+    // Each JVP op computes the primal output exactly as its forward op does AND the tangent output from the primal and
+    // tangent inputs, in one pass. It also writes what the reverse pass of the primal needs (rstd, lse: may be null),
+    // so gradients can flow through the primal of a JVP pass. Tangents are never saved for backward. A null tangent
+    // input means a zero tangent. Linear layers, patchify/unpatchify and additions need no JVP op: their tangent is
+    // the same linear map applied to the tangent (no bias). Labels, pos_embed and RoPE tables have zero tangents.
+
+    /** out = features(t) as {@link #timestepEmbedding}; outDot = [−f·sin(t f), f·cos(t f)]·tDot ({@code [B]}). */
+    default void timestepEmbeddingJvp(Tensor t, Tensor tDot, float maxPeriod, Tensor out, Tensor outDot) {
+        throw new UnsupportedOperationException("timestepEmbeddingJvp");
+    }
+
+    /** out = SiLU(x); outDot = σ(x)(1 + x(1 − σ(x)))·xDot. */
+    default void siluJvp(Tensor x, Tensor xDot, Tensor out, Tensor outDot) {
+        throw new UnsupportedOperationException("siluJvp");
+    }
+
+    /**
+     * Primal as {@link #rmsNormModulate}; with n = x·ρ, s = 1 + scale: outDot = w ⊙ ρ(ẋ − x·ρ²·mean_D(x ⊙ ẋ)) ⊙ s
+     * + n ⊙ w ⊙ scaleDot + shiftDot, the modulation tangents read from {@code modDot} (same layout as mod; may be null).
+     */
+    default void rmsNormModulateJvp(Tensor x, Tensor xDot, Tensor weight, float eps, Tensor mod, Tensor modDot,
+                                    int shiftChunk, int scaleChunk, Tensor out, Tensor outDot, Tensor rstd) {
+        throw new UnsupportedOperationException("rmsNormModulateJvp");
+    }
+
+    /** h += gate ⊙ a and hDot += gateDot ⊙ a + gate ⊙ aDot (gate/gateDot = chunk of mod/modDot). */
+    default void gatedResidualJvp(Tensor h, Tensor hDot, Tensor a, Tensor aDot, Tensor mod, Tensor modDot,
+                                  int gateChunk) {
+        throw new UnsupportedOperationException("gatedResidualJvp");
+    }
+
+    /** Primal as {@link #qkNormRope}; tangents qDot, kDot, vDot {@code [B,H,T,dh]} by the RMSNorm tangent rule and the
+     * same rotation (RoPE is linear in q, k). */
+    default void qkNormRopeJvp(Tensor qkv, Tensor qkvDot, int heads, Tensor qWeight, Tensor kWeight, float eps,
+                               Tensor ropeCos, Tensor ropeSin, Tensor q, Tensor k, Tensor v, Tensor qDot, Tensor kDot,
+                               Tensor vDot, Tensor rstd) {
+        throw new UnsupportedOperationException("qkNormRopeJvp");
+    }
+
+    /**
+     * Fused attention forward and tangent (§6.4), no score matrix stored: per query row, with S = scale·q kᵀ,
+     * Ṡ = scale·(q̇ kᵀ + q k̇ᵀ), P = softmax(S), μ = Σ_j P_j Ṡ_j: outDot = Σ_j P_j (v̇_j + Ṡ_j v_j) − μ·out.
+     * out/outDot {@code [B,T,H·dh]}; lse as {@link #attention}.
+     */
+    default void attentionJvp(Tensor q, Tensor k, Tensor v, Tensor qDot, Tensor kDot, Tensor vDot, float scale,
+                              Tensor out, Tensor outDot, Tensor lse) {
+        throw new UnsupportedOperationException("attentionJvp");
+    }
+
+    /** out = SiLU(g) ⊙ u; outDot = SiLU'(g) ⊙ ġ ⊙ u + SiLU(g) ⊙ u̇ (gu and guDot {@code [rows, 2F]}). */
+    default void swigluJvp(Tensor gu, Tensor guDot, Tensor out, Tensor outDot) {
+        throw new UnsupportedOperationException("swigluJvp");
+    }
 }
