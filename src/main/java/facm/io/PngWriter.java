@@ -61,6 +61,12 @@ public final class PngWriter {
             Files.deleteIfExists(tmp);
             throw e;
         }
+        try {
+            // createTempFile makes the file owner-only; a picture is for everyone who can read the folder
+            Files.setPosixFilePermissions(tmp, java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--"));
+        } catch (UnsupportedOperationException e) {
+            // not a POSIX file system: keep the defaults
+        }
         Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 
