@@ -78,7 +78,7 @@ final class CpuAttention {
     }
 
     /** RoPE on interleaved pairs (2p, 2p+1), both rotated by the angle of table entry {@code tableRow + 2p}. */
-    private static void rotatePairs(double[] row, float[] cos, float[] sin, int tableRow, float[] target, int dst,
+    static void rotatePairs(double[] row, float[] cos, float[] sin, int tableRow, float[] target, int dst,
                                     int dh) {
         for (int j = 0; j < dh; j += 2) {
             double c = cos[tableRow + j], s = sin[tableRow + j];

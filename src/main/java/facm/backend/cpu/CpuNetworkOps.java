@@ -21,7 +21,8 @@ import java.util.Objects;
  * checks every shape, dtype and aliasing rule (through {@link CpuNetworkArgs}) and runs the simple layers; the
  * patch permutations run in {@link CpuPatches}, the attention pair (qk-norm/RoPE and softmax attention) in
  * {@link CpuAttention}, the RMSNorm/adaLN pair in {@link CpuNorms}. The backward ops are handed to
- * {@link CpuNetworkBackward}, whose loops sit next to their forwards in those classes.
+ * {@link CpuNetworkBackward}, whose loops sit next to their forwards in those classes; the forward-mode (JVP) ops to
+ * {@link CpuNetworkJvp}.
  *
  * <p>Numerics, the same rule for every op: each output element is the fp32 rounding of its value computed in float64
  * from the fp32 inputs (RMS statistics, softmax sums, attention accumulation, transcendental functions). The results
@@ -39,11 +40,13 @@ public final class CpuNetworkOps implements NetworkOps {
     private final CpuBackend backend;
     private final CpuNetworkArgs args;
     private final CpuNetworkBackward backward;
+    private final CpuNetworkJvp jvp;
 
     public CpuNetworkOps(CpuBackend backend) {
         this.backend = Objects.requireNonNull(backend, "CpuNetworkOps: backend is null");
         this.args = new CpuNetworkArgs(backend);
         this.backward = new CpuNetworkBackward(args);
+        this.jvp = new CpuNetworkJvp(this, args);
     }
 
     // ---------------------------------------------------------------- layout: patches, time features, embedding
@@ -274,6 +277,49 @@ public final class CpuNetworkOps implements NetworkOps {
     @Override
     public void siluBackward(Tensor x, Tensor gradOut, Tensor gradIn) {
         backward.siluBackward(x, gradOut, gradIn);
+    }
+
+    // ---------------------------------------------------------------- forward mode (JVP): in CpuNetworkJvp
+
+    @Override
+    public void timestepEmbeddingJvp(Tensor t, Tensor tDot, float maxPeriod, Tensor out, Tensor outDot) {
+        jvp.timestepEmbeddingJvp(t, tDot, maxPeriod, out, outDot);
+    }
+
+    @Override
+    public void siluJvp(Tensor x, Tensor xDot, Tensor out, Tensor outDot) {
+        jvp.siluJvp(x, xDot, out, outDot);
+    }
+
+    @Override
+    public void rmsNormModulateJvp(Tensor x, Tensor xDot, Tensor weight, float eps, Tensor mod, Tensor modDot,
+                                   int shiftChunk, int scaleChunk, Tensor out, Tensor outDot, Tensor rstd) {
+        jvp.rmsNormModulateJvp(x, xDot, weight, eps, mod, modDot, shiftChunk, scaleChunk, out, outDot, rstd);
+    }
+
+    @Override
+    public void gatedResidualJvp(Tensor h, Tensor hDot, Tensor a, Tensor aDot, Tensor mod, Tensor modDot,
+                                 int gateChunk) {
+        jvp.gatedResidualJvp(h, hDot, a, aDot, mod, modDot, gateChunk);
+    }
+
+    @Override
+    public void qkNormRopeJvp(Tensor qkv, Tensor qkvDot, int heads, Tensor qWeight, Tensor kWeight, float eps,
+                              Tensor ropeCos, Tensor ropeSin, Tensor q, Tensor k, Tensor v, Tensor qDot, Tensor kDot,
+                              Tensor vDot, Tensor rstd) {
+        jvp.qkNormRopeJvp(qkv, qkvDot, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v, qDot, kDot, vDot,
+                rstd);
+    }
+
+    @Override
+    public void attentionJvp(Tensor q, Tensor k, Tensor v, Tensor qDot, Tensor kDot, Tensor vDot, float scale,
+                             Tensor out, Tensor outDot, Tensor lse) {
+        jvp.attentionJvp(q, k, v, qDot, kDot, vDot, scale, out, outDot, lse);
+    }
+
+    @Override
+    public void swigluJvp(Tensor gu, Tensor guDot, Tensor out, Tensor outDot) {
+        jvp.swigluJvp(gu, guDot, out, outDot);
     }
 
     /** Rows per task for loops that do about {@code workPerRow} cheap operations per row. */

@@ -3,8 +3,8 @@ package facm.backend.cpu;
 import java.util.Arrays;
 
 /**
- * The RMSNorm/adaLN loops of {@link CpuNetworkOps} and {@link CpuNetworkBackward} on raw arrays (shapes are checked
- * there). Statistics and every output element are computed in float64 and rounded to fp32 once.
+ * The RMSNorm/adaLN loops of {@link CpuNetworkOps}, {@link CpuNetworkBackward} and {@link CpuNetworkJvp} on raw
+ * arrays (shapes are checked there). Statistics and every output element are computed in float64 and rounded to fp32 once.
  */
 final class CpuNorms {
     /**
@@ -71,6 +71,70 @@ final class CpuNorms {
                 int gate = (r / tokens) * modWidth + gateChunk * d;
                 for (int j = 0; j < d; j++) {
                     h[base + j] = (float) (h[base + j] + (double) mod[gate + j] * a[base + j]);
+                }
+            }
+        });
+    }
+
+    /**
+     * Tangent of {@link #rmsNormModulate} (NetworkOps#rmsNormModulateJvp, facm-spec §6.2): with n = x·ρ and
+     * s = 1 + scale_b, outDot = w ⊙ ρ(ẋ − x·ρ²·mean_d(x ⊙ ẋ)) ⊙ s + n ⊙ w ⊙ scaleDot_b + shiftDot_b, everything in
+     * float64 per row (ρ recomputed in float64, not read back from fp32). xDot and modDot may be null (zero tangent).
+     * Writes only outDot, which may be xDot: each row is read in full for mean(x ⊙ ẋ) before any of it is written.
+     */
+    static void rmsNormModulateTangent(ParallelRanges par, float[] x, float[] xDot, float[] w, float eps, float[] mod,
+                                       float[] modDot, int modWidth, int shiftChunk, int scaleChunk, int rows,
+                                       int tokens, int d, float[] outDot) {
+        par.forRange(rows, CpuNetworkOps.grain(5L * d), (s, e) -> {
+            for (int r = (int) s; r < e; r++) {
+                int base = r * d;
+                double sumSquares = 0, crossSum = 0;
+                for (int j = 0; j < d; j++) {
+                    double xj = x[base + j];
+                    sumSquares += xj * xj;
+                    if (xDot != null) {
+                        crossSum += xj * xDot[base + j];
+                    }
+                }
+                double rho = 1.0 / Math.sqrt(sumSquares / d + eps);
+                // ρ̇ = −ρ³·mean(x ⊙ ẋ), so (x·ρ)˙ = ρ(ẋ − x·ρ²·mean(x ⊙ ẋ)).
+                double rhoDotOverRho = -rho * rho * crossSum / d;
+                int batchBase = mod == null ? 0 : (r / tokens) * modWidth;
+                int shift = batchBase + shiftChunk * d, scale = batchBase + scaleChunk * d;
+                for (int j = 0; j < d; j++) {
+                    double xj = x[base + j];
+                    double xDotJ = xDot == null ? 0.0 : xDot[base + j];
+                    double normedDot = rho * (xDotJ + xj * rhoDotOverRho) * w[j];
+                    double y = mod == null ? normedDot : normedDot * (1.0 + mod[scale + j]);
+                    if (modDot != null) {
+                        y += xj * rho * w[j] * modDot[scale + j] + modDot[shift + j];
+                    }
+                    outDot[base + j] = (float) y;
+                }
+            }
+        });
+    }
+
+    /**
+     * Tangent of {@link #gatedResidual}: hDot += gateDot_b ⊙ a + gate_b ⊙ aDot (aDot, modDot may be null: zero
+     * tangent), summed in float64 and rounded once. aDot may be hDot: each element is read before it is written.
+     */
+    static void gatedResidualTangent(ParallelRanges par, float[] hDot, float[] a, float[] aDot, float[] mod,
+                                     float[] modDot, int modWidth, int gateChunk, int tokens, int d) {
+        int rows = hDot.length / d;
+        par.forRange(rows, CpuNetworkOps.grain(2L * d), (s, e) -> {
+            for (int r = (int) s; r < e; r++) {
+                int base = r * d;
+                int gate = (r / tokens) * modWidth + gateChunk * d;
+                for (int j = 0; j < d; j++) {
+                    double y = hDot[base + j];
+                    if (modDot != null) {
+                        y += (double) modDot[gate + j] * a[base + j];
+                    }
+                    if (aDot != null) {
+                        y += (double) mod[gate + j] * aDot[base + j];
+                    }
+                    hDot[base + j] = (float) y;
                 }
             }
         });
