@@ -101,7 +101,8 @@ final class CpuNetworkJvp {
                 double tangentIn = xds == null ? 0.0 : xds[i];
                 double sigma = 1.0 / (1.0 + Math.exp(-v));
                 os[i] = (float) (v / (1.0 + Math.exp(-v)));
-                ods[i] = (float) (sigma * (1.0 + v * (1.0 - sigma)) * tangentIn);
+                // A zero tangent gives +0 (not −0 for negative slopes), as the other ops' zero fill does.
+                ods[i] = xds == null ? 0f : (float) (sigma * (1.0 + v * (1.0 - sigma)) * tangentIn);
             }
         });
     }
@@ -140,9 +141,13 @@ final class CpuNetworkJvp {
         requireNoSharing(op, o, in.weight(), in.mod(), xd, md, od);
         requireNoSharing(op, od, in.x(), in.weight(), in.mod(), md);
         // Tangent first: the forward may overwrite x (out = x), which the tangent still reads.
-        CpuNorms.rmsNormModulateTangent(args.parallel(), in.x().f32(), array(xd), in.weight().f32(), eps,
-                array(in.mod()), array(md), in.modWidth(), shiftChunk, scaleChunk, in.rows(), in.tokens(), in.d(),
-                od.f32());
+        if (xd == null && md == null) {
+            Arrays.fill(od.f32(), 0f);
+        } else {
+            CpuNorms.rmsNormModulateTangent(args.parallel(), in.x().f32(), array(xd), in.weight().f32(), eps,
+                    array(in.mod()), array(md), in.modWidth(), shiftChunk, scaleChunk, in.rows(), in.tokens(),
+                    in.d(), od.f32());
+        }
         CpuNorms.rmsNormModulate(args.parallel(), in.x().f32(), in.weight().f32(), eps, array(in.mod()),
                 in.modWidth(), shiftChunk, scaleChunk, in.rows(), in.tokens(), in.d(), o.f32(), array(r));
     }

@@ -82,6 +82,31 @@ final class FiniteDifferences {
     }
 
     /**
+     * The directional derivative of f along {@code directions} (one per input; null: that input is held fixed) by
+     * central differences (f(x + h·ẋ) − f(x − h·ẋ)) / 2h with step {@link #STEP}: the float64 reference of a JVP.
+     */
+    static double[] directional(Forward f, double[][] inputs, double[][] directions) {
+        double[][] plus = new double[inputs.length][], minus = new double[inputs.length][];
+        for (int i = 0; i < inputs.length; i++) {
+            plus[i] = inputs[i] == null ? null : inputs[i].clone();
+            minus[i] = inputs[i] == null ? null : inputs[i].clone();
+            if (directions[i] != null) {
+                assertEquals(inputs[i].length, directions[i].length, "directional: input " + i + " length");
+                for (int j = 0; j < inputs[i].length; j++) {
+                    plus[i][j] += STEP * directions[i][j];
+                    minus[i][j] -= STEP * directions[i][j];
+                }
+            }
+        }
+        double[] up = f.apply(plus), down = f.apply(minus);
+        double[] d = new double[up.length];
+        for (int j = 0; j < d.length; j++) {
+            d[j] = (up[j] - down[j]) / (2 * STEP);
+        }
+        return d;
+    }
+
+    /**
      * Checks a backward result against finite differences over coords and prints the measured error: max-norm
      * relative error below {@link #TOLERANCE}. Where the true gradient is zero on every checked coordinate (e.g.
      * attention's gradQ and gradK with a single token, whose softmax is the constant 1), the backward must be zero
