@@ -96,6 +96,22 @@ public final class Shapes {
                 + Arrays.toString(allowed).toLowerCase(java.util.Locale.ROOT));
     }
 
+    /** Throws naming the op when {@code written} shares storage with any non-null tensor of {@code others}. */
+    public static void requireNoSharing(String op, Tensor written, Tensor... others) {
+        for (Tensor other : others) {
+            if (other != null && written.sharesStorageWith(other)) {
+                throw new ShapeException(op + ": " + written.describe() + " must not share storage with "
+                        + other.describe());
+            }
+        }
+    }
+
+    public static void requireRank(String op, String role, Tensor t, int rank) {
+        if (t.rank() != rank) {
+            throw new ShapeException(op + ": " + role + " should have rank " + rank + ", got " + t.describe());
+        }
+    }
+
     public static void requireShape(String what, Tensor t, int... expected) {
         if (!Arrays.equals(t.shape(), expected)) {
             throw new ShapeException(what + ": " + t.describe() + " should have shape " + str(expected));

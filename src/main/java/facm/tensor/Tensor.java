@@ -66,6 +66,12 @@ public abstract class Tensor implements AutoCloseable {
     /** Subclasses return a non-owning tensor over the same storage. */
     protected abstract Tensor view(String viewName, int[] newShape);
 
+    /**
+     * True if both tensors read and write the same storage (an owner and its views, or views of one owner). Tensors of
+     * different backends never share storage.
+     */
+    public abstract boolean sharesStorageWith(Tensor other);
+
     /** True once the storage has been freed (by this tensor or, for a view, by its owner). */
     public abstract boolean isClosed();
 

@@ -98,8 +98,9 @@ public final class CpuTensor extends Tensor {
     }
 
     /** True if both tensors read and write the same array (an owner and its views, or views of one owner). */
-    public boolean sharesStorageWith(CpuTensor other) {
-        return storage == other.storage;
+    @Override
+    public boolean sharesStorageWith(Tensor other) {
+        return other instanceof CpuTensor c && storage == c.storage;
     }
 
     /** The live F32 storage (numel elements, row-major). Throws if the dtype is not F32 or the tensor is closed. */

@@ -1,11 +1,8 @@
 package facm.backend.cpu;
 
-import static facm.backend.cpu.CpuNetworkArgs.requireNoSharing;
-import static facm.backend.cpu.CpuNetworkArgs.requireRank;
 
-import facm.tensor.ShapeException;
-import facm.tensor.Shapes;
 import facm.tensor.Tensor;
+import facm.tensor.TrainingChecks;
 import facm.tensor.TrainingOps;
 
 import java.util.Objects;
@@ -44,26 +41,12 @@ public final class CpuTrainingOps implements TrainingOps {
     @Override
     public void flowMatchingLoss(Tensor pred, Tensor target, Tensor perSample, Tensor gradPred, float gradScale) {
         String op = "flowMatchingLoss";
+        TrainingChecks.flowMatchingLoss(pred, target, perSample, gradPred, gradScale);
         CpuTensor p = f32(op, "pred", pred);
         CpuTensor u = f32(op, "target", target);
         CpuTensor loss = f32(op, "perSample", perSample);
-        requireRank(op, "pred [B,C,H,W]", p, 4);
-        Shapes.requireSame(op + " (target vs pred)", u, p);
         int b = p.dim(0), c = p.dim(1), plane = p.dim(2) * p.dim(3);
-        Shapes.requireShape(op + ": perSample [B] for pred " + p.describe(), loss, b);
-        if (c == 0 || plane == 0) {
-            throw new ShapeException(op + ": pred " + p.describe() + " has no channels or no pixels to average over");
-        }
-        requireNoSharing(op, loss, p, u);
-        CpuTensor g = null;
-        if (gradPred != null) {
-            g = f32(op, "gradPred", gradPred);
-            Shapes.requireSame(op + " (gradPred vs pred)", g, p);
-            requireNoSharing(op, g, p, u, loss);
-            if (Float.isNaN(gradScale) || Float.isInfinite(gradScale)) {
-                throw new IllegalArgumentException(op + ": gradScale must be finite, got " + gradScale);
-            }
-        }
+        CpuTensor g = gradPred == null ? null : f32(op, "gradPred", gradPred);
         float[] ps = p.f32(), us = u.f32(), ls = loss.f32(), gs = g == null ? null : g.f32();
         double mseScale = 2.0 / ((double) c * plane), cosScale = 1.0 / plane;
         backend.parallel().forRange(b, CpuNetworkOps.grain(8L * c * plane), (s, e) -> {
@@ -104,12 +87,9 @@ public final class CpuTrainingOps implements TrainingOps {
     @Override
     public void sumOfSquares(Tensor x, Tensor acc) {
         String op = "sumOfSquares";
+        TrainingChecks.sumOfSquares(x, acc);
         CpuTensor in = f32(op, "x", x);
         CpuTensor a = f32(op, "acc", acc);
-        if (a.numel() != 1) {
-            throw new ShapeException(op + ": acc " + a.describe() + " should hold one element");
-        }
-        requireNoSharing(op, a, in);
         float[] xs = in.f32();
         int blocks = (int) ((xs.length + (long) SUM_BLOCK - 1) / SUM_BLOCK);
         double[] partial = new double[blocks];
@@ -141,26 +121,11 @@ public final class CpuTrainingOps implements TrainingOps {
     public void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
                       float weightDecay, int step, float gradScale) {
         String op = "adamw";
+        TrainingChecks.adamw(param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale);
         CpuTensor p = f32(op, "param", param);
         CpuTensor g = f32(op, "grad", grad);
         CpuTensor m1 = f32(op, "m", m);
         CpuTensor m2 = f32(op, "v", v);
-        Shapes.requireSame(op + " (grad vs param)", g, p);
-        Shapes.requireSame(op + " (m vs param)", m1, p);
-        Shapes.requireSame(op + " (v vs param)", m2, p);
-        requireNoSharing(op, p, g, m1, m2);
-        requireNoSharing(op, m1, g, m2);
-        requireNoSharing(op, m2, g);
-        requireHyperparameter(op, "lr", lr, lr >= 0, ">= 0");
-        requireHyperparameter(op, "beta1", beta1, beta1 >= 0 && beta1 < 1, "in [0, 1)");
-        requireHyperparameter(op, "beta2", beta2, beta2 >= 0 && beta2 < 1, "in [0, 1)");
-        requireHyperparameter(op, "eps", eps, eps >= 0, ">= 0");
-        requireHyperparameter(op, "weightDecay", weightDecay, weightDecay >= 0, ">= 0");
-        requireHyperparameter(op, "gradScale", gradScale, true, "any value");
-        if (step < 1) {
-            throw new IllegalArgumentException(op + ": step counts from 1, got " + step + " for param "
-                    + p.describe());
-        }
         double b1 = beta1, b2 = beta2, rate = lr, decay = (double) lr * weightDecay;
         double correction1 = 1.0 - Math.pow(b1, step), correction2 = 1.0 - Math.pow(b2, step);
         float[] ps = p.f32(), gs = g.f32(), ms = m1.f32(), vs = m2.f32();
@@ -176,12 +141,6 @@ public final class CpuTrainingOps implements TrainingOps {
                 ps[i] = (float) pi;
             }
         });
-    }
-
-    private static void requireHyperparameter(String op, String name, float value, boolean inRange, String range) {
-        if (Float.isNaN(value) || Float.isInfinite(value) || !inRange) {
-            throw new IllegalArgumentException(op + ": " + name + " must be finite and " + range + ", got " + value);
-        }
     }
 
     private CpuTensor f32(String op, String role, Tensor t) {

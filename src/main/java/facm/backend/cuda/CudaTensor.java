@@ -76,8 +76,9 @@ public final class CudaTensor extends Tensor {
     }
 
     /** True if both tensors use the same device buffer (an owner and its views, or views of one owner). */
-    public boolean sharesStorageWith(CudaTensor other) {
-        return storage == other.storage;
+    @Override
+    public boolean sharesStorageWith(Tensor other) {
+        return other instanceof CudaTensor c && storage == c.storage;
     }
 
     /** The device buffer (throws if closed). For launchers and FFM calls; do not keep it beyond the tensor's life. */

@@ -7,6 +7,7 @@ import facm.tensor.DType;
 import facm.tensor.ShapeException;
 import facm.tensor.Shapes;
 import facm.tensor.Tensor;
+import facm.tensor.TrainingChecks;
 import facm.tensor.TrainingOps;
 
 import java.util.Objects;
@@ -59,27 +60,13 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
     @Override
     public void flowMatchingLoss(Tensor pred, Tensor target, Tensor perSample, Tensor gradPred, float gradScale) {
         String op = "flowMatchingLoss";
+        TrainingChecks.flowMatchingLoss(pred, target, perSample, gradPred, gradScale);
         CudaTensor p = f32(op, "pred", pred);
         CudaTensor u = f32(op, "target", target);
         CudaTensor l = f32(op, "perSample", perSample);
-        CudaNetworkChecks.requireRank(op, "pred [B,C,H,W]", p, 4);
-        Shapes.requireSame(op + " (target vs pred)", u, p);
         int b = p.dim(0), c = p.dim(1);
         long pixels = (long) p.dim(2) * p.dim(3);
-        Shapes.requireShape(op + ": perSample [B] for pred " + p.describe(), l, b);
-        if (c == 0 || pixels == 0) {
-            throw new ShapeException(op + ": pred " + p.describe() + " has no channels or no pixels to average over");
-        }
-        requireNoSharing(op, l, p, u);
-        CudaTensor g = null;
-        if (gradPred != null) {
-            g = f32(op, "gradPred", gradPred);
-            Shapes.requireSame(op + " (gradPred vs pred)", g, p);
-            requireNoSharing(op, g, p, u, l);
-            if (!Float.isFinite(gradScale)) {
-                throw new IllegalArgumentException(op + ": gradScale must be finite, got " + gradScale);
-            }
-        }
+        CudaTensor g = gradPred == null ? null : f32(op, "gradPred", gradPred);
         if (b == 0) {
             return;
         }
@@ -93,12 +80,9 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
     @Override
     public void sumOfSquares(Tensor x, Tensor acc) {
         String op = "sumOfSquares";
+        TrainingChecks.sumOfSquares(x, acc);
         CudaTensor in = f32(op, "x", x);
         CudaTensor a = f32(op, "acc", acc);
-        if (a.numel() != 1) {
-            throw new ShapeException(op + ": acc " + a.describe() + " should hold one element");
-        }
-        requireNoSharing(op, a, in);
         long n = in.numel();
         if (n == 0) {
             return;
@@ -121,26 +105,11 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
     public void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
                       float weightDecay, int step, float gradScale) {
         String op = "adamw";
+        TrainingChecks.adamw(param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale);
         CudaTensor p = f32(op, "param", param);
         CudaTensor g = f32(op, "grad", grad);
         CudaTensor ms = f32(op, "m", m);
         CudaTensor vs = f32(op, "v", v);
-        Shapes.requireSame(op + " (grad vs param)", g, p);
-        Shapes.requireSame(op + " (m vs param)", ms, p);
-        Shapes.requireSame(op + " (v vs param)", vs, p);
-        requireNoSharing(op, p, g, ms, vs);
-        requireNoSharing(op, ms, g, vs);
-        requireNoSharing(op, vs, g);
-        requireHyperparameter(op, "lr", lr, lr >= 0, ">= 0");
-        requireHyperparameter(op, "beta1", beta1, beta1 >= 0 && beta1 < 1, "in [0, 1)");
-        requireHyperparameter(op, "beta2", beta2, beta2 >= 0 && beta2 < 1, "in [0, 1)");
-        requireHyperparameter(op, "eps", eps, eps >= 0, ">= 0");
-        requireHyperparameter(op, "weightDecay", weightDecay, weightDecay >= 0, ">= 0");
-        requireHyperparameter(op, "gradScale", gradScale, true, "any value");
-        if (step < 1) {
-            throw new IllegalArgumentException(op + ": step counts from 1, got " + step + " for param "
-                    + p.describe());
-        }
         if (p.numel() == 0) {
             return;
         }
@@ -167,13 +136,4 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
         return c;
     }
 
-    private static void requireNoSharing(String op, CudaTensor written, CudaTensor... others) {
-        CudaNetworkChecks.requireNoSharing(op, written, others);
-    }
-
-    private static void requireHyperparameter(String op, String name, float value, boolean inRange, String range) {
-        if (Float.isNaN(value) || Float.isInfinite(value) || !inRange) {
-            throw new IllegalArgumentException(op + ": " + name + " must be finite and " + range + ", got " + value);
-        }
-    }
 }
