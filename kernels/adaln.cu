@@ -107,3 +107,30 @@ extern "C" __global__ void __launch_bounds__(32 * GATED_PART_ROWS) gated_residua
         __syncthreads();
     }
 }
+
+// ------------------------------------------------------------------------------------------- forward mode (JVP)
+// h += gate ⊙ a exactly as gated_residual_fwd (one fma), and hDot += gateDot ⊙ a + gate ⊙ aDot, gate/gateDot read in
+// place from mod/modDot (modDot or aDot nullptr = zero tangent). a may be h and aDot may be hDot (each element is read
+// before the same thread writes it). Any D and alignment; launch like gated_residual_fwd.
+extern "C" __global__ void gated_residual_jvp(float* h, float* hDot, const float* a, const float* aDot,
+                                              const float* __restrict__ mod, const float* __restrict__ modDot,
+                                              int64_t rows, int D, int tokens, int64_t modStride, int gateOff) {
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        float* hr = h + row * D;
+        float* hd = hDot + row * D;
+        const float* ar = a + row * D;
+        const float* ad = aDot != nullptr ? aDot + row * D : nullptr;
+        const int64_t modRow = (row / tokens) * modStride + gateOff;
+        const float* gr = mod + modRow;
+        const float* gd = modDot != nullptr ? modDot + modRow : nullptr;
+        for (int d = threadIdx.x; d < D; d += blockDim.x) {
+            const float av = ar[d];
+            const float g = gr[d];
+            float t = hd[d];
+            if (gd != nullptr) t = fmaf(gd[d], av, t);
+            if (ad != nullptr) t = fmaf(g, ad[d], t);
+            hd[d] = t;
+            hr[d] = gated_add(hr[d], g, av);
+        }
+    }
+}

@@ -127,3 +127,16 @@ extern "C" __global__ void convert_f32_i32(const float* x, int* out, int64_t n) 
 extern "C" __global__ void convert_i32_f32(const int* x, float* out, int64_t n) {
     GRID_STRIDE_LOOP(i, n) { out[i] = __int2float_rn(x[i]); }
 }
+
+// ------------------------------------------------------------------------------------------- forward mode (JVP)
+// out = SiLU(x) exactly as unary_f32 U_SILU computes it; outDot = σ(x)(1 + x(1 − σ(x)))·xDot (xDot nullptr = zero).
+// out may alias x and outDot may alias xDot (each element is read before it is written by the same thread).
+extern "C" __global__ void silu_jvp_f32(const float* x, const float* xDot, float* out, float* outDot, int64_t n) {
+    GRID_STRIDE_LOOP(i, n) {
+        const float v = x[i];
+        const float sg = sigmoid_f32(v);
+        const float vd = xDot != nullptr ? xDot[i] : 0.0f;
+        out[i] = __fmul_rn(v, sg);
+        outDot[i] = sg * (1.0f + v * (1.0f - sg)) * vd;
+    }
+}

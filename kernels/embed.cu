@@ -150,3 +150,23 @@ extern "C" __global__ void embedding_bwd(const float* __restrict__ gradOut, cons
         }
     }
 }
+
+// ------------------------------------------------------------------------------------------- forward mode (JVP)
+// out as timestep_embedding_fwd (same fp64 formula, so bit-identical); outDot = [−f·sin(t f), f·cos(t f)]·tDot
+// (tDot [B], nullptr = zero tangent), evaluated in fp64 and rounded once.
+extern "C" __global__ void timestep_embedding_jvp(const float* __restrict__ t, const float* __restrict__ tDot,
+                                                  float* __restrict__ out, float* __restrict__ outDot, int B,
+                                                  int dim, double logMaxPeriod) {
+    const int half = dim / 2;
+    const int64_t n = (int64_t)B * dim;
+    GRID_STRIDE_LOOP(o, n) {
+        const int col = (int)(o % dim);
+        const int b = (int)(o / dim);
+        const int k = col < half ? col : col - half;
+        const double f = exp(-logMaxPeriod * (double)k / (double)half);
+        const double arg = (double)t[b] * f;
+        out[o] = (float)(col < half ? cos(arg) : sin(arg));
+        const double td = tDot != nullptr ? (double)tDot[b] : 0.0;
+        outDot[o] = (float)(col < half ? -f * sin(arg) * td : f * cos(arg) * td);
+    }
+}

@@ -262,3 +262,60 @@ extern "C" __global__ void __launch_bounds__(32 * RMSNORM_PART_ROWS) partials_su
         __syncthreads();  // the shared sums are rewritten by the next group
     }
 }
+
+// ------------------------------------------------------------------------------------------- forward mode (JVP)
+// out, rstd exactly as rmsnorm_fwd (the same per-lane order for the sum of squares, so bit-identical to it; the
+// _vec4 forward sums in another order), and with n = x·ρ, s = 1 + scale, ṅ = ρ·(ẋ − x·ρ²·mean_D(x ⊙ ẋ)):
+//   outDot = w ⊙ ṅ ⊙ s + n ⊙ w ⊙ scaleDot + shiftDot   (without mod: w ⊙ ṅ)
+// xDot and modDot may be nullptr (zero tangents). One warp per row like the forward; out may alias x and outDot xDot.
+extern "C" __global__ void __launch_bounds__(256) rmsnorm_jvp(
+        const float* x, const float* xDot, const float* __restrict__ w, const float* __restrict__ mod,
+        const float* __restrict__ modDot, float* out, float* outDot, float* __restrict__ rstd, int64_t rows, int D,
+        int tokens, int64_t modStride, int shiftOff, int scaleOff, float eps) {
+    const int lane = threadIdx.x & 31;
+    const int warpsPerBlock = blockDim.x >> 5;
+    const int64_t warpsInGrid = (int64_t)gridDim.x * warpsPerBlock;
+    for (int64_t row = (int64_t)blockIdx.x * warpsPerBlock + (threadIdx.x >> 5); row < rows; row += warpsInGrid) {
+        const float* xr = x + row * D;
+        const float* xd = xDot != nullptr ? xDot + row * D : nullptr;
+        float ss = 0.0f;
+        float sx = 0.0f;  // Σ x·ẋ
+        for (int d = lane; d < D; d += 32) {
+            ss = fmaf(xr[d], xr[d], ss);
+            if (xd != nullptr) sx = fmaf(xr[d], xd[d], sx);
+        }
+        ss = warp_sum(ss);
+        sx = warp_sum(sx);
+        const float rho = 1.0f / sqrtf(ss / (float)D + eps);
+        const float corr = rho * rho * (sx / (float)D);  // ρ²·mean_D(x ⊙ ẋ)
+        if (rstd != nullptr && lane == 0) rstd[row] = rho;
+        const float* shift = nullptr;
+        const float* scale = nullptr;
+        const float* shiftDot = nullptr;
+        const float* scaleDot = nullptr;
+        if (mod != nullptr) {
+            const int64_t mb = (row / tokens) * modStride;
+            shift = mod + mb + shiftOff;
+            scale = mod + mb + scaleOff;
+            if (modDot != nullptr) {
+                shiftDot = modDot + mb + shiftOff;
+                scaleDot = modDot + mb + scaleOff;
+            }
+        }
+        float* orow = out + row * D;
+        float* odrow = outDot + row * D;
+        for (int d = lane; d < D; d += 32) {
+            const float xv = xr[d];
+            const float wv = w[d];
+            const float xdv = xd != nullptr ? xd[d] : 0.0f;
+            const float nDot = rho * fmaf(-xv, corr, xdv);
+            float t = wv * nDot;
+            if (shift != nullptr) {
+                t *= 1.0f + scale[d];
+                if (scaleDot != nullptr) t = fmaf(xv * rho * wv, scaleDot[d], t + shiftDot[d]);
+            }
+            orow[d] = rmsnorm_modulate(xv, rho, wv, shift, scale, d);
+            odrow[d] = t;
+        }
+    }
+}

@@ -234,3 +234,118 @@ extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_bwd(
         partials[(int64_t)blockIdx.x * 2 * dh + i] = s;
     }
 }
+
+// ------------------------------------------------------------------------------------------- forward mode (JVP)
+// Primal exactly as qk_norm_rope_fwd (same operations in the same order, so bit-identical), and the tangents: with
+// n = x·ρ, ṅ = ρ·(ẋ − x·ρ²·mean_dh(x ⊙ ẋ)), ẏ = ṅ ⊙ w, and the same rotation applied to ẏ (RoPE is linear); v̇ is a
+// copy of the v part of qkvDot. qkvDot nullptr: every tangent is zero.
+
+// One head vector of q or k and its tangent (src/srcDot → dst/dstDot). All 32 lanes call it (warp_sum).
+__device__ __forceinline__ void qk_norm_rope_head_jvp(const float2* __restrict__ src, const float2* __restrict__ srcDot,
+                                                      float2* __restrict__ dst, float2* __restrict__ dstDot,
+                                                      const float* __restrict__ weight,
+                                                      const float* __restrict__ cosRow,
+                                                      const float* __restrict__ sinRow, float* __restrict__ rstdOut,
+                                                      int dh, float eps, int lane) {
+    const int pairs = dh >> 1;
+    float2 e[ROPE_MAX_PAIRS_PER_LANE];
+    float2 t[ROPE_MAX_PAIRS_PER_LANE];
+#pragma unroll
+    for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+        const int p = lane + 32 * j;
+        e[j] = p < pairs ? src[p] : make_float2(0.0f, 0.0f);
+        t[j] = p < pairs && srcDot != nullptr ? srcDot[p] : make_float2(0.0f, 0.0f);
+    }
+    if (weight != nullptr) {
+        float ss = 0.0f;
+        float sx = 0.0f;
+#pragma unroll
+        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+            ss = fmaf(e[j].x, e[j].x, ss);
+            ss = fmaf(e[j].y, e[j].y, ss);
+            sx = fmaf(e[j].x, t[j].x, sx);
+            sx = fmaf(e[j].y, t[j].y, sx);
+        }
+        ss = warp_sum(ss);
+        sx = warp_sum(sx);
+        const float rho = 1.0f / sqrtf(ss / (float)dh + eps);
+        const float corr = rho * rho * (sx / (float)dh);
+        if (rstdOut != nullptr && lane == 0) *rstdOut = rho;
+#pragma unroll
+        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+            const int p = lane + 32 * j;
+            if (p < pairs) {
+                const float w0 = weight[2 * p];
+                const float w1 = weight[2 * p + 1];
+                t[j].x = rho * fmaf(-e[j].x, corr, t[j].x) * w0;
+                t[j].y = rho * fmaf(-e[j].y, corr, t[j].y) * w1;
+                e[j].x = e[j].x * rho * w0;
+                e[j].y = e[j].y * rho * w1;
+            }
+        }
+    }
+    if (cosRow != nullptr) {
+#pragma unroll
+        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+            const int p = lane + 32 * j;
+            if (p < pairs) {
+                const float c = cosRow[2 * p];
+                const float s = sinRow[2 * p];
+                e[j] = make_float2(fmaf(e[j].x, c, -(e[j].y * s)), fmaf(e[j].y, c, e[j].x * s));
+                t[j] = make_float2(fmaf(t[j].x, c, -(t[j].y * s)), fmaf(t[j].y, c, t[j].x * s));
+            }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+        const int p = lane + 32 * j;
+        if (p < pairs) {
+            dst[p] = e[j];
+            dstDot[p] = t[j];
+        }
+    }
+}
+
+// Launch and argument rules as qk_norm_rope_fwd; qkvDot may be nullptr; qDot, kDot, vDot are required.
+extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_jvp(
+        const float* __restrict__ qkv, const float* __restrict__ qkvDot, const float* __restrict__ qw,
+        const float* __restrict__ kw, const float* __restrict__ cosT, const float* __restrict__ sinT,
+        float* __restrict__ q, float* __restrict__ k, float* __restrict__ v, float* __restrict__ qDot,
+        float* __restrict__ kDot, float* __restrict__ vDot, float* __restrict__ rstd, int B, int T, int H, int dh,
+        float eps) {
+    const int lane = threadIdx.x & 31;
+    const int warpsPerBlock = blockDim.x >> 5;
+    const int64_t heads = (int64_t)B * T * H;
+    const int64_t warpsInGrid = (int64_t)gridDim.x * warpsPerBlock;
+    for (int64_t w = (int64_t)blockIdx.x * warpsPerBlock + (threadIdx.x >> 5); w < heads; w += warpsInGrid) {
+        const int h = (int)(w % H);
+        const int64_t bt = w / H;
+        const int t = (int)(bt % T);
+        const int64_t b = bt / T;
+        const int64_t tokenOff = bt * 3 * H * dh;
+        const float* tokenIn = qkv + tokenOff;
+        const float* tokenDot = qkvDot != nullptr ? qkvDot + tokenOff : nullptr;
+        const int64_t outRow = ((b * H + h) * T + t) * dh;
+        const float* cosRow = cosT != nullptr ? cosT + (int64_t)t * dh : nullptr;
+        const float* sinRow = sinT != nullptr ? sinT + (int64_t)t * dh : nullptr;
+        float* rstdQ = rstd != nullptr ? rstd + (bt * 2 + 0) * H + h : nullptr;
+        float* rstdK = rstd != nullptr ? rstd + (bt * 2 + 1) * H + h : nullptr;
+        const int64_t qIn = (int64_t)h * dh, kIn = (int64_t)(H + h) * dh, vIn = (int64_t)(2 * H + h) * dh;
+        qk_norm_rope_head_jvp(reinterpret_cast<const float2*>(tokenIn + qIn),
+                              tokenDot != nullptr ? reinterpret_cast<const float2*>(tokenDot + qIn) : nullptr,
+                              reinterpret_cast<float2*>(q + outRow), reinterpret_cast<float2*>(qDot + outRow), qw,
+                              cosRow, sinRow, rstdQ, dh, eps, lane);
+        qk_norm_rope_head_jvp(reinterpret_cast<const float2*>(tokenIn + kIn),
+                              tokenDot != nullptr ? reinterpret_cast<const float2*>(tokenDot + kIn) : nullptr,
+                              reinterpret_cast<float2*>(k + outRow), reinterpret_cast<float2*>(kDot + outRow), kw,
+                              cosRow, sinRow, rstdK, dh, eps, lane);
+        const float2* vin = reinterpret_cast<const float2*>(tokenIn + vIn);
+        const float2* vdin = tokenDot != nullptr ? reinterpret_cast<const float2*>(tokenDot + vIn) : nullptr;
+        float2* vout = reinterpret_cast<float2*>(v + outRow);
+        float2* vdout = reinterpret_cast<float2*>(vDot + outRow);
+        for (int p = lane; p < (dh >> 1); p += 32) {
+            vout[p] = vin[p];
+            vdout[p] = vdin != nullptr ? vdin[p] : make_float2(0.0f, 0.0f);
+        }
+    }
+}

@@ -103,3 +103,30 @@ extern "C" __global__ void swiglu_bwd(const float* __restrict__ gu, const float*
 extern "C" __global__ void silu_bwd(const float* x, const float* gradOut, float* gradIn, int64_t n) {
     GRID_STRIDE_LOOP(i, n) { gradIn[i] = gradOut[i] * silu_derivative(x[i]); }
 }
+
+// ------------------------------------------------------------------------------------------- forward mode (JVP)
+// out = SiLU(g) ⊙ u exactly as swiglu_fwd; outDot = SiLU'(g)·ġ·u + SiLU(g)·u̇ (guDot [rows, 2F], nullptr = zero).
+// Any F and alignment; launch like swiglu_fwd (rows over blocks, threads over F).
+extern "C" __global__ void swiglu_jvp(const float* __restrict__ gu, const float* __restrict__ guDot,
+                                      float* __restrict__ out, float* __restrict__ outDot, int64_t rows, int F) {
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        const float* g = gu + row * 2 * F;
+        const float* u = g + F;
+        const float* gd = guDot != nullptr ? guDot + row * 2 * F : nullptr;
+        float* o = out + row * F;
+        float* od = outDot + row * F;
+        for (int f = threadIdx.x; f < F; f += blockDim.x) {
+            const float gv = g[f];
+            const float uv = u[f];
+            const float silu = swiglu_silu(gv);
+            o[f] = silu * uv;
+            if (gd == nullptr) {
+                od[f] = 0.0f;
+            } else {
+                const float sg = silu_sigmoid(gv);
+                const float dsilu = sg * (1.0f + gv * (1.0f - sg));
+                od[f] = fmaf(dsilu * gd[f], uv, silu * gd[F + f]);
+            }
+        }
+    }
+}

@@ -50,9 +50,34 @@ final class CudaAttention {
         }
     }
 
+    /** The checked arguments of {@link #qkNormRope} (null where absent). */
+    record QkNormRopeArgs(CudaTensor qkv, CudaTensor q, CudaTensor k, CudaTensor v, CudaTensor qWeight,
+                          CudaTensor kWeight, CudaTensor cos, CudaTensor sin, CudaTensor rstd, int batch, int tokens,
+                          int dh) {
+    }
+
+    /** The checked arguments of {@link #attention} (lse null where absent). */
+    record AttentionArgs(CudaTensor q, CudaTensor k, CudaTensor v, CudaTensor out, CudaTensor lse) {
+    }
+
     void qkNormRope(Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps, Tensor ropeCos, Tensor ropeSin,
                     Tensor q, Tensor k, Tensor v, Tensor rstd) {
-        String op = "qkNormRope";
+        QkNormRopeArgs a = checkQkNormRope("qkNormRope", qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v,
+                rstd);
+        long headVectors = (long) a.batch() * a.tokens() * heads;
+        if (headVectors == 0) {
+            return;
+        }
+        int warpsPerBlock = ROPE_BLOCK / 32;
+        int grid = (int) Math.min((headVectors + warpsPerBlock - 1) / warpsPerBlock, CudaNetworkOps.MAX_GRID);
+        qkNormRope.launch(stream, grid, 1, 1, ROPE_BLOCK, 1, 1, 0, a.qkv().address(), addressOrNull(a.qWeight()),
+                addressOrNull(a.kWeight()), addressOrNull(a.cos()), addressOrNull(a.sin()), a.q().address(),
+                a.k().address(), a.v().address(), addressOrNull(a.rstd()), a.batch(), a.tokens(), heads, a.dh(), eps);
+    }
+
+    /** The rules of {@link #qkNormRope} (shared with its JVP, which names itself {@code op} in the messages). */
+    QkNormRopeArgs checkQkNormRope(String op, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps,
+                                   Tensor ropeCos, Tensor ropeSin, Tensor q, Tensor k, Tensor v, Tensor rstd) {
         CudaTensor in = check.f32(op, "qkv", qkv);
         requireRank(op, "qkv [B, T, 3·H·dh]", in, 3);
         int b = in.dim(0), t = in.dim(1);
@@ -119,19 +144,34 @@ final class CudaAttention {
                     + "(device buffers always do): " + in.describe() + ", " + qo.describe() + ", " + ko.describe()
                     + ", " + vo.describe());
         }
-        long headVectors = (long) b * t * heads;
-        if (headVectors == 0) {
-            return;
-        }
-        int warpsPerBlock = ROPE_BLOCK / 32;
-        int grid = (int) Math.min((headVectors + warpsPerBlock - 1) / warpsPerBlock, CudaNetworkOps.MAX_GRID);
-        qkNormRope.launch(stream, grid, 1, 1, ROPE_BLOCK, 1, 1, 0, in.address(), addressOrNull(qw),
-                addressOrNull(kw), addressOrNull(cos), addressOrNull(sin), qo.address(), ko.address(), vo.address(),
-                addressOrNull(r), b, t, heads, dh, eps);
+        return new QkNormRopeArgs(in, qo, ko, vo, qw, kw, cos, sin, r, b, t, dh);
     }
 
     void attention(Tensor q, Tensor k, Tensor v, float scale, Tensor out, Tensor lse) {
         String op = "attention";
+        AttentionArgs a = checkAttention(op, q, k, v, scale, out, lse);
+        CudaTensor qs = a.q(), ks = a.k(), vs = a.v(), o = a.out(), l = a.lse();
+        int b = qs.dim(0), heads = qs.dim(1), t = qs.dim(2), dh = qs.dim(3);
+        Kernel kernel = attentionByHeadDim.get(dh);
+        if (kernel == null) {
+            throw new ShapeException(op + ": q " + qs.describe() + " has head dimension " + dh
+                    + "; the CUDA kernel exists for " + Arrays.toString(SUPPORTED_HEAD_DIMS)
+                    + " (add an instantiation in kernels/attention.cu)");
+        }
+        long blocks = (long) ((t + ATTENTION_ROWS - 1) / ATTENTION_ROWS) * b * heads;
+        if (blocks == 0) {
+            return;
+        }
+        if (blocks > Integer.MAX_VALUE) {
+            throw new ShapeException(op + ": q " + qs.describe() + " needs " + blocks + " blocks, more than one "
+                    + "launch takes");
+        }
+        kernel.launch(stream, (int) blocks, 1, 1, ATTENTION_THREADS, 1, 1, 0, qs.address(), ks.address(), vs.address(),
+                o.address(), addressOrNull(l), heads, t, scale);
+    }
+
+    /** The rules of {@link #attention} (shared with its JVP). */
+    AttentionArgs checkAttention(String op, Tensor q, Tensor k, Tensor v, float scale, Tensor out, Tensor lse) {
         CudaTensor qs = check.f32(op, "q", q), ks = check.f32(op, "k", k), vs = check.f32(op, "v", v);
         CudaTensor o = check.f32(op, "out", out);
         requireRank(op, "q [B,H,T,dh]", qs, 4);
@@ -152,26 +192,11 @@ final class CudaAttention {
         if (dh == 0) {
             throw new ShapeException(op + ": q " + qs.describe() + " has head dimension 0");
         }
-        Kernel kernel = attentionByHeadDim.get(dh);
-        if (kernel == null) {
-            throw new ShapeException(op + ": q " + qs.describe() + " has head dimension " + dh
-                    + "; the CUDA kernel exists for " + Arrays.toString(SUPPORTED_HEAD_DIMS)
-                    + " (add an instantiation in kernels/attention.cu)");
-        }
         if (!aligned16(qs, ks, vs, o)) {
             throw new IllegalStateException(op + ": q, k, v and out must start on 16-byte boundaries (device buffers "
                     + "always do): " + qs.describe() + ", " + ks.describe() + ", " + vs.describe() + ", "
                     + o.describe());
         }
-        long blocks = (long) ((t + ATTENTION_ROWS - 1) / ATTENTION_ROWS) * b * heads;
-        if (blocks == 0) {
-            return;
-        }
-        if (blocks > Integer.MAX_VALUE) {
-            throw new ShapeException(op + ": q " + qs.describe() + " needs " + blocks + " blocks, more than one "
-                    + "launch takes");
-        }
-        kernel.launch(stream, (int) blocks, 1, 1, ATTENTION_THREADS, 1, 1, 0, qs.address(), ks.address(), vs.address(),
-                o.address(), addressOrNull(l), heads, t, scale);
+        return new AttentionArgs(qs, ks, vs, o, l);
     }
 }

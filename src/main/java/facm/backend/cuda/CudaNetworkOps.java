@@ -53,6 +53,8 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
     private final CudaLayerBackward layerBackward;
     private final CudaNormBackward normBackward;
     private final CudaAttentionBackward attentionBackward;
+    private final CudaNetworkJvp jvp;
+    private final CudaAttentionJvp attentionJvp;
     private final Kernel patchify;
     private final Kernel unpatchify;
     private final Kernel timestep;
@@ -75,6 +77,8 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
         this.normBackward = new CudaNormBackward(check, lib, stream, sums, new ScratchBuffer(arena, "norm backward"));
         this.attentionBackward = new CudaAttentionBackward(check, lib, stream, sums,
                 new ScratchBuffer(arena, "attention backward"));
+        this.jvp = new CudaNetworkJvp(check, lib, stream);
+        this.attentionJvp = new CudaAttentionJvp(check, attention, lib, stream);
         patchify = lib.kernel("patchify_fwd", PTR, PTR, I32, I32, I32, I32, I32);
         unpatchify = lib.kernel("unpatchify_fwd", PTR, PTR, I32, I32, I32, I32, I32);
         timestep = lib.kernel("timestep_embedding_fwd", PTR, PTR, I32, I32, F64);
@@ -321,6 +325,49 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
     @Override
     public void siluBackward(Tensor x, Tensor gradOut, Tensor gradIn) {
         layerBackward.siluBackward(x, gradOut, gradIn);
+    }
+
+    // ---------------------------------------------------------------- forward mode (JVP, CudaNetworkJvp, CudaAttentionJvp)
+
+    @Override
+    public void timestepEmbeddingJvp(Tensor t, Tensor tDot, float maxPeriod, Tensor out, Tensor outDot) {
+        jvp.timestepEmbeddingJvp(t, tDot, maxPeriod, out, outDot);
+    }
+
+    @Override
+    public void siluJvp(Tensor x, Tensor xDot, Tensor out, Tensor outDot) {
+        jvp.siluJvp(x, xDot, out, outDot);
+    }
+
+    @Override
+    public void rmsNormModulateJvp(Tensor x, Tensor xDot, Tensor weight, float eps, Tensor mod, Tensor modDot,
+                                   int shiftChunk, int scaleChunk, Tensor out, Tensor outDot, Tensor rstd) {
+        jvp.rmsNormModulateJvp(x, xDot, weight, eps, mod, modDot, shiftChunk, scaleChunk, out, outDot, rstd);
+    }
+
+    @Override
+    public void gatedResidualJvp(Tensor h, Tensor hDot, Tensor a, Tensor aDot, Tensor mod, Tensor modDot,
+                                 int gateChunk) {
+        jvp.gatedResidualJvp(h, hDot, a, aDot, mod, modDot, gateChunk);
+    }
+
+    @Override
+    public void qkNormRopeJvp(Tensor qkv, Tensor qkvDot, int heads, Tensor qWeight, Tensor kWeight, float eps,
+                              Tensor ropeCos, Tensor ropeSin, Tensor q, Tensor k, Tensor v, Tensor qDot, Tensor kDot,
+                              Tensor vDot, Tensor rstd) {
+        attentionJvp.qkNormRopeJvp(qkv, qkvDot, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v, qDot, kDot,
+                vDot, rstd);
+    }
+
+    @Override
+    public void attentionJvp(Tensor q, Tensor k, Tensor v, Tensor qDot, Tensor kDot, Tensor vDot, float scale,
+                             Tensor out, Tensor outDot, Tensor lse) {
+        attentionJvp.attentionJvp(q, k, v, qDot, kDot, vDot, scale, out, outDot, lse);
+    }
+
+    @Override
+    public void swigluJvp(Tensor gu, Tensor guDot, Tensor out, Tensor outDot) {
+        jvp.swigluJvp(gu, guDot, out, outDot);
     }
 
     /**

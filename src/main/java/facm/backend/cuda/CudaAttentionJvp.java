@@ -1,0 +1,138 @@
+package facm.backend.cuda;
+
+import facm.cuda.CudaStream;
+import facm.cuda.Kernel;
+import facm.cuda.KernelLibrary;
+import facm.tensor.ShapeException;
+import facm.tensor.Shapes;
+import facm.tensor.Tensor;
+
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+import static facm.backend.cuda.CudaNetworkChecks.addressOrNull;
+import static facm.backend.cuda.CudaNetworkChecks.aligned16;
+import static facm.backend.cuda.CudaNetworkChecks.requireNoSharing;
+import static facm.cuda.KernelArg.F32;
+import static facm.cuda.KernelArg.I32;
+import static facm.cuda.KernelArg.PTR;
+
+/**
+ * Forward-mode (JVP) launchers of the attention pair: qk-norm + RoPE with tangents (kernels/rope.cu,
+ * qk_norm_rope_jvp) and the fused flash-style attention forward + tangent (kernels/attention_jvp.cu, one kernel per
+ * head dimension, facm-spec.md §6.4). The primal arguments go through the forward launcher's own checks
+ * ({@link CudaAttention#checkQkNormRope}, {@link CudaAttention#checkAttention}: same rules, messages naming the JVP op);
+ * each tangent must have its primal's shape, and a null tangent input is passed as a null pointer (zero).
+ */
+final class CudaAttentionJvp {
+    /** Query rows per block (ATTJ_ROWS); threads per block are 64·SPLIT, SPLIT = 2 for dh ≤ 80, else 4. */
+    private static final int ROWS = 64;
+    private static final int ROPE_BLOCK = 256;
+
+    private final CudaNetworkChecks check;
+    private final CudaAttention attention;
+    private final CudaStream stream;
+    private final Kernel qkNormRope;
+    private final Map<Integer, Kernel> attentionByHeadDim = new LinkedHashMap<>();
+
+    CudaAttentionJvp(CudaNetworkChecks check, CudaAttention attention, KernelLibrary lib, CudaStream stream) {
+        this.check = check;
+        this.attention = attention;
+        this.stream = stream;
+        qkNormRope = lib.kernel("qk_norm_rope_jvp", PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR,
+                I32, I32, I32, I32, F32);
+        for (int dh : CudaAttention.SUPPORTED_HEAD_DIMS) {
+            attentionByHeadDim.put(dh, lib.kernel("attention_jvp_f32_dh" + dh, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR,
+                    PTR, I32, I32, F32));
+        }
+    }
+
+    static int threadsFor(int dh) {
+        return dh <= 80 ? 2 * ROWS : 4 * ROWS;
+    }
+
+    private CudaTensor tangentLike(String op, String role, Tensor tangent, CudaTensor primal) {
+        if (tangent == null) {
+            return null;
+        }
+        CudaTensor t = check.f32(op, role, tangent);
+        Shapes.requireSame(op + " (" + role + " vs " + primal.name() + ")", t, primal);
+        return t;
+    }
+
+    void qkNormRopeJvp(Tensor qkv, Tensor qkvDot, int heads, Tensor qWeight, Tensor kWeight, float eps,
+                       Tensor ropeCos, Tensor ropeSin, Tensor q, Tensor k, Tensor v, Tensor qDot, Tensor kDot,
+                       Tensor vDot, Tensor rstd) {
+        String op = "qkNormRopeJvp";
+        CudaAttention.QkNormRopeArgs a = attention.checkQkNormRope(op, qkv, heads, qWeight, kWeight, eps, ropeCos,
+                ropeSin, q, k, v, rstd);
+        CudaTensor in = a.qkv();
+        CudaTensor id = tangentLike(op, "qkvDot", qkvDot, in);
+        CudaTensor qd = check.f32(op, "qDot", qDot), kd = check.f32(op, "kDot", kDot), vd = check.f32(op, "vDot", vDot);
+        Shapes.requireSame(op + " (qDot vs q)", qd, a.q());
+        Shapes.requireSame(op + " (kDot vs k)", kd, a.k());
+        Shapes.requireSame(op + " (vDot vs v)", vd, a.v());
+        for (CudaTensor out : new CudaTensor[] {qd, kd, vd}) {
+            requireNoSharing(op, out, in, id, a.q(), a.k(), a.v(), a.rstd());
+        }
+        requireNoSharing(op, qd, kd, vd);
+        requireNoSharing(op, kd, vd);
+        for (CudaTensor out : new CudaTensor[] {a.q(), a.k(), a.v(), a.rstd()}) {
+            if (out != null) {
+                requireNoSharing(op, out, id);
+            }
+        }
+        if (!CudaNetworkChecks.aligned(8, id, qd, kd, vd)) {
+            throw new IllegalStateException(op + ": the tangents must start on 8-byte boundaries (device buffers "
+                    + "always do)");
+        }
+        long headVectors = (long) a.batch() * a.tokens() * heads;
+        if (headVectors == 0) {
+            return;
+        }
+        int warpsPerBlock = ROPE_BLOCK / 32;
+        int grid = (int) Math.min((headVectors + warpsPerBlock - 1) / warpsPerBlock, CudaNetworkOps.MAX_GRID);
+        qkNormRope.launch(stream, grid, 1, 1, ROPE_BLOCK, 1, 1, 0, in.address(), addressOrNull(id),
+                addressOrNull(a.qWeight()), addressOrNull(a.kWeight()), addressOrNull(a.cos()), addressOrNull(a.sin()),
+                a.q().address(), a.k().address(), a.v().address(), qd.address(), kd.address(), vd.address(),
+                addressOrNull(a.rstd()), a.batch(), a.tokens(), heads, a.dh(), eps);
+    }
+
+    void attentionJvp(Tensor q, Tensor k, Tensor v, Tensor qDot, Tensor kDot, Tensor vDot, float scale, Tensor out,
+                      Tensor outDot, Tensor lse) {
+        String op = "attentionJvp";
+        CudaAttention.AttentionArgs a = attention.checkAttention(op, q, k, v, scale, out, lse);
+        CudaTensor qd = tangentLike(op, "qDot", qDot, a.q());
+        CudaTensor kd = tangentLike(op, "kDot", kDot, a.q());
+        CudaTensor vd = tangentLike(op, "vDot", vDot, a.q());
+        CudaTensor od = check.f32(op, "outDot", outDot);
+        Shapes.requireSame(op + " (outDot vs out)", od, a.out());
+        requireNoSharing(op, od, a.q(), a.k(), a.v(), qd, kd, vd, a.out(), a.lse());
+        requireNoSharing(op, a.out(), qd, kd, vd);
+        if (a.lse() != null) {
+            requireNoSharing(op, a.lse(), qd, kd, vd);
+        }
+        int dh = a.q().dim(3), b = a.q().dim(0), heads = a.q().dim(1), t = a.q().dim(2);
+        Kernel kernel = attentionByHeadDim.get(dh);
+        if (kernel == null) {
+            throw new ShapeException(op + ": q " + a.q().describe() + " has head dimension " + dh
+                    + "; the CUDA kernel exists for " + Arrays.toString(CudaAttention.SUPPORTED_HEAD_DIMS));
+        }
+        if (!aligned16(qd, kd, vd, od)) {
+            throw new IllegalStateException(op + ": the tangents and outDot must start on 16-byte boundaries (device "
+                    + "buffers always do)");
+        }
+        long blocks = (long) ((t + ROWS - 1) / ROWS) * b * heads;
+        if (blocks == 0) {
+            return;
+        }
+        if (blocks > Integer.MAX_VALUE) {
+            throw new ShapeException(op + ": q " + a.q().describe() + " needs " + blocks + " blocks, more than one "
+                    + "launch takes");
+        }
+        kernel.launch(stream, (int) blocks, 1, 1, threadsFor(dh), 1, 1, 0, a.q().address(), a.k().address(),
+                a.v().address(), addressOrNull(qd), addressOrNull(kd), addressOrNull(vd), a.out().address(),
+                od.address(), addressOrNull(a.lse()), heads, t, scale);
+    }
+}

@@ -1,0 +1,461 @@
+package facm.backend.cuda;
+
+import facm.tensor.DType;
+import facm.tensor.NetworkOps;
+import facm.tensor.Tensor;
+import facm.tensor.UnaryOp;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+
+import java.util.Random;
+
+import static facm.backend.cuda.CudaAttentionJvpTest.assertClose;
+import static facm.backend.cuda.GpuCpuPair.assertBitEqual;
+
+/**
+ * The layer JVP ops of CudaNetworkJvp / CudaAttentionJvp (timestepEmbeddingJvp, siluJvp, rmsNormModulateJvp,
+ * gatedResidualJvp, qkNormRopeJvp, swigluJvp) on random non-zero inputs (java.util.Random, fixed seeds), odd and
+ * realistic sizes, outputs poisoned with NaN, null tangent inputs (which must give the zero tangent). The device comes
+ * from CudaTestSupport.deviceWithKernels() through GpuCpuPair (syncCheck on; skipped without a GPU or kernels).
+ *
+ * <p>Primal: compared with the CUDA forward op on the same inputs, bit for bit where the JVP kernel repeats the forward
+ * kernel's arithmetic (all of them, except rmsNormModulate with D % 4 == 0, where the forward takes rmsnorm_fwd_vec4,
+ * which sums the squares in another order: relative 1e-5 of max|forward|; the same for rstd). Tangent: compared with a
+ * float64 reference of the facm-spec.md §6.2 rule computed here, |error| ≤ 1e-5 · max(max|reference|, 1e-3).
+ */
+@Tag("gpu")
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+class CudaJvpTest {
+    private static final double TOL = 1e-5;
+    private static final float EPS = 1e-6f;
+
+    private GpuCpuPair p;
+    private NetworkOps gpu;
+
+    @BeforeEach
+    void open() {
+        if (p == null) {
+            p = GpuCpuPair.open();
+            gpu = new CudaNetworkOps(p.gpu);
+        }
+    }
+
+    @AfterEach
+    void closeTensors() {
+        if (p != null) {
+            p.closeTensors();
+        }
+    }
+
+    @AfterAll
+    void close() {
+        if (p != null) {
+            p.close();
+        }
+    }
+
+    // ---------------------------------------------------------------- data and comparisons
+
+    /** n values uniform in [lo, hi), none exactly zero. */
+    static float[] nonZero(Random r, int n, double lo, double hi) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) {
+            float x;
+            do {
+                x = (float) (lo + (hi - lo) * r.nextDouble());
+            } while (x == 0f);
+            v[i] = x;
+        }
+        return v;
+    }
+
+    private Tensor up(String name, float[] data, int... shape) {
+        return data == null ? null : p.upload(name, data, shape).gpu();
+    }
+
+    private Tensor nan(String name, int... shape) {
+        return p.poisoned(name, DType.F32, shape).gpu();
+    }
+
+    private float[] get(Tensor t) {
+        return p.gpu.download(t);
+    }
+
+    /** JVP primal (all finite: no poison left) against the forward op's output. */
+    static void assertPrimal(String what, float[] forward, float[] jvp, boolean bitExact) {
+        for (int i = 0; i < jvp.length; i++) {
+            if (!Float.isFinite(jvp[i])) {
+                throw new AssertionError(what + "[" + i + "]: not written or not finite: " + jvp[i]);
+            }
+        }
+        if (bitExact) {
+            assertBitEqual(what, forward, jvp);
+        } else {
+            double[] f = new double[forward.length];
+            for (int i = 0; i < f.length; i++) {
+                f[i] = forward[i];
+            }
+            assertClose(what, f, jvp, TOL);
+        }
+    }
+
+    static void assertZero(String what, float[] actual) {
+        for (int i = 0; i < actual.length; i++) {
+            if (actual[i] != 0f) {
+                throw new AssertionError(what + "[" + i + "]: expected 0 (null tangents), got " + actual[i]);
+            }
+        }
+    }
+
+    static double sigmoid(double x) {
+        return 1 / (1 + Math.exp(-x));
+    }
+
+    // ---------------------------------------------------------------- timestepEmbeddingJvp
+
+    /** ė = [−f ⊙ sin(τf), f ⊙ cos(τf)]·τ̇, f_k = exp(−ln(maxPeriod)·k/half). */
+    static double[] timestepTangent(float[] t, float[] tDot, int dim, float maxPeriod) {
+        int half = dim / 2;
+        double[] out = new double[t.length * dim];
+        for (int b = 0; b < t.length; b++) {
+            double td = tDot == null ? 0 : tDot[b];
+            for (int col = 0; col < dim; col++) {
+                int k = col < half ? col : col - half;
+                double f = Math.exp(-Math.log(maxPeriod) * k / half);
+                double arg = t[b] * f;
+                out[b * dim + col] = col < half ? -f * Math.sin(arg) * td : f * Math.cos(arg) * td;
+            }
+        }
+        return out;
+    }
+
+    private void checkTimestep(long seed, int b, int dim, double tMax, boolean tDotOn) {
+        Random r = new Random(seed);
+        float maxPeriod = 10000f;
+        float[] t = nonZero(r, b, 0, tMax), td = tDotOn ? nonZero(r, b, -2, 2) : null;
+        Tensor tt = up("t", t, b), tdt = up("tDot", td, b);
+        Tensor out = nan("out", b, dim), outDot = nan("outDot", b, dim), fwd = nan("fwdOut", b, dim);
+        gpu.timestepEmbeddingJvp(tt, tdt, maxPeriod, out, outDot);
+        gpu.timestepEmbedding(tt, maxPeriod, fwd);
+        String shape = "B=" + b + " dim=" + dim + " t<" + tMax + (tDotOn ? "" : " tDot=null");
+        assertPrimal("timestep out vs forward " + shape, get(fwd), get(out), true);
+        assertClose("timestep outDot " + shape, timestepTangent(t, td, dim, maxPeriod), get(outDot), TOL);
+        if (!tDotOn) {
+            assertZero("timestep outDot " + shape, get(outDot));
+        }
+    }
+
+    @Test
+    void timestepEmbeddingJvp() {
+        checkTimestep(1, 5, 256, 1, true);
+        checkTimestep(2, 3, 256, 1000, true);
+        checkTimestep(3, 1, 2, 1, true);
+        checkTimestep(4, 7, 6, 50, true);
+        checkTimestep(5, 4, 256, 1, false);
+    }
+
+    // ---------------------------------------------------------------- siluJvp
+
+    private void checkSilu(long seed, boolean xDotOn, int... shape) {
+        Random r = new Random(seed);
+        int n = GpuCpuPair.numel(shape);
+        float[] x = nonZero(r, n, -12, 12), xd = xDotOn ? nonZero(r, n, -2, 2) : null;
+        Tensor xt = up("x", x, shape), xdt = up("xDot", xd, shape);
+        Tensor out = nan("out", shape), outDot = nan("outDot", shape), fwd = nan("fwdOut", shape);
+        gpu.siluJvp(xt, xdt, out, outDot);
+        p.gpu.unary(UnaryOp.SILU, xt, fwd);
+        double[] ref = new double[n];
+        for (int i = 0; i < n; i++) {
+            double sg = sigmoid(x[i]);
+            ref[i] = xd == null ? 0 : sg * (1 + x[i] * (1 - sg)) * xd[i];
+        }
+        String what = "n=" + n + (xDotOn ? "" : " xDot=null");
+        assertPrimal("silu out vs unary SILU " + what, get(fwd), get(out), true);
+        assertClose("silu outDot " + what, ref, get(outDot), TOL);
+        if (!xDotOn) {
+            assertZero("silu outDot " + what, get(outDot));
+        }
+    }
+
+    @Test
+    void siluJvp() {
+        checkSilu(11, true, 3, 1001);
+        checkSilu(12, true, 2, 6912);
+        checkSilu(13, true, 1);
+        checkSilu(14, false, 5, 37);
+    }
+
+    // ---------------------------------------------------------------- rmsNormModulateJvp
+
+    /** ẏ = w ⊙ ρ(ẋ − x·ρ²·mean(x ⊙ ẋ)) ⊙ (1 + scale) + x·ρ ⊙ w ⊙ scaleDot + shiftDot (no mod: the first term, s = 1). */
+    static double[] rmsNormTangent(float[] x, float[] xd, float[] w, float eps, float[] mod, float[] modDot, int tokens,
+                                   int d, int shiftChunk, int scaleChunk) {
+        int rows = x.length / d;
+        int modStride = mod == null ? 0 : mod.length / (rows / tokens);
+        double[] out = new double[x.length];
+        for (int row = 0; row < rows; row++) {
+            int o = row * d;
+            double ss = 0, sx = 0;
+            for (int i = 0; i < d; i++) {
+                ss += (double) x[o + i] * x[o + i];
+                sx += (double) x[o + i] * (xd == null ? 0 : xd[o + i]);
+            }
+            double rho = 1 / Math.sqrt(ss / d + eps), corr = rho * rho * sx / d;
+            int mb = (row / tokens) * modStride;
+            for (int i = 0; i < d; i++) {
+                double t = w[i] * rho * ((xd == null ? 0 : xd[o + i]) - x[o + i] * corr);
+                if (mod != null) {
+                    t *= 1 + (double) mod[mb + scaleChunk * d + i];
+                    if (modDot != null) {
+                        t += (double) x[o + i] * rho * w[i] * modDot[mb + scaleChunk * d + i]
+                                + modDot[mb + shiftChunk * d + i];
+                    }
+                }
+                out[o + i] = t;
+            }
+        }
+        return out;
+    }
+
+    /** k = 0: no mod (x is [B·T, D]); else mod [B, k·D] with the given chunks and x [B, T, D]. */
+    private void checkRmsNorm(long seed, int b, int t, int d, int k, int shiftChunk, int scaleChunk, boolean xDotOn,
+                              boolean modDotOn, boolean rstdOn) {
+        Random r = new Random(seed);
+        int n = b * t * d;
+        int[] shape = k == 0 ? new int[] {b * t, d} : new int[] {b, t, d};
+        float[] x = nonZero(r, n, -2, 2), xd = xDotOn ? nonZero(r, n, -1, 1) : null;
+        float[] w = nonZero(r, d, -1.5, 1.5);
+        float[] mod = k == 0 ? null : nonZero(r, b * k * d, -1, 1);
+        float[] md = k == 0 || !modDotOn ? null : nonZero(r, b * k * d, -1, 1);
+        Tensor xt = up("x", x, shape), xdt = up("xDot", xd, shape), wt = up("weight", w, d);
+        Tensor mt = up("mod", mod, b, k * d), mdt = up("modDot", md, b, k * d);
+        Tensor out = nan("out", shape), outDot = nan("outDot", shape), fwd = nan("fwdOut", shape);
+        Tensor rstd = rstdOn ? nan("rstd", b * t) : null, fwdRstd = rstdOn ? nan("fwdRstd", b * t) : null;
+        gpu.rmsNormModulateJvp(xt, xdt, wt, EPS, mt, mdt, shiftChunk, scaleChunk, out, outDot, rstd);
+        gpu.rmsNormModulate(xt, wt, EPS, mt, shiftChunk, scaleChunk, fwd, fwdRstd);
+        String what = "B=" + b + " T=" + t + " D=" + d + (k == 0 ? " no mod" : " K=" + k + " shift " + shiftChunk
+                + " scale " + scaleChunk) + (xDotOn ? "" : " xDot=null") + (k > 0 && !modDotOn ? " modDot=null" : "");
+        // rmsnorm_jvp sums squares like the scalar rmsnorm_fwd; the forward takes its _vec4 twin when D % 4 == 0.
+        boolean sameKernel = d % 4 != 0;
+        assertPrimal("rmsNorm out vs forward " + what, get(fwd), get(out), sameKernel);
+        if (rstdOn) {
+            assertPrimal("rmsNorm rstd vs forward " + what, get(fwdRstd), get(rstd), sameKernel);
+        }
+        assertClose("rmsNorm outDot " + what, rmsNormTangent(x, xd, w, EPS, mod, md, t, d, shiftChunk, scaleChunk),
+                get(outDot), TOL);
+        if (!xDotOn && md == null) {
+            assertZero("rmsNorm outDot " + what, get(outDot));
+        }
+    }
+
+    @Test
+    void rmsNormModulateJvpRealisticWidth() {
+        checkRmsNorm(21, 2, 37, 1152, 6, 3, 4, true, true, true);
+        checkRmsNorm(22, 2, 37, 1152, 6, 0, 1, true, false, true);
+        checkRmsNorm(23, 2, 5, 1152, 2, 0, 1, false, true, true);
+        checkRmsNorm(24, 2, 37, 1152, 0, 0, 0, true, false, true);
+    }
+
+    @Test
+    void rmsNormModulateJvpOddWidth() {
+        checkRmsNorm(31, 2, 37, 37, 6, 3, 4, true, true, true);
+        checkRmsNorm(32, 3, 7, 37, 2, 0, 1, true, false, true);
+        checkRmsNorm(33, 1, 37, 37, 0, 0, 0, true, false, false);
+        checkRmsNorm(34, 2, 1, 37, 6, 3, 4, false, true, true);
+    }
+
+    @Test
+    void rmsNormModulateJvpNullTangentsAreZero() {
+        checkRmsNorm(41, 2, 37, 37, 6, 3, 4, false, false, true);
+        checkRmsNorm(42, 2, 5, 1152, 0, 0, 0, false, false, true);
+    }
+
+    // ---------------------------------------------------------------- gatedResidualJvp
+
+    private void checkGated(long seed, int b, int t, int d, int k, int gateChunk, boolean aDotOn, boolean modDotOn) {
+        Random r = new Random(seed);
+        int n = b * t * d;
+        float[] h = nonZero(r, n, -2, 2), hd = nonZero(r, n, -1, 1), a = nonZero(r, n, -2, 2);
+        float[] ad = aDotOn ? nonZero(r, n, -1, 1) : null;
+        float[] mod = nonZero(r, b * k * d, -1, 1), md = modDotOn ? nonZero(r, b * k * d, -1, 1) : null;
+        Tensor ht = up("h", h, b, t, d), hdt = up("hDot", hd, b, t, d), hFwd = up("hForward", h, b, t, d);
+        Tensor at = up("a", a, b, t, d), adt = up("aDot", ad, b, t, d);
+        Tensor mt = up("mod", mod, b, k * d), mdt = up("modDot", md, b, k * d);
+        gpu.gatedResidualJvp(ht, hdt, at, adt, mt, mdt, gateChunk);
+        gpu.gatedResidual(hFwd, at, mt, gateChunk);
+        double[] ref = new double[n];
+        for (int i = 0; i < n; i++) {
+            int g = (i / (t * d)) * k * d + gateChunk * d + i % d;
+            ref[i] = hd[i] + (md == null ? 0 : (double) md[g] * a[i]) + (ad == null ? 0 : (double) mod[g] * ad[i]);
+        }
+        String what = "B=" + b + " T=" + t + " D=" + d + " K=" + k + " gate " + gateChunk
+                + (aDotOn ? "" : " aDot=null") + (modDotOn ? "" : " modDot=null");
+        assertPrimal("gated h vs forward " + what, get(hFwd), get(ht), true);
+        assertClose("gated hDot " + what, ref, get(hdt), TOL);
+        if (!aDotOn && !modDotOn) {
+            assertBitEqual("gated hDot unchanged " + what, hd, get(hdt));
+        }
+    }
+
+    @Test
+    void gatedResidualJvp() {
+        checkGated(51, 2, 37, 1152, 6, 2, true, true);
+        checkGated(52, 2, 37, 37, 6, 5, true, true);
+        checkGated(53, 3, 5, 37, 2, 1, false, true);
+        checkGated(54, 2, 37, 1152, 6, 5, true, false);
+        checkGated(55, 1, 37, 37, 6, 0, false, false);
+    }
+
+    // ---------------------------------------------------------------- qkNormRopeJvp
+
+    /**
+     * Tangents [qDot, kDot, vDot] ([B,H,T,dh] each): with qk-norm ẏ = w ⊙ ρ(ẋ − x·ρ²·mean_dh(x ⊙ ẋ)), then the RoPE
+     * rotation of pair (2p, 2p+1) by the table entries at (token, 2p); v̇ is copied.
+     */
+    static double[][] qkNormRopeTangent(float[] qkv, float[] qkvDot, int b, int t, int h, int dh, float[] qw, float[] kw,
+                                        float eps, float[] cos, float[] sin) {
+        double[][] out = new double[3][b * h * t * dh];
+        for (int bi = 0; bi < b; bi++) {
+            for (int ti = 0; ti < t; ti++) {
+                for (int hi = 0; hi < h; hi++) {
+                    int outRow = ((bi * h + hi) * t + ti) * dh;
+                    for (int part = 0; part < 3; part++) {
+                        int in = (bi * t + ti) * 3 * h * dh + (part * h + hi) * dh;
+                        double[] yd = new double[dh];
+                        for (int i = 0; i < dh; i++) {
+                            yd[i] = qkvDot == null ? 0 : qkvDot[in + i];
+                        }
+                        if (part < 2 && qw != null) {
+                            float[] w = part == 0 ? qw : kw;
+                            double ss = 0, sx = 0;
+                            for (int i = 0; i < dh; i++) {
+                                ss += (double) qkv[in + i] * qkv[in + i];
+                                sx += qkv[in + i] * yd[i];
+                            }
+                            double rho = 1 / Math.sqrt(ss / dh + eps), corr = rho * rho * sx / dh;
+                            for (int i = 0; i < dh; i++) {
+                                yd[i] = w[i] * rho * (yd[i] - qkv[in + i] * corr);
+                            }
+                        }
+                        if (part < 2 && cos != null) {
+                            for (int pair = 0; pair < dh / 2; pair++) {
+                                double c = cos[ti * dh + 2 * pair], s = sin[ti * dh + 2 * pair];
+                                double y0 = yd[2 * pair], y1 = yd[2 * pair + 1];
+                                yd[2 * pair] = y0 * c - y1 * s;
+                                yd[2 * pair + 1] = y1 * c + y0 * s;
+                            }
+                        }
+                        System.arraycopy(yd, 0, out[part], outRow, dh);
+                    }
+                }
+            }
+        }
+        return out;
+    }
+
+    private void checkQkNormRope(long seed, int b, int t, int h, int dh, boolean norm, boolean rope, boolean dotOn) {
+        Random r = new Random(seed);
+        int n = b * t * 3 * h * dh;
+        float[] qkv = nonZero(r, n, -2, 2), qkvDot = dotOn ? nonZero(r, n, -1, 1) : null;
+        float[] qw = norm ? nonZero(r, dh, -1.5, 1.5) : null, kw = norm ? nonZero(r, dh, -1.5, 1.5) : null;
+        float[] cos = null, sin = null;
+        if (rope) {
+            // Tables as the model builds them: one angle per channel pair, written to both of its entries.
+            cos = new float[t * dh];
+            sin = new float[t * dh];
+            for (int ti = 0; ti < t; ti++) {
+                for (int pair = 0; pair < dh / 2; pair++) {
+                    double angle = (ti + 1) * Math.pow(10000, -2.0 * pair / dh);
+                    cos[ti * dh + 2 * pair] = cos[ti * dh + 2 * pair + 1] = (float) Math.cos(angle);
+                    sin[ti * dh + 2 * pair] = sin[ti * dh + 2 * pair + 1] = (float) Math.sin(angle);
+                }
+            }
+        }
+        Tensor in = up("qkv", qkv, b, t, 3 * h * dh), inDot = up("qkvDot", qkvDot, b, t, 3 * h * dh);
+        Tensor qwt = up("qWeight", qw, dh), kwt = up("kWeight", kw, dh);
+        Tensor cost = up("ropeCos", cos, t, dh), sint = up("ropeSin", sin, t, dh);
+        String[] names = {"q", "k", "v"};
+        Tensor[] outs = new Tensor[3], dots = new Tensor[3], fwds = new Tensor[3];
+        for (int i = 0; i < 3; i++) {
+            outs[i] = nan(names[i], b, h, t, dh);
+            dots[i] = nan(names[i] + "Dot", b, h, t, dh);
+            fwds[i] = nan(names[i] + "Forward", b, h, t, dh);
+        }
+        Tensor rstd = norm ? nan("rstd", b, t, 2, h) : null, fwdRstd = norm ? nan("fwdRstd", b, t, 2, h) : null;
+        gpu.qkNormRopeJvp(in, inDot, h, qwt, kwt, EPS, cost, sint, outs[0], outs[1], outs[2], dots[0], dots[1],
+                dots[2], rstd);
+        gpu.qkNormRope(in, h, qwt, kwt, EPS, cost, sint, fwds[0], fwds[1], fwds[2], fwdRstd);
+        String what = "B=" + b + " T=" + t + " H=" + h + " dh=" + dh + (norm ? " qk-norm" : " no norm")
+                + (rope ? " rope" : " no rope") + (dotOn ? "" : " qkvDot=null");
+        double[][] ref = qkNormRopeTangent(qkv, qkvDot, b, t, h, dh, qw, kw, EPS, cos, sin);
+        for (int i = 0; i < 3; i++) {
+            assertPrimal("qkNormRope " + names[i] + " vs forward " + what, get(fwds[i]), get(outs[i]), true);
+            assertClose("qkNormRope " + names[i] + "Dot " + what, ref[i], get(dots[i]), TOL);
+            if (!dotOn) {
+                assertZero("qkNormRope " + names[i] + "Dot " + what, get(dots[i]));
+            }
+        }
+        if (norm) {
+            assertPrimal("qkNormRope rstd vs forward " + what, get(fwdRstd), get(rstd), true);
+        }
+    }
+
+    @Test
+    void qkNormRopeJvp() {
+        long seed = 60;
+        for (int dh : new int[] {16, 64, 72}) {
+            for (boolean norm : new boolean[] {true, false}) {
+                for (boolean rope : new boolean[] {true, false}) {
+                    checkQkNormRope(seed++, 2, 37, 3, dh, norm, rope, true);
+                    p.closeTensors();
+                }
+            }
+        }
+    }
+
+    @Test
+    void qkNormRopeJvpNullTangentIsZero() {
+        checkQkNormRope(81, 2, 37, 3, 72, true, true, false);
+        checkQkNormRope(82, 1, 5, 2, 16, false, false, false);
+    }
+
+    // ---------------------------------------------------------------- swigluJvp
+
+    private void checkSwiglu(long seed, boolean guDotOn, int rows, int f, int... lead) {
+        Random r = new Random(seed);
+        int[] inShape = java.util.Arrays.copyOf(lead, lead.length + 1), outShape = inShape.clone();
+        inShape[lead.length] = 2 * f;
+        outShape[lead.length] = f;
+        float[] gu = nonZero(r, rows * 2 * f, -6, 6), gd = guDotOn ? nonZero(r, rows * 2 * f, -1, 1) : null;
+        Tensor in = up("gu", gu, inShape), inDot = up("guDot", gd, inShape);
+        Tensor out = nan("out", outShape), outDot = nan("outDot", outShape), fwd = nan("fwdOut", outShape);
+        gpu.swigluJvp(in, inDot, out, outDot);
+        gpu.swiglu(in, fwd);
+        double[] ref = new double[rows * f];
+        for (int row = 0; row < rows; row++) {
+            for (int i = 0; i < f; i++) {
+                int gi = row * 2 * f + i, ui = gi + f;
+                double g = gu[gi], sg = sigmoid(g);
+                ref[row * f + i] = gd == null ? 0 : sg * (1 + g * (1 - sg)) * gd[gi] * gu[ui] + g * sg * gd[ui];
+            }
+        }
+        String what = "rows=" + rows + " F=" + f + (guDotOn ? "" : " guDot=null");
+        assertPrimal("swiglu out vs forward " + what, get(fwd), get(out), true);
+        assertClose("swiglu outDot " + what, ref, get(outDot), TOL);
+        if (!guDotOn) {
+            assertZero("swiglu outDot " + what, get(outDot));
+        }
+    }
+
+    @Test
+    void swigluJvp() {
+        checkSwiglu(91, true, 74, 1152, 2, 37);
+        checkSwiglu(92, true, 5, 37, 5);
+        checkSwiglu(93, true, 3, 4608, 3);
+        checkSwiglu(94, false, 37, 37, 1, 37);
+    }
+}
