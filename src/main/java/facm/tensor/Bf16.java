@@ -18,6 +18,15 @@ public final class Bf16 {
         return Float.intBitsToFloat((b & 0xFFFF) << 16);
     }
 
+    /** Every bit pattern as a float. */
+    public static float[] toFloats(short[] bits) {
+        float[] values = new float[bits.length];
+        for (int i = 0; i < bits.length; i++) {
+            values[i] = toFloat(bits[i]);
+        }
+        return values;
+    }
+
     /** The float nearest to f that bf16 can hold. */
     public static float round(float f) {
         return toFloat(fromFloat(f));

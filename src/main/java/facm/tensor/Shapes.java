@@ -96,6 +96,23 @@ public final class Shapes {
                 + Arrays.toString(allowed).toLowerCase(java.util.Locale.ROOT));
     }
 
+    /**
+     * {@code t} as the tensor type of {@code backend}, for op implementations: throws if it is null, belongs to another
+     * backend, or has been closed; {@code op} names the caller in the message.
+     */
+    public static <T extends Tensor> T owned(String op, Tensor t, Backend backend, Class<T> type) {
+        java.util.Objects.requireNonNull(t, () -> op + ": tensor argument is null");
+        if (!type.isInstance(t) || t.backend() != backend) {
+            throw new IllegalArgumentException(op + ": " + t.describe() + " belongs to "
+                    + (type.isInstance(t) ? "another " + backend.device().kind().name().toLowerCase(java.util.Locale.ROOT)
+                    + " backend" : t.backend().describe()) + ", not to this " + backend.describe());
+        }
+        if (t.isClosed()) {
+            throw new IllegalStateException(op + ": tensor " + t.describe() + " was used after close()");
+        }
+        return type.cast(t);
+    }
+
     /** Throws naming the op when {@code written} shares storage with any non-null tensor of {@code others}. */
     public static void requireNoSharing(String op, Tensor written, Tensor... others) {
         for (Tensor other : others) {
@@ -103,6 +120,14 @@ public final class Shapes {
                 throw new ShapeException(op + ": " + written.describe() + " must not share storage with "
                         + other.describe());
             }
+        }
+    }
+
+    /** Host data for an upload must hold exactly the shape's element count. */
+    public static void requireHostLength(String op, String name, int length, int[] shape) {
+        if (length != numel(shape)) {
+            throw new ShapeException(op + " '" + name + "': " + length + " values given for shape " + str(shape)
+                    + " (" + numel(shape) + " elements)");
         }
     }
 

@@ -81,16 +81,7 @@ public final class CpuBackend implements Backend {
      */
     public CpuTensor require(String op, Tensor t) {
         requireOpenBackend(op);
-        Objects.requireNonNull(t, () -> op + ": tensor argument is null");
-        if (!(t instanceof CpuTensor ct) || ct.backend() != this) {
-            throw new IllegalArgumentException(op + ": " + t.describe() + " belongs to "
-                    + (t instanceof CpuTensor ? "another cpu backend" : t.backend().describe())
-                    + ", not to this " + describe());
-        }
-        if (ct.isClosed()) {
-            throw new IllegalStateException(op + ": tensor " + t.describe() + " was used after close()");
-        }
-        return ct;
+        return Shapes.owned(op, t, this, CpuTensor.class);
     }
 
     // ---------------------------------------------------------------- memory and transfer
@@ -121,10 +112,7 @@ public final class CpuBackend implements Backend {
 
     private void checkUploadLength(String op, String name, int length, int[] shape) {
         requireOpenBackend(op);
-        if (length != Shapes.numel(shape)) {
-            throw new ShapeException(op + " '" + name + "': " + length + " values given for shape "
-                    + Shapes.str(shape) + " (" + Shapes.numel(shape) + " elements)");
-        }
+        Shapes.requireHostLength(op, name, length, shape);
     }
 
     @Override
@@ -134,12 +122,7 @@ public final class CpuBackend implements Backend {
         if (x.dtype() == DType.F32) {
             return x.f32().clone();
         }
-        short[] bits = x.bf16();
-        float[] values = new float[bits.length];
-        for (int i = 0; i < bits.length; i++) {
-            values[i] = Bf16.toFloat(bits[i]);
-        }
-        return values;
+        return Bf16.toFloats(x.bf16());
     }
 
     @Override

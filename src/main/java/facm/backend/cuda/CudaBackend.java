@@ -14,8 +14,10 @@ import facm.tensor.Device;
 import facm.tensor.GemmPrecision;
 import facm.tensor.ReduceOp;
 import facm.tensor.ShapeException;
+import facm.tensor.NetworkOps;
 import facm.tensor.Shapes;
 import facm.tensor.Tensor;
+import facm.tensor.TrainingOps;
 import facm.tensor.UnaryOp;
 import jcuda.driver.JCudaDriver;
 
@@ -99,16 +101,7 @@ public final class CudaBackend implements Backend {
      */
     public CudaTensor require(String op, Tensor t) {
         requireOpenBackend(op);
-        Objects.requireNonNull(t, () -> op + ": tensor argument is null");
-        if (!(t instanceof CudaTensor ct) || ct.backend() != this) {
-            throw new IllegalArgumentException(op + ": " + t.describe() + " belongs to "
-                    + (t instanceof CudaTensor ? "another cuda backend" : t.backend().describe())
-                    + ", not to this " + describe());
-        }
-        if (ct.isClosed()) {
-            throw new IllegalStateException(op + ": tensor " + t.describe() + " was used after close()");
-        }
-        return ct;
+        return Shapes.owned(op, t, this, CudaTensor.class);
     }
 
     // ---------------------------------------------------------------- memory and transfer
@@ -153,10 +146,7 @@ public final class CudaBackend implements Backend {
 
     private void checkUploadLength(String op, String name, int length, int[] shape) {
         requireOpenBackend(op);
-        if (length != Shapes.numel(shape)) {
-            throw new ShapeException(op + " '" + name + "': " + length + " values given for shape "
-                    + Shapes.str(shape) + " (" + Shapes.numel(shape) + " elements)");
-        }
+        Shapes.requireHostLength(op, name, length, shape);
     }
 
     @Override
@@ -164,14 +154,9 @@ public final class CudaBackend implements Backend {
         CudaTensor x = require("download", t);
         Shapes.requireDType("download", x, DType.F32, DType.BF16);
         if (x.dtype() == DType.BF16) {
-            short[] bits = downloadBf16(x);
-            float[] values = new float[bits.length];
-            for (int i = 0; i < bits.length; i++) {
-                values[i] = Bf16.toFloat(bits[i]);
-            }
-            return values;
+            return Bf16.toFloats(downloadBf16(x));
         }
-        float[] values = new float[hostLength("download", x)];
+        float[] values = new float[HostTransfers.hostLength("download", x)];
         HostTransfers.toHost(stream, x.buffer(), MemorySegment.ofArray(values), "download " + x.describe());
         return values;
     }
@@ -180,7 +165,7 @@ public final class CudaBackend implements Backend {
     public int[] downloadInts(Tensor t) {
         CudaTensor x = require("downloadInts", t);
         Shapes.requireDType("downloadInts", x, DType.I32);
-        int[] values = new int[hostLength("downloadInts", x)];
+        int[] values = new int[HostTransfers.hostLength("downloadInts", x)];
         HostTransfers.toHost(stream, x.buffer(), MemorySegment.ofArray(values), "downloadInts " + x.describe());
         return values;
     }
@@ -189,18 +174,11 @@ public final class CudaBackend implements Backend {
     public short[] downloadBf16(Tensor t) {
         CudaTensor x = require("downloadBf16", t);
         Shapes.requireDType("downloadBf16", x, DType.BF16);
-        short[] bits = new short[hostLength("downloadBf16", x)];
+        short[] bits = new short[HostTransfers.hostLength("downloadBf16", x)];
         HostTransfers.toHost(stream, x.buffer(), MemorySegment.ofArray(bits), "downloadBf16 " + x.describe());
         return bits;
     }
 
-    private static int hostLength(String op, CudaTensor t) {
-        if (t.numel() > Integer.MAX_VALUE - 8) {
-            throw new ShapeException(op + ": " + t.describe() + " has " + t.numel()
-                    + " elements, more than one Java array holds");
-        }
-        return (int) t.numel();
-    }
 
     @Override
     public void copy(Tensor src, Tensor dst) {
@@ -349,7 +327,7 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public synchronized facm.tensor.NetworkOps network() {
+    public synchronized NetworkOps network() {
         if (network == null) {
             network = new CudaNetworkOps(this);
         }
@@ -357,7 +335,7 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public synchronized facm.tensor.TrainingOps training() {
+    public synchronized TrainingOps training() {
         if (training == null) {
             training = new CudaTrainingOps(this);
         }

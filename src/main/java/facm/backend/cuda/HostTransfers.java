@@ -27,6 +27,15 @@ final class HostTransfers {
     }
 
     /** Copies all of {@code host} (e.g. {@code MemorySegment.ofArray(float[])}) to the start of {@code dst}. */
+    /** Elements of a host array for {@code t}, or a clear error when one Java array cannot hold them. */
+    static int hostLength(String op, CudaTensor t) {
+        if (t.numel() > Integer.MAX_VALUE - 8) {
+            throw new facm.tensor.ShapeException(op + ": " + t.describe() + " has " + t.numel()
+                    + " elements, more than one Java array holds");
+        }
+        return (int) t.numel();
+    }
+
     static void toDevice(CudaStream stream, MemorySegment host, DeviceBuffer dst, String what) {
         long total = host.byteSize();
         requireFits(total, dst, what);
