@@ -1,5 +1,7 @@
 package facm.model;
 
+import facm.autograd.Dual;
+import facm.autograd.DualPass;
 import facm.autograd.ForwardPass;
 import facm.autograd.Tape;
 import facm.tensor.Backend;
@@ -185,6 +187,124 @@ public final class LightningDiT {
                 w.get("final_layer.linear.bias"));
         pass.release(nf, mf);
         Tensor out = pass.unpatchify(o, c.patch(), outShape);
+        pass.release(o);
+        return out;
+    }
+
+    // ---------------------------------------------------------------- forward mode (JVP, facm-spec.md §6)
+
+    /**
+     * F and Ḟ = JVP of (x, τ) ↦ F_θ(x, τ, y [, r]) along (ẋ, τ̇), on a fresh {@link DualPass}: the primal records on
+     * {@code tape} (null: none) exactly as {@link #forward(Tensor, Tensor, Tensor, Tensor, Tape)} does; the tangent is
+     * never recorded. Both outputs are the caller's to close. xDot or tDot may be null (zero tangent).
+     */
+    public Dual jvp(Tensor x, Tensor xDot, Tensor t, Tensor tDot, Tensor y, Tensor r, Tape tape) {
+        try (DualPass pass = new DualPass(be, precision, tape)) {
+            return pass.keep(jvp(pass, x, xDot, t, tDot, y, r));
+        }
+    }
+
+    /**
+     * The whole network in forward mode on a given pass (result: temporaries of that pass). Labels, r (the auxiliary
+     * time), parameters, pos_embed and the RoPE tables have zero tangent; xDot {@code [B,C,H,W]} and tDot {@code [B]}
+     * may be null. Each tangent is released as soon as the next layer has consumed it.
+     */
+    public Dual jvp(DualPass pass, Tensor x, Tensor xDot, Tensor t, Tensor tDot, Tensor y, Tensor r) {
+        checkInputs(x, t, y, r);
+        if (xDot != null && !xDot.sameShape(x)) {
+            throw new ShapeException("LightningDiT.jvp: tangent " + xDot.describe() + " should match x " + x.describe());
+        }
+        if (tDot != null && !tDot.sameShape(t)) {
+            throw new ShapeException("LightningDiT.jvp: tangent " + tDot.describe() + " should match t " + t.describe());
+        }
+        Dual h = embedPatches(pass, new Dual(x, xDot));
+        Dual sc = conditioning(pass, t, tDot, y, r);
+        for (int i = 0; i < c.depth(); i++) {
+            h = block(pass, i, h, sc);
+        }
+        Dual out = finalLayer(pass, h, sc, x.shape());
+        pass.release(h, sc);
+        return out;
+    }
+
+    private Dual embedPatches(DualPass pass, Dual x) {
+        Dual tokens = pass.patchify(x, c.patch(), c.tokens(), c.patchFeatures());
+        Dual h = pass.linear("h", tokens, w.get("x_embedder.proj.weight"), w.get("x_embedder.proj.bias"));
+        pass.release(tokens);
+        pass.addConstantInPlace(h, w.get("pos_embed").reshape(c.tokens(), c.hidden()));
+        return h;
+    }
+
+    private Dual conditioning(DualPass pass, Tensor t, Tensor tDot, Tensor y, Tensor r) {
+        Dual te = timeEmbed(pass, "t_embedder", t, tDot);
+        Dual ye = pass.embedding("y_emb", w.get("y_embedder.embedding_table.weight"), y);
+        Dual cond = pass.add("c", te, ye);
+        pass.release(te, ye);
+        if (c.auxTime()) {
+            Dual re = timeEmbed(pass, "r_embedder", r, null);
+            Dual withR = pass.add("c", cond, re);
+            pass.release(cond, re);
+            cond = withR;
+        }
+        Dual sc = pass.silu("silu(c)", cond);
+        pass.release(cond);
+        return sc;
+    }
+
+    private Dual timeEmbed(DualPass pass, String prefix, Tensor tau, Tensor tauDot) {
+        Dual f = pass.timestepEmbedding(prefix + ".features", tau, tauDot, ModelConfig.TIME_FEATURES,
+                ModelConfig.MAX_PERIOD);
+        Dual h1 = pass.linear(prefix + ".h1", f, w.get(prefix + ".mlp.0.weight"), w.get(prefix + ".mlp.0.bias"));
+        pass.release(f);
+        Dual a1 = pass.silu(prefix + ".silu", h1);
+        pass.release(h1);
+        Dual out = pass.linear(prefix, a1, w.get(prefix + ".mlp.2.weight"), w.get(prefix + ".mlp.2.bias"));
+        pass.release(a1);
+        return out;
+    }
+
+    /** {@link #block(ForwardPass, int, Tensor, Tensor)} in forward mode; consumes h. */
+    private Dual block(DualPass pass, int i, Dual h, Dual sc) {
+        String p = "blocks." + i + ".";
+        float eps = ModelConfig.NORM_EPS;
+        Dual mod = pass.linear(p + "mod", sc, w.get(p + "adaLN_modulation.1.weight"),
+                w.get(p + "adaLN_modulation.1.bias"));
+
+        Dual a = pass.rmsNormModulate(p + "norm1", h, w.get(p + "norm1.weight"), eps, mod, 0, 1);
+        Dual qkv = pass.linear(p + "qkv", a, w.get(p + "attn.qkv.weight"), w.get(p + "attn.qkv.bias"));
+        pass.release(a);
+        DualPass.DualQkv heads = pass.qkNormRope(p + "attn", qkv, c.heads(), w.getOrNull(p + "attn.q_norm.weight"),
+                w.getOrNull(p + "attn.k_norm.weight"), eps, w.getOrNull("feat_rope.freqs_cos"),
+                w.getOrNull("feat_rope.freqs_sin"));
+        pass.release(qkv);
+        Dual o = pass.attention(p + "attn.out", heads, (float) (1.0 / Math.sqrt(c.headDim())));
+        pass.release(heads.q(), heads.k(), heads.v());
+        Dual proj = pass.linear(p + "attn.proj", o, w.get(p + "attn.proj.weight"), w.get(p + "attn.proj.bias"));
+        pass.release(o);
+        h = pass.gatedResidual(h, proj, mod, 2);
+        pass.release(proj);
+
+        Dual b = pass.rmsNormModulate(p + "norm2", h, w.get(p + "norm2.weight"), eps, mod, 3, 4);
+        Dual gu = pass.linear(p + "mlp.w12", b, w.get(p + "mlp.w12.weight"), w.get(p + "mlp.w12.bias"));
+        pass.release(b);
+        Dual act = pass.swiglu(p + "mlp.act", gu);
+        pass.release(gu);
+        Dual m = pass.linear(p + "mlp.w3", act, w.get(p + "mlp.w3.weight"), w.get(p + "mlp.w3.bias"));
+        pass.release(act);
+        h = pass.gatedResidual(h, m, mod, 5);
+        pass.release(m, mod);
+        return h;
+    }
+
+    private Dual finalLayer(DualPass pass, Dual h, Dual sc, int[] outShape) {
+        Dual mf = pass.linear("final_layer.mod", sc, w.get("final_layer.adaLN_modulation.1.weight"),
+                w.get("final_layer.adaLN_modulation.1.bias"));
+        Dual nf = pass.rmsNormModulate("final_layer.norm", h, w.get("final_layer.norm_final.weight"),
+                ModelConfig.NORM_EPS, mf, 0, 1);
+        Dual o = pass.linear("final_layer.linear", nf, w.get("final_layer.linear.weight"),
+                w.get("final_layer.linear.bias"));
+        pass.release(nf, mf);
+        Dual out = pass.unpatchify(o, c.patch(), outShape);
         pass.release(o);
         return out;
     }
