@@ -17,10 +17,12 @@ import facm.tensor.Tensor;
  * (which saves rstd/lse for its backward) and the JVP op runs beside it for the tangent only, its primal copy written
  * to a scratch tensor and discarded: correct, at the cost of computing the primal twice under a tape.
  *
+ * <p>It implements {@link LayerOps} with {@code V = Dual}, so a model written against LayerOps runs here unchanged.
+ *
  * <p>Linear layers: tangent = W·ẋ (no bias) in the pass's GEMM precision; patchify/unpatchify/additions apply the
  * same linear map to the tangent; embeddings and constant tables have zero tangent.
  */
-public final class DualPass implements AutoCloseable {
+public final class DualPass implements AutoCloseable, LayerOps<Dual> {
     private final ForwardPass primal;
     private final ForwardPass tangents;
     private final Backend be;
@@ -49,13 +51,12 @@ public final class DualPass implements AutoCloseable {
 
     // ---------------------------------------------------------------- ownership
 
-    /** Frees the primals (unless the tape saved them) and tangents of these values. */
-    public void release(Dual... ds) {
-        for (Dual d : ds) {
-            if (d != null) {
-                primal.release(d.primal());
-                tangents.release(d.tangent());
-            }
+    /** Frees the primal (unless the tape saved it) and the tangent of this value. */
+    @Override
+    public void release(Dual d) {
+        if (d != null) {
+            primal.release(d.primal());
+            tangents.release(d.tangent());
         }
     }
 
@@ -65,6 +66,7 @@ public final class DualPass implements AutoCloseable {
     }
 
     /** Hands primal and tangent to the caller; a null tangent becomes an explicit zero tensor. */
+    @Override
     public Dual keep(Dual d) {
         Tensor t = d.tangent() != null ? d.tangent() : zeros("tangent " + d.primal().name(), d.primal().shape());
         return new Dual(primal.keep(d.primal()), tangents.keep(t));
@@ -84,18 +86,21 @@ public final class DualPass implements AutoCloseable {
     // ---------------------------------------------------------------- linear maps
 
     /** y = x·Wᵀ + b, ẏ = ẋ·Wᵀ (null ẋ: null ẏ). */
+    @Override
     public Dual linear(String name, Dual x, Tensor weight, Tensor bias) {
         Tensor y = primal.linear(name, x.primal(), weight, bias);
         Tensor yDot = x.tangent() == null ? null : tangents.linear(name + " tangent", x.tangent(), weight, null);
         return new Dual(y, yDot);
     }
 
+    @Override
     public Dual patchify(Dual x, int patch, int tokens, int features) {
         Tensor p = primal.patchify(x.primal(), patch, tokens, features);
         Tensor pDot = x.tangent() == null ? null : tangents.patchify(x.tangent(), patch, tokens, features);
         return new Dual(p, pDot);
     }
 
+    @Override
     public Dual unpatchify(Dual tokens, int patch, int[] outShape) {
         Tensor o = primal.unpatchify(tokens.primal(), patch, outShape);
         Tensor oDot = tokens.tangent() == null ? null : tangents.unpatchify(tokens.tangent(), patch, outShape);
@@ -103,6 +108,7 @@ public final class DualPass implements AutoCloseable {
     }
 
     /** a + b (same shapes); the tangent is ȧ + ḃ, a copy when only one is non-zero (tangents are never aliased). */
+    @Override
     public Dual add(String name, Dual a, Dual b) {
         Tensor sum = primal.add(name, a.primal(), b.primal());
         Tensor sumDot;
@@ -119,11 +125,13 @@ public final class DualPass implements AutoCloseable {
     }
 
     /** a += constant b (zero tangent, so the tangent is unchanged). */
+    @Override
     public void addConstantInPlace(Dual a, Tensor b) {
         primal.addConstantInPlace(a.primal(), b);
     }
 
     /** Embedding rows: labels and tables carry no tangent. */
+    @Override
     public Dual embedding(String name, Tensor table, Tensor ids) {
         return new Dual(primal.embedding(name, table, ids), null);
     }
@@ -131,7 +139,10 @@ public final class DualPass implements AutoCloseable {
     // ---------------------------------------------------------------- nonlinear ops (NetworkOps JVP)
 
     /** Sinusoidal features of τ and their tangent along τ̇ (null: zero). */
-    public Dual timestepEmbedding(String name, Tensor t, Tensor tDot, int dim, float maxPeriod) {
+    @Override
+    public Dual timestepEmbedding(String name, Dual time, int dim, float maxPeriod) {
+        Tensor t = time.primal();
+        Tensor tDot = time.tangent();
         if (tDot == null) {
             return new Dual(primal.timestepEmbedding(name, t, dim, maxPeriod), null);
         }
@@ -149,6 +160,7 @@ public final class DualPass implements AutoCloseable {
         return new Dual(out, outDot);
     }
 
+    @Override
     public Dual silu(String name, Dual x) {
         if (x.tangent() == null) {
             return new Dual(primal.silu(name, x.primal()), null);
@@ -168,6 +180,7 @@ public final class DualPass implements AutoCloseable {
     }
 
     /** RMSNorm with adaLN chunks of mod; the tangent always exists (the modulation's tangent is ṡ from τ̇). */
+    @Override
     public Dual rmsNormModulate(String name, Dual x, Tensor weight, float eps, Dual mod, int shiftChunk,
                                 int scaleChunk) {
         Tensor outDot = tangents.alloc(name + " tangent", DType.F32, x.primal().shape());
@@ -190,6 +203,7 @@ public final class DualPass implements AutoCloseable {
      * h + gate ⊙ a; consumes h (primal as {@link ForwardPass#gatedResidual}, its tangent updated in place, made an
      * explicit tensor if it was zero).
      */
+    @Override
     public Dual gatedResidual(Dual h, Dual a, Dual mod, int gateChunk) {
         Tensor hDot = h.tangent() != null ? h.tangent() : zeros("tangent " + h.primal().name(), h.primal().shape());
         if (fused()) {
@@ -205,11 +219,9 @@ public final class DualPass implements AutoCloseable {
     }
 
     /** q, k, v as dual values. */
-    public record DualQkv(Dual q, Dual k, Dual v) {
-    }
-
-    public DualQkv qkNormRope(String name, Dual qkv, int heads, Tensor qWeight, Tensor kWeight, float eps,
-                              Tensor ropeCos, Tensor ropeSin) {
+    @Override
+    public Qkv<Dual> qkNormRope(String name, Dual qkv, int heads, Tensor qWeight, Tensor kWeight, float eps,
+                                Tensor ropeCos, Tensor ropeSin) {
         int b = qkv.primal().dim(0);
         int t = qkv.primal().dim(1);
         int dh = qkv.primal().dim(2) / (3 * heads);
@@ -226,7 +238,7 @@ public final class DualPass implements AutoCloseable {
             net.qkNormRopeJvp(qkv.primal(), qkv.tangent(), heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v,
                     qDot, kDot, vDot, null);
         } else {
-            ForwardPass.Qkv p = primal.qkNormRope(name, qkv.primal(), heads, qWeight, kWeight, eps, ropeCos, ropeSin);
+            Qkv<Tensor> p = primal.qkNormRope(name, qkv.primal(), heads, qWeight, kWeight, eps, ropeCos, ropeSin);
             q = p.q();
             k = p.k();
             v = p.v();
@@ -235,30 +247,32 @@ public final class DualPass implements AutoCloseable {
                         sv, qDot, kDot, vDot, null);
             }
         }
-        return new DualQkv(new Dual(q, qDot), new Dual(k, kDot), new Dual(v, vDot));
+        return new Qkv<>(new Dual(q, qDot), new Dual(k, kDot), new Dual(v, vDot));
     }
 
     /** Softmax attention and its fused tangent (§6.4); output token-major {@code [B,T,H·dh]}. */
-    public Dual attention(String name, DualQkv in, float scale) {
-        Tensor q = in.q().primal();
+    @Override
+    public Dual attention(String name, Dual qIn, Dual kIn, Dual vIn, float scale) {
+        Tensor q = qIn.primal();
         int[] shape = {q.dim(0), q.dim(2), q.dim(1) * q.dim(3)};
         Tensor outDot = tangents.alloc(name + " tangent", DType.F32, shape);
         Tensor out;
         if (fused()) {
             out = primal.alloc(name, DType.F32, shape);
-            net.attentionJvp(q, in.k().primal(), in.v().primal(), in.q().tangent(), in.k().tangent(),
-                    in.v().tangent(), scale, out, outDot, null);
+            net.attentionJvp(q, kIn.primal(), vIn.primal(), qIn.tangent(), kIn.tangent(), vIn.tangent(), scale, out,
+                    outDot, null);
         } else {
-            out = primal.attention(name, q, in.k().primal(), in.v().primal(), scale);
+            out = primal.attention(name, q, kIn.primal(), vIn.primal(), scale);
             try (Tensor scratch = scratchLike(out)) {
-                net.attentionJvp(q, in.k().primal(), in.v().primal(), in.q().tangent(), in.k().tangent(),
-                        in.v().tangent(), scale, scratch, outDot, null);
+                net.attentionJvp(q, kIn.primal(), vIn.primal(), qIn.tangent(), kIn.tangent(), vIn.tangent(), scale,
+                        scratch, outDot, null);
             }
         }
         return new Dual(out, outDot);
     }
 
     /** SiLU(g) ⊙ u of a fused [g; u] input. */
+    @Override
     public Dual swiglu(String name, Dual gu) {
         int[] shape = gu.primal().shape();
         shape[shape.length - 1] /= 2;

@@ -27,7 +27,7 @@ import java.util.Set;
  * which accumulates in fp32 and writes fp32; the master weights, norms, softmax and losses stay fp32 (see
  * {@link LinearLayer}). FP32 and TF32 take the f32 tensors as they are.
  */
-public final class ForwardPass implements AutoCloseable {
+public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
     private final Backend be;
     private final NetworkOps net;
     private final GemmPrecision precision;
@@ -69,13 +69,19 @@ public final class ForwardPass implements AutoCloseable {
     /** Frees temporaries of this pass that the caller no longer needs (the tape keeps those it saved). */
     public void release(Tensor... ts) {
         for (Tensor t : ts) {
-            if (t != null && live.remove(t) && !savedByTape(t)) {
-                t.close();
-            }
+            release(t);
+        }
+    }
+
+    @Override
+    public void release(Tensor t) {
+        if (t != null && live.remove(t) && !savedByTape(t)) {
+            t.close();
         }
     }
 
     /** Hands a temporary of this pass to the caller, who then owns (closes) it. */
+    @Override
     public Tensor keep(Tensor t) {
         if (!live.remove(t)) {
             throw new IllegalArgumentException("keep: " + t.describe() + " is not a live temporary of this pass");
@@ -113,6 +119,7 @@ public final class ForwardPass implements AutoCloseable {
      * {@code [..., in]}; bias may be null. Backward: dX = dY·W, dW += dYᵀ·X (one GEMM each, in the pass's precision),
      * db += Σ_rows dY (fp32). See {@link LinearLayer}.
      */
+    @Override
     public Tensor linear(String name, Tensor x, Tensor weight, Tensor bias) {
         return linears.forward(name, x, weight, bias);
     }
@@ -120,6 +127,7 @@ public final class ForwardPass implements AutoCloseable {
     // ---------------------------------------------------------------- elementwise
 
     /** SiLU(x) = x·σ(x); backward gradIn = gradOut·SiLU'(x), computed in place in the output's gradient. */
+    @Override
     public Tensor silu(String name, Tensor x) {
         Tensor out = alloc(name, DType.F32, x.shape());
         be.unary(UnaryOp.SILU, x, out);
@@ -135,6 +143,7 @@ public final class ForwardPass implements AutoCloseable {
     }
 
     /** a + b, same shapes (a broadcast b must not need a gradient); gradients pass through unchanged. */
+    @Override
     public Tensor add(String name, Tensor a, Tensor b) {
         boolean rec = recording(a, b);
         if (rec && tape.requiresGrad(b) && !a.sameShape(b)) {
@@ -157,6 +166,7 @@ public final class ForwardPass implements AutoCloseable {
      * a += b in place, for a constant b (e.g. a fixed position table, broadcast over leading dimensions): the gradient
      * of a passes through unchanged, so nothing is recorded. a must not be saved by the tape (its old value is lost).
      */
+    @Override
     public void addConstantInPlace(Tensor a, Tensor b) {
         if (tape != null && (tape.requiresGrad(b) || tape.owns(a))) {
             throw new IllegalStateException("addConstantInPlace: " + b.describe() + " needs a gradient or "
@@ -168,6 +178,7 @@ public final class ForwardPass implements AutoCloseable {
     // ---------------------------------------------------------------- network layers (NetworkOps)
 
     /** Patch layout [B,C,H,W] → [B, T, C·p²]. */
+    @Override
     public Tensor patchify(Tensor x, int patch, int tokens, int features) {
         Tensor out = alloc("patches", DType.F32, x.dim(0), tokens, features);
         net.patchify(x, patch, out);
@@ -182,6 +193,7 @@ public final class ForwardPass implements AutoCloseable {
     }
 
     /** Output layout [B, T, p²·C] → [B, C, H, W] with the spatial shape of {@code like}. */
+    @Override
     public Tensor unpatchify(Tensor tokens, int patch, int[] outShape) {
         Tensor out = alloc("F", DType.F32, outShape);
         net.unpatchify(tokens, patch, out);
@@ -196,6 +208,7 @@ public final class ForwardPass implements AutoCloseable {
     }
 
     /** Sinusoidal time features (no gradient: time inputs are never tracked). */
+    @Override
     public Tensor timestepEmbedding(String name, Tensor t, int dim, float maxPeriod) {
         if (tape != null && tape.requiresGrad(t)) {
             throw new UnsupportedOperationException("timestepEmbedding " + name + ": no gradient w.r.t. time");
@@ -206,6 +219,7 @@ public final class ForwardPass implements AutoCloseable {
     }
 
     /** Rows of {@code table} picked by {@code ids}; the table's gradient accumulates per id. */
+    @Override
     public Tensor embedding(String name, Tensor table, Tensor ids) {
         Tensor out = alloc(name, DType.F32, ids.dim(0), table.dim(1));
         net.embedding(table, ids, out);
@@ -218,6 +232,7 @@ public final class ForwardPass implements AutoCloseable {
     }
 
     /** RMSNorm of x with adaLN chunks of mod (null: plain RMSNorm); saves x, mod and the row statistics. */
+    @Override
     public Tensor rmsNormModulate(String name, Tensor x, Tensor weight, float eps, Tensor mod, int shiftChunk,
                                   int scaleChunk) {
         Tensor out = alloc(name, DType.F32, x.shape());
@@ -248,6 +263,7 @@ public final class ForwardPass implements AutoCloseable {
      * recording tape it is updated in place and returned; with one, a new tensor is returned and the old h stays
      * with the tape if an earlier op saved it.
      */
+    @Override
     public Tensor gatedResidual(Tensor h, Tensor a, Tensor mod, int gateChunk) {
         if (!recording(h, a, mod)) {
             net.gatedResidual(h, a, mod, gateChunk);
@@ -273,11 +289,9 @@ public final class ForwardPass implements AutoCloseable {
     }
 
     /** q, k, v {@code [B,H,T,dh]} from a fused qkv projection (qk-norm and RoPE applied to q and k). */
-    public record Qkv(Tensor q, Tensor k, Tensor v) {
-    }
-
-    public Qkv qkNormRope(String name, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps,
-                          Tensor ropeCos, Tensor ropeSin) {
+    @Override
+    public Qkv<Tensor> qkNormRope(String name, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps,
+                                  Tensor ropeCos, Tensor ropeSin) {
         int b = qkv.dim(0);
         int t = qkv.dim(1);
         int dh = qkv.dim(2) / (3 * heads);
@@ -301,7 +315,7 @@ public final class ForwardPass implements AutoCloseable {
                 }
             }, q, k, v);
         }
-        return new Qkv(q, k, v);
+        return new Qkv<>(q, k, v);
     }
 
     private Tensor gradOrZeros(Tensor t) {
@@ -309,6 +323,7 @@ public final class ForwardPass implements AutoCloseable {
     }
 
     /** Softmax attention, token-major output {@code [B,T,H·dh]}; saves q, k, v, the output and the log-sum-exp. */
+    @Override
     public Tensor attention(String name, Tensor q, Tensor k, Tensor v, float scale) {
         int b = q.dim(0);
         int heads = q.dim(1);
@@ -337,6 +352,7 @@ public final class ForwardPass implements AutoCloseable {
     }
 
     /** SiLU(g) ⊙ u of a fused [g; u] input {@code [..., 2F]} → {@code [..., F]}; saves the input. */
+    @Override
     public Tensor swiglu(String name, Tensor gu) {
         int[] shape = gu.shape();
         shape[shape.length - 1] /= 2;

@@ -3,6 +3,7 @@ package facm.model;
 import facm.autograd.Dual;
 import facm.autograd.DualPass;
 import facm.autograd.ForwardPass;
+import facm.autograd.LayerOps;
 import facm.autograd.Tape;
 import facm.tensor.Backend;
 import facm.tensor.DType;
@@ -11,9 +12,9 @@ import facm.tensor.ShapeException;
 import facm.tensor.Tensor;
 
 /**
- * The LightningDiT forward pass F_θ(x, τ, y [, r]) of facm-spec.md §3.2, written once against
- * {@link ForwardPass} (and through it {@link Backend} and {@link facm.tensor.NetworkOps}), so the same code runs on
- * CPU and CUDA, for inference and for training. Inputs: x {@code [B,C,H,W]}, τ {@code [B]} (used as given: t ∈ [0,1]
+ * The LightningDiT forward pass F_θ(x, τ, y [, r]) of facm-spec.md §3.2, written once against {@link LayerOps} (run
+ * by a {@link ForwardPass} or a {@link DualPass}, and through them {@link Backend} and {@link facm.tensor.NetworkOps}),
+ * so the same code runs on CPU and CUDA, for inference, for training and in forward mode. Inputs: x {@code [B,C,H,W]}, τ {@code [B]} (used as given: t ∈ [0,1]
  * for the CM task, 2 − t for the FM task), y {@code [B]} I32 labels (null class = numClasses), and r {@code [B]} only
  * when the config has the auxiliary time embedder. Output {@code [B,C,H,W]}.
  *
@@ -30,8 +31,10 @@ import facm.tensor.Tensor;
  * 28 blocks in FP32, ~20 GB + 1.35 GB of bf16 weights in BF16 (ActivationMemoryTest checks the account). Attention
  * probabilities are never stored: the backward recomputes them from the saved log-sum-exp.
  *
- * <p>Structure for other passes (e.g. a forward-mode JVP): {@link #embedPatches}, {@link #conditioning},
- * {@link #block} and {@link #finalLayer} are the four stages; each takes the pass to run on.
+ * <p>Forward mode: {@link #jvp} runs the same layers on a {@link DualPass} (primal and tangent together). The four
+ * stages {@link #embedPatches}, {@link #conditioning}, {@link #block} and {@link #finalLayer} are written once against
+ * {@link LayerOps}, generic over the pass's value (a {@link Tensor} on a {@link ForwardPass}, a {@link Dual} on a
+ * {@link DualPass}), so inference, training and the JVP share one spelling of the network.
  */
 public final class LightningDiT {
     private final ModelWeights w;
@@ -90,105 +93,7 @@ public final class LightningDiT {
     /** The whole network on a given pass; the result is a temporary of that pass. */
     public Tensor forward(ForwardPass pass, Tensor x, Tensor t, Tensor y, Tensor r) {
         checkInputs(x, t, y, r);
-        Tensor h = embedPatches(pass, x);
-        Tensor sc = conditioning(pass, t, y, r);
-        for (int i = 0; i < c.depth(); i++) {
-            h = block(pass, i, h, sc);
-        }
-        Tensor out = finalLayer(pass, h, sc, x.shape());
-        pass.release(h, sc);
-        return out;
-    }
-
-    /** §3.2 steps 1–2: patch embedding plus the fixed absolute positions → h {@code [B,T,D]}. */
-    public Tensor embedPatches(ForwardPass pass, Tensor x) {
-        int n = c.tokens();
-        int d = c.hidden();
-        Tensor tokens = pass.patchify(x, c.patch(), n, c.patchFeatures());
-        Tensor h = pass.linear("h", tokens, w.get("x_embedder.proj.weight"), w.get("x_embedder.proj.bias"));
-        pass.release(tokens);
-        pass.addConstantInPlace(h, w.get("pos_embed").reshape(n, d));
-        return h;
-    }
-
-    /** §3.2 steps 3–5: c = t_emb(τ) + y_emb(y) [+ r_emb(r)]; returns SiLU(c) {@code [B,D]}, every adaLN's input. */
-    public Tensor conditioning(ForwardPass pass, Tensor t, Tensor y, Tensor r) {
-        Tensor te = timeEmbed(pass, "t_embedder", t);
-        Tensor ye = pass.embedding("y_emb", w.get("y_embedder.embedding_table.weight"), y);
-        Tensor cond = pass.add("c", te, ye);
-        pass.release(te, ye);
-        if (c.auxTime()) {
-            Tensor re = timeEmbed(pass, "r_embedder", r);
-            Tensor withR = pass.add("c", cond, re);
-            pass.release(cond, re);
-            cond = withR;
-        }
-        Tensor sc = pass.silu("silu(c)", cond);
-        pass.release(cond);
-        return sc;
-    }
-
-    /** MLP(sinusoid(τ)) of §3.2 step 3. */
-    private Tensor timeEmbed(ForwardPass pass, String prefix, Tensor tau) {
-        Tensor f = pass.timestepEmbedding(prefix + ".features", tau, ModelConfig.TIME_FEATURES, ModelConfig.MAX_PERIOD);
-        Tensor h1 = pass.linear(prefix + ".h1", f, w.get(prefix + ".mlp.0.weight"), w.get(prefix + ".mlp.0.bias"));
-        pass.release(f);
-        Tensor a1 = pass.silu(prefix + ".silu", h1);
-        pass.release(h1);
-        Tensor out = pass.linear(prefix, a1, w.get(prefix + ".mlp.2.weight"), w.get(prefix + ".mlp.2.bias"));
-        pass.release(a1);
-        return out;
-    }
-
-    /**
-     * Block i of §3.2: adaLN chunks [shift_a, scale_a, gate_a, shift_m, scale_m, gate_m], attention branch then MLP
-     * branch, each added through its gate. Consumes h and returns the updated residual stream.
-     */
-    public Tensor block(ForwardPass pass, int i, Tensor h, Tensor sc) {
-        String p = "blocks." + i + ".";
-        float eps = ModelConfig.NORM_EPS;
-        Tensor mod = pass.linear(p + "mod", sc, w.get(p + "adaLN_modulation.1.weight"),
-                w.get(p + "adaLN_modulation.1.bias"));
-
-        Tensor a = pass.rmsNormModulate(p + "norm1", h, w.get(p + "norm1.weight"), eps, mod, 0, 1);
-        Tensor qkv = pass.linear(p + "qkv", a, w.get(p + "attn.qkv.weight"), w.get(p + "attn.qkv.bias"));
-        pass.release(a);
-        ForwardPass.Qkv heads = pass.qkNormRope(p + "attn", qkv, c.heads(), w.getOrNull(p + "attn.q_norm.weight"),
-                w.getOrNull(p + "attn.k_norm.weight"), eps, w.getOrNull("feat_rope.freqs_cos"),
-                w.getOrNull("feat_rope.freqs_sin"));
-        pass.release(qkv);
-        Tensor o = pass.attention(p + "attn.out", heads.q(), heads.k(), heads.v(),
-                (float) (1.0 / Math.sqrt(c.headDim())));
-        pass.release(heads.q(), heads.k(), heads.v());
-        Tensor proj = pass.linear(p + "attn.proj", o, w.get(p + "attn.proj.weight"), w.get(p + "attn.proj.bias"));
-        pass.release(o);
-        h = pass.gatedResidual(h, proj, mod, 2);
-        pass.release(proj);
-
-        Tensor b = pass.rmsNormModulate(p + "norm2", h, w.get(p + "norm2.weight"), eps, mod, 3, 4);
-        Tensor gu = pass.linear(p + "mlp.w12", b, w.get(p + "mlp.w12.weight"), w.get(p + "mlp.w12.bias"));
-        pass.release(b);
-        Tensor act = pass.swiglu(p + "mlp.act", gu);
-        pass.release(gu);
-        Tensor m = pass.linear(p + "mlp.w3", act, w.get(p + "mlp.w3.weight"), w.get(p + "mlp.w3.bias"));
-        pass.release(act);
-        h = pass.gatedResidual(h, m, mod, 5);
-        pass.release(m, mod);
-        return h;
-    }
-
-    /** §3.2 steps 7–8: adaLN [shift, scale], RMSNorm, output linear and unpatchify to {@code outShape}. */
-    public Tensor finalLayer(ForwardPass pass, Tensor h, Tensor sc, int[] outShape) {
-        Tensor mf = pass.linear("final_layer.mod", sc, w.get("final_layer.adaLN_modulation.1.weight"),
-                w.get("final_layer.adaLN_modulation.1.bias"));
-        Tensor nf = pass.rmsNormModulate("final_layer.norm", h, w.get("final_layer.norm_final.weight"),
-                ModelConfig.NORM_EPS, mf, 0, 1);
-        Tensor o = pass.linear("final_layer.linear", nf, w.get("final_layer.linear.weight"),
-                w.get("final_layer.linear.bias"));
-        pass.release(nf, mf);
-        Tensor out = pass.unpatchify(o, c.patch(), outShape);
-        pass.release(o);
-        return out;
+        return network(pass, x, t, y, r, x.shape());
     }
 
     // ---------------------------------------------------------------- forward mode (JVP, facm-spec.md §6)
@@ -217,94 +122,110 @@ public final class LightningDiT {
         if (tDot != null && !tDot.sameShape(t)) {
             throw new ShapeException("LightningDiT.jvp: tangent " + tDot.describe() + " should match t " + t.describe());
         }
-        Dual h = embedPatches(pass, new Dual(x, xDot));
-        Dual sc = conditioning(pass, t, tDot, y, r);
+        Dual rDual = r == null ? null : new Dual(r, null);
+        return network(pass, new Dual(x, xDot), new Dual(t, tDot), y, rDual, x.shape());
+    }
+
+    // ---------------------------------------------------------------- the network, once for every pass
+
+    /** §3.2 end to end on checked inputs; the output {@code outShape} (x's shape) is a temporary of the pass. */
+    private <V> V network(LayerOps<V> pass, V x, V t, Tensor y, V r, int[] outShape) {
+        V h = embedPatches(pass, x);
+        V sc = conditioning(pass, t, y, r);
         for (int i = 0; i < c.depth(); i++) {
             h = block(pass, i, h, sc);
         }
-        Dual out = finalLayer(pass, h, sc, x.shape());
+        V out = finalLayer(pass, h, sc, outShape);
         pass.release(h, sc);
         return out;
     }
 
-    private Dual embedPatches(DualPass pass, Dual x) {
-        Dual tokens = pass.patchify(x, c.patch(), c.tokens(), c.patchFeatures());
-        Dual h = pass.linear("h", tokens, w.get("x_embedder.proj.weight"), w.get("x_embedder.proj.bias"));
+    /** §3.2 steps 1–2: patch embedding plus the fixed absolute positions → h {@code [B,T,D]}. */
+    public <V> V embedPatches(LayerOps<V> pass, V x) {
+        int n = c.tokens();
+        int d = c.hidden();
+        V tokens = pass.patchify(x, c.patch(), n, c.patchFeatures());
+        V h = pass.linear("h", tokens, w.get("x_embedder.proj.weight"), w.get("x_embedder.proj.bias"));
         pass.release(tokens);
-        pass.addConstantInPlace(h, w.get("pos_embed").reshape(c.tokens(), c.hidden()));
+        pass.addConstantInPlace(h, w.get("pos_embed").reshape(n, d));
         return h;
     }
 
-    private Dual conditioning(DualPass pass, Tensor t, Tensor tDot, Tensor y, Tensor r) {
-        Dual te = timeEmbed(pass, "t_embedder", t, tDot);
-        Dual ye = pass.embedding("y_emb", w.get("y_embedder.embedding_table.weight"), y);
-        Dual cond = pass.add("c", te, ye);
+    /** §3.2 steps 3–5: c = t_emb(τ) + y_emb(y) [+ r_emb(r)]; returns SiLU(c) {@code [B,D]}, every adaLN's input. */
+    public <V> V conditioning(LayerOps<V> pass, V t, Tensor y, V r) {
+        V te = timeEmbed(pass, "t_embedder", t);
+        V ye = pass.embedding("y_emb", w.get("y_embedder.embedding_table.weight"), y);
+        V cond = pass.add("c", te, ye);
         pass.release(te, ye);
         if (c.auxTime()) {
-            Dual re = timeEmbed(pass, "r_embedder", r, null);
-            Dual withR = pass.add("c", cond, re);
+            V re = timeEmbed(pass, "r_embedder", r);
+            V withR = pass.add("c", cond, re);
             pass.release(cond, re);
             cond = withR;
         }
-        Dual sc = pass.silu("silu(c)", cond);
+        V sc = pass.silu("silu(c)", cond);
         pass.release(cond);
         return sc;
     }
 
-    private Dual timeEmbed(DualPass pass, String prefix, Tensor tau, Tensor tauDot) {
-        Dual f = pass.timestepEmbedding(prefix + ".features", tau, tauDot, ModelConfig.TIME_FEATURES,
-                ModelConfig.MAX_PERIOD);
-        Dual h1 = pass.linear(prefix + ".h1", f, w.get(prefix + ".mlp.0.weight"), w.get(prefix + ".mlp.0.bias"));
+    /** MLP(sinusoid(τ)) of §3.2 step 3. */
+    private <V> V timeEmbed(LayerOps<V> pass, String prefix, V tau) {
+        V f = pass.timestepEmbedding(prefix + ".features", tau, ModelConfig.TIME_FEATURES, ModelConfig.MAX_PERIOD);
+        V h1 = pass.linear(prefix + ".h1", f, w.get(prefix + ".mlp.0.weight"), w.get(prefix + ".mlp.0.bias"));
         pass.release(f);
-        Dual a1 = pass.silu(prefix + ".silu", h1);
+        V a1 = pass.silu(prefix + ".silu", h1);
         pass.release(h1);
-        Dual out = pass.linear(prefix, a1, w.get(prefix + ".mlp.2.weight"), w.get(prefix + ".mlp.2.bias"));
+        V out = pass.linear(prefix, a1, w.get(prefix + ".mlp.2.weight"), w.get(prefix + ".mlp.2.bias"));
         pass.release(a1);
         return out;
     }
 
-    /** {@link #block(ForwardPass, int, Tensor, Tensor)} in forward mode; consumes h. */
-    private Dual block(DualPass pass, int i, Dual h, Dual sc) {
+    /**
+     * Block i of §3.2: adaLN chunks [shift_a, scale_a, gate_a, shift_m, scale_m, gate_m], attention branch then MLP
+     * branch, each added through its gate. Consumes h and returns the updated residual stream.
+     */
+    public <V> V block(LayerOps<V> pass, int i, V h, V sc) {
         String p = "blocks." + i + ".";
         float eps = ModelConfig.NORM_EPS;
-        Dual mod = pass.linear(p + "mod", sc, w.get(p + "adaLN_modulation.1.weight"),
+        V mod = pass.linear(p + "mod", sc, w.get(p + "adaLN_modulation.1.weight"),
                 w.get(p + "adaLN_modulation.1.bias"));
 
-        Dual a = pass.rmsNormModulate(p + "norm1", h, w.get(p + "norm1.weight"), eps, mod, 0, 1);
-        Dual qkv = pass.linear(p + "qkv", a, w.get(p + "attn.qkv.weight"), w.get(p + "attn.qkv.bias"));
+        V a = pass.rmsNormModulate(p + "norm1", h, w.get(p + "norm1.weight"), eps, mod, 0, 1);
+        V qkv = pass.linear(p + "qkv", a, w.get(p + "attn.qkv.weight"), w.get(p + "attn.qkv.bias"));
         pass.release(a);
-        DualPass.DualQkv heads = pass.qkNormRope(p + "attn", qkv, c.heads(), w.getOrNull(p + "attn.q_norm.weight"),
+        LayerOps.Qkv<V> heads = pass.qkNormRope(p + "attn", qkv, c.heads(), w.getOrNull(p + "attn.q_norm.weight"),
                 w.getOrNull(p + "attn.k_norm.weight"), eps, w.getOrNull("feat_rope.freqs_cos"),
                 w.getOrNull("feat_rope.freqs_sin"));
         pass.release(qkv);
-        Dual o = pass.attention(p + "attn.out", heads, (float) (1.0 / Math.sqrt(c.headDim())));
+        V o = pass.attention(p + "attn.out", heads.q(), heads.k(), heads.v(), (float) (1.0 / Math.sqrt(c.headDim())));
         pass.release(heads.q(), heads.k(), heads.v());
-        Dual proj = pass.linear(p + "attn.proj", o, w.get(p + "attn.proj.weight"), w.get(p + "attn.proj.bias"));
+        V proj = pass.linear(p + "attn.proj", o, w.get(p + "attn.proj.weight"), w.get(p + "attn.proj.bias"));
         pass.release(o);
         h = pass.gatedResidual(h, proj, mod, 2);
         pass.release(proj);
 
-        Dual b = pass.rmsNormModulate(p + "norm2", h, w.get(p + "norm2.weight"), eps, mod, 3, 4);
-        Dual gu = pass.linear(p + "mlp.w12", b, w.get(p + "mlp.w12.weight"), w.get(p + "mlp.w12.bias"));
+        V b = pass.rmsNormModulate(p + "norm2", h, w.get(p + "norm2.weight"), eps, mod, 3, 4);
+        V gu = pass.linear(p + "mlp.w12", b, w.get(p + "mlp.w12.weight"), w.get(p + "mlp.w12.bias"));
         pass.release(b);
-        Dual act = pass.swiglu(p + "mlp.act", gu);
+        V act = pass.swiglu(p + "mlp.act", gu);
         pass.release(gu);
-        Dual m = pass.linear(p + "mlp.w3", act, w.get(p + "mlp.w3.weight"), w.get(p + "mlp.w3.bias"));
+        V m = pass.linear(p + "mlp.w3", act, w.get(p + "mlp.w3.weight"), w.get(p + "mlp.w3.bias"));
         pass.release(act);
         h = pass.gatedResidual(h, m, mod, 5);
         pass.release(m, mod);
         return h;
     }
 
-    private Dual finalLayer(DualPass pass, Dual h, Dual sc, int[] outShape) {
-        Dual mf = pass.linear("final_layer.mod", sc, w.get("final_layer.adaLN_modulation.1.weight"),
+    /** §3.2 steps 7–8: adaLN [shift, scale], RMSNorm, output linear and unpatchify to {@code outShape}. */
+    public <V> V finalLayer(LayerOps<V> pass, V h, V sc, int[] outShape) {
+        V mf = pass.linear("final_layer.mod", sc, w.get("final_layer.adaLN_modulation.1.weight"),
                 w.get("final_layer.adaLN_modulation.1.bias"));
-        Dual nf = pass.rmsNormModulate("final_layer.norm", h, w.get("final_layer.norm_final.weight"),
+        V nf = pass.rmsNormModulate("final_layer.norm", h, w.get("final_layer.norm_final.weight"),
                 ModelConfig.NORM_EPS, mf, 0, 1);
-        Dual o = pass.linear("final_layer.linear", nf, w.get("final_layer.linear.weight"),
+        V o = pass.linear("final_layer.linear", nf, w.get("final_layer.linear.weight"),
                 w.get("final_layer.linear.bias"));
         pass.release(nf, mf);
-        Dual out = pass.unpatchify(o, c.patch(), outShape);
+        V out = pass.unpatchify(o, c.patch(), outShape);
         pass.release(o);
         return out;
     }
