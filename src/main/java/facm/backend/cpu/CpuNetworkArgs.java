@@ -1,6 +1,10 @@
 package facm.backend.cpu;
 
+import static facm.tensor.NetworkChecks.describeOrNull;
+import static facm.tensor.Shapes.requireRank;
+
 import facm.tensor.DType;
+import facm.tensor.NetworkChecks;
 import facm.tensor.ShapeException;
 import facm.tensor.Shapes;
 import facm.tensor.Tensor;
@@ -42,26 +46,6 @@ final class CpuNetworkArgs {
         return t == null ? null : t.f32();
     }
 
-    static String describeOrNull(Tensor t) {
-        return t == null ? "null" : t.describe();
-    }
-
-    static void requireRank(String op, String role, Tensor t, int rank) {
-        if (t.rank() != rank) {
-            throw new ShapeException(op + ": " + role + " should have rank " + rank + ", got " + t.describe());
-        }
-    }
-
-    /** Fails if {@code written} shares storage with any of the (possibly null) {@code others}. */
-    static void requireNoSharing(String op, CpuTensor written, CpuTensor... others) {
-        for (CpuTensor other : others) {
-            if (other != null && written.sharesStorageWith(other)) {
-                throw new ShapeException(op + ": " + written.describe() + " must not share storage with "
-                        + other.describe());
-            }
-        }
-    }
-
     /**
      * Checks an image {@code [B,C,H,W]} and its tokens {@code [B, (H/p)(W/p), C·p·p]} for one of the patch permutations
      * (forward or backward; the roles name the arguments, {@code features} the feature order) and that they do not
@@ -69,32 +53,8 @@ final class CpuNetworkArgs {
      */
     CpuPatches.Grid patchGrid(String op, String imageRole, CpuTensor image, String tokensRole, CpuTensor tokens,
                               int patch, String features) {
-        requireRank(op, imageRole + " [B,C,H,W]", image, 4);
-        int h = image.dim(2), w = image.dim(3);
-        if (patch < 1 || h % patch != 0 || w % patch != 0) {
-            throw new ShapeException(op + ": patch " + patch + " must be >= 1 and divide the height and width of "
-                    + imageRole + " " + image.describe());
-        }
-        CpuPatches.Grid grid = new CpuPatches.Grid(image.dim(0), image.dim(1), h, w, patch);
-        Shapes.requireShape(op + ": " + tokensRole + " [B, (H/p)(W/p), " + features + "] for " + imageRole + " "
-                + image.describe() + ", patch " + patch, tokens, grid.batch(), grid.tokens(), grid.features());
-        requireNoSharing(op, image, tokens);
-        return grid;
-    }
-
-    /** mod must be [B, K·D] and every chunk index in [0, K). */
-    static void requireChunks(String op, Tensor mod, int batch, int d, String[] names, int... chunks) {
-        if (d == 0 || mod.rank() != 2 || mod.dim(0) != batch || mod.dim(1) == 0 || mod.dim(1) % d != 0) {
-            throw new ShapeException(op + ": mod " + mod.describe() + " should be [B, K·D] with B = " + batch
-                    + ", D = " + d);
-        }
-        int count = mod.dim(1) / d;
-        for (int i = 0; i < chunks.length; i++) {
-            if (chunks[i] < 0 || chunks[i] >= count) {
-                throw new ShapeException(op + ": " + names[i] + " " + chunks[i] + " is outside the " + count
-                        + " chunks of mod " + mod.describe());
-            }
-        }
+        NetworkChecks.patches(op, imageRole, image, tokensRole, tokens, patch, features);
+        return new CpuPatches.Grid(image.dim(0), image.dim(1), image.dim(2), image.dim(3), patch);
     }
 
     /** The checked inputs of qkNormRope and its backward; weights (qk-norm off) and tables (RoPE off) may be null. */
@@ -123,9 +83,7 @@ final class CpuNetworkArgs {
             kw = f32(op, "kWeight", kWeight);
             Shapes.requireShape(op + ": qWeight [dh]", qw, dh);
             Shapes.requireShape(op + ": kWeight [dh]", kw, dh);
-            if (!(eps >= 0) || Float.isInfinite(eps)) {
-                throw new IllegalArgumentException(op + ": eps must be finite and >= 0, got " + eps);
-            }
+            NetworkChecks.requireEps(op, eps);
         }
         if ((ropeCos == null) != (ropeSin == null)) {
             throw new IllegalArgumentException(op + ": ropeCos and ropeSin must both be given (RoPE on) or both be "
@@ -165,14 +123,7 @@ final class CpuNetworkArgs {
 
     /** F for gu [..., 2F] and a second tensor [..., F] (SwiGLU's out, or gradOut in its backward). */
     int swigluWidth(String op, CpuTensor gu, String halfRole, CpuTensor half) {
-        if (gu.rank() < 1 || gu.dim(-1) == 0 || gu.dim(-1) % 2 != 0) {
-            throw new ShapeException(op + ": gu " + gu.describe() + " needs an even, non-zero last dimension 2F");
-        }
-        int f = gu.dim(-1) / 2;
-        int[] expected = gu.shape();
-        expected[expected.length - 1] = f;
-        Shapes.requireShape(op + ": " + halfRole + " [rows, F] for gu " + gu.describe(), half, expected);
-        return f;
+        return NetworkChecks.swigluWidth(op, gu, halfRole, half);
     }
 
     /** The checked inputs of rmsNormModulate and its backward; mod is null for plain RMSNorm. */
@@ -185,30 +136,16 @@ final class CpuNetworkArgs {
     NormInputs normInputs(String op, Tensor x, Tensor weight, Tensor mod, int shiftChunk, int scaleChunk) {
         CpuTensor in = f32(op, "x", x);
         CpuTensor w = f32(op, "weight", weight);
-        if (in.rank() < 1 || in.dim(-1) == 0) {
-            throw new ShapeException(op + ": x " + in.describe() + " needs a non-empty last dimension to normalize");
-        }
-        int d = in.dim(-1);
+        CpuTensor m = mod == null ? null : f32(op, "mod", mod);
+        int d = NetworkChecks.normInputs(op, in, w, m, shiftChunk, scaleChunk);
         int rows = (int) (in.numel() / d);
-        Shapes.requireShape(op + ": weight [D] for x " + in.describe(), w, d);
-        CpuTensor m = null;
-        int tokens = rows;
-        if (mod != null) {
-            m = f32(op, "mod", mod);
-            requireRank(op, "x [B,T,D] (with mod)", in, 3);
-            tokens = in.dim(1);
-            requireChunks(op, m, in.dim(0), d, new String[] {"shiftChunk", "scaleChunk"}, shiftChunk, scaleChunk);
-        }
-        return new NormInputs(in, w, m, rows, tokens, d);
+        return new NormInputs(in, w, m, rows, m == null ? rows : in.dim(1), d);
     }
 
     /** One ρ per row of x (any shape with that many elements). */
     CpuTensor rowRstd(String op, Tensor rstd, NormInputs in) {
         CpuTensor r = f32(op, "rstd", rstd);
-        if (r.numel() != in.rows()) {
-            throw new ShapeException(op + ": rstd " + r.describe() + " should hold one value per row of x "
-                    + in.x().describe() + " (" + in.rows() + ")");
-        }
+        NetworkChecks.rowRstd(op, r, in.x());
         return r;
     }
 
@@ -219,25 +156,14 @@ final class CpuNetworkArgs {
     /** q, k, v [B,H,T,dh] with dh >= 1, out [B, T, H·dh] (attention's output, read again by its backward). */
     AttentionInputs attentionInputs(String op, Tensor q, Tensor k, Tensor v, float scale, Tensor out) {
         CpuTensor qs = f32(op, "q", q), ks = f32(op, "k", k), vs = f32(op, "v", v), o = f32(op, "out", out);
-        requireRank(op, "q [B,H,T,dh]", qs, 4);
-        Shapes.requireSame(op + " (k vs q)", ks, qs);
-        Shapes.requireSame(op + " (v vs q)", vs, qs);
-        int b = qs.dim(0), heads = qs.dim(1), t = qs.dim(2), dh = qs.dim(3);
-        Shapes.requireShape(op + ": out [B, T, H·dh] for q " + qs.describe(), o, b, t, heads * dh);
-        if (Float.isNaN(scale) || Float.isInfinite(scale)) {
-            throw new IllegalArgumentException(op + ": scale must be finite, got " + scale);
-        }
-        if (dh == 0) {
-            throw new ShapeException(op + ": q " + qs.describe() + " has head dimension 0");
-        }
-        return new AttentionInputs(qs, ks, vs, o, new CpuAttention.Layout(b, heads, t, dh));
+        NetworkChecks.attentionInputs(op, qs, ks, vs, scale, o);
+        return new AttentionInputs(qs, ks, vs, o, new CpuAttention.Layout(qs.dim(0), qs.dim(1), qs.dim(2), qs.dim(3)));
     }
 
     /** The log-sum-exp of every query row, [B,H,T]. */
     CpuTensor lse(String op, Tensor lse, AttentionInputs in) {
         CpuTensor l = f32(op, "lse", lse);
-        CpuAttention.Layout a = in.layout();
-        Shapes.requireShape(op + ": lse [B,H,T] for q " + in.q().describe(), l, a.batch(), a.heads(), a.tokens());
+        NetworkChecks.lse(op, l, in.q());
         return l;
     }
 }

@@ -1,9 +1,9 @@
 package facm.backend.cpu;
 
 import static facm.backend.cpu.CpuNetworkArgs.array;
-import static facm.backend.cpu.CpuNetworkArgs.requireChunks;
-import static facm.backend.cpu.CpuNetworkArgs.requireNoSharing;
-import static facm.backend.cpu.CpuNetworkArgs.requireRank;
+import static facm.tensor.NetworkChecks.requireChunks;
+import static facm.tensor.Shapes.requireNoSharing;
+import static facm.tensor.Shapes.requireRank;
 
 import facm.backend.cpu.CpuNetworkArgs.AttentionInputs;
 import facm.backend.cpu.CpuNetworkArgs.NormInputs;

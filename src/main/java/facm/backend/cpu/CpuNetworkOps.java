@@ -1,16 +1,14 @@
 package facm.backend.cpu;
 
 import static facm.backend.cpu.CpuNetworkArgs.array;
-import static facm.backend.cpu.CpuNetworkArgs.requireChunks;
-import static facm.backend.cpu.CpuNetworkArgs.requireNoSharing;
-import static facm.backend.cpu.CpuNetworkArgs.requireRank;
+import static facm.tensor.Shapes.requireNoSharing;
 
 import facm.backend.cpu.CpuNetworkArgs.AttentionInputs;
 import facm.backend.cpu.CpuNetworkArgs.NormInputs;
 import facm.backend.cpu.CpuNetworkArgs.QkvInputs;
 import facm.tensor.DType;
+import facm.tensor.NetworkChecks;
 import facm.tensor.NetworkOps;
-import facm.tensor.ShapeException;
 import facm.tensor.Shapes;
 import facm.tensor.Tensor;
 
@@ -74,16 +72,8 @@ public final class CpuNetworkOps implements NetworkOps {
         String op = "timestepEmbedding";
         CpuTensor times = args.f32(op, "t", t);
         CpuTensor o = args.f32(op, "out", out);
-        requireRank(op, "t [B]", times, 1);
-        requireRank(op, "out [B, dim]", o, 2);
+        NetworkChecks.timestepEmbedding(op, times, maxPeriod, o);
         int b = times.dim(0), dim = o.dim(1);
-        if (o.dim(0) != b || dim < 2 || dim % 2 != 0) {
-            throw new ShapeException(op + ": out " + o.describe() + " should be [B, dim] with B = " + b
-                    + " (from t " + times.describe() + ") and dim even and >= 2");
-        }
-        if (!(maxPeriod > 0) || Float.isInfinite(maxPeriod)) {
-            throw new IllegalArgumentException(op + ": maxPeriod must be finite and positive, got " + maxPeriod);
-        }
         int half = dim / 2;
         double logPeriod = Math.log(maxPeriod);
         float[] ts = times.f32(), os = o.f32();
@@ -107,11 +97,8 @@ public final class CpuNetworkOps implements NetworkOps {
         CpuTensor idt = backend.require(op, ids);
         Shapes.requireDType(op + ": ids", idt, DType.I32);
         CpuTensor o = args.f32(op, "out", out);
-        requireRank(op, "table [V, D]", tab, 2);
-        requireRank(op, "ids [B]", idt, 1);
+        NetworkChecks.embedding(op, tab, idt, o);
         int rows = tab.dim(0), d = tab.dim(1), b = idt.dim(0);
-        Shapes.requireShape(op + ": out [B, D] for table " + tab.describe() + ", ids " + idt.describe(), o, b, d);
-        requireNoSharing(op, o, tab);
         int[] is = idt.i32();
         // Check every id before writing, so a bad id leaves out untouched.
         for (int i = 0; i < b; i++) {
@@ -136,16 +123,8 @@ public final class CpuNetworkOps implements NetworkOps {
         String op = "rmsNormModulate";
         NormInputs in = args.normInputs(op, x, weight, mod, shiftChunk, scaleChunk);
         CpuTensor o = args.f32(op, "out", out);
-        Shapes.requireSame(op + " (out vs x)", o, in.x());
-        if (!(eps >= 0) || Float.isInfinite(eps)) {
-            throw new IllegalArgumentException(op + ": eps must be finite and >= 0, got " + eps);
-        }
-        CpuTensor r = null;
-        if (rstd != null) {
-            r = args.rowRstd(op, rstd, in);
-            requireNoSharing(op, r, in.x(), in.weight(), in.mod(), o);
-        }
-        requireNoSharing(op, o, in.weight(), in.mod());
+        CpuTensor r = rstd == null ? null : args.f32(op, "rstd", rstd);
+        NetworkChecks.rmsNormModulate(op, in.x(), in.weight(), eps, in.mod(), shiftChunk, scaleChunk, o, r);
         CpuNorms.rmsNormModulate(backend.parallel(), in.x().f32(), in.weight().f32(), eps, array(in.mod()),
                 in.modWidth(), shiftChunk, scaleChunk, in.rows(), in.tokens(), in.d(), o.f32(), array(r));
     }
@@ -156,11 +135,8 @@ public final class CpuNetworkOps implements NetworkOps {
         CpuTensor hs = args.f32(op, "h", h);
         CpuTensor as = args.f32(op, "a", a);
         CpuTensor m = args.f32(op, "mod", mod);
-        requireRank(op, "h [B,T,D]", hs, 3);
-        Shapes.requireSame(op + " (a vs h)", as, hs);
+        NetworkChecks.gatedResidual(op, hs, as, m, gateChunk);
         int d = hs.dim(2);
-        requireChunks(op, m, hs.dim(0), d, new String[] {"gateChunk"}, gateChunk);
-        requireNoSharing(op, hs, m);
         CpuNorms.gatedResidual(backend.parallel(), hs.f32(), as.f32(), m.f32(), m.dim(1), gateChunk,
                 hs.dim(1), d);
     }
@@ -195,12 +171,8 @@ public final class CpuNetworkOps implements NetworkOps {
     public void attention(Tensor q, Tensor k, Tensor v, float scale, Tensor out, Tensor lse) {
         String op = "attention";
         AttentionInputs in = args.attentionInputs(op, q, k, v, scale, out);
-        requireNoSharing(op, in.out(), in.q(), in.k(), in.v());
-        CpuTensor l = null;
-        if (lse != null) {
-            l = args.lse(op, lse, in);
-            requireNoSharing(op, l, in.q(), in.k(), in.v(), in.out());
-        }
+        CpuTensor l = lse == null ? null : args.f32(op, "lse", lse);
+        NetworkChecks.attention(op, in.q(), in.k(), in.v(), scale, in.out(), l);
         CpuAttention.attention(backend.parallel(), in.layout(), in.q().f32(), in.k().f32(), in.v().f32(), scale,
                 in.out().f32(), array(l));
     }

@@ -4,6 +4,7 @@ import facm.cuda.CudaStream;
 import facm.cuda.Kernel;
 import facm.cuda.KernelLibrary;
 import facm.tensor.ShapeException;
+import facm.tensor.NetworkChecks;
 import facm.tensor.Shapes;
 import facm.tensor.Tensor;
 
@@ -13,10 +14,10 @@ import java.util.Map;
 
 import static facm.backend.cuda.CudaNetworkChecks.addressOrNull;
 import static facm.backend.cuda.CudaNetworkChecks.aligned16;
-import static facm.backend.cuda.CudaNetworkChecks.describeOrNull;
-import static facm.backend.cuda.CudaNetworkChecks.requireEps;
-import static facm.backend.cuda.CudaNetworkChecks.requireNoSharing;
-import static facm.backend.cuda.CudaNetworkChecks.requireRank;
+import static facm.tensor.NetworkChecks.describeOrNull;
+import static facm.tensor.NetworkChecks.requireEps;
+import static facm.tensor.Shapes.requireNoSharing;
+import static facm.tensor.Shapes.requireRank;
 import static facm.cuda.KernelArg.F32;
 import static facm.cuda.KernelArg.I32;
 import static facm.cuda.KernelArg.PTR;
@@ -174,24 +175,8 @@ final class CudaAttention {
     AttentionArgs checkAttention(String op, Tensor q, Tensor k, Tensor v, float scale, Tensor out, Tensor lse) {
         CudaTensor qs = check.f32(op, "q", q), ks = check.f32(op, "k", k), vs = check.f32(op, "v", v);
         CudaTensor o = check.f32(op, "out", out);
-        requireRank(op, "q [B,H,T,dh]", qs, 4);
-        Shapes.requireSame(op + " (k vs q)", ks, qs);
-        Shapes.requireSame(op + " (v vs q)", vs, qs);
-        int b = qs.dim(0), heads = qs.dim(1), t = qs.dim(2), dh = qs.dim(3);
-        Shapes.requireShape(op + ": out [B, T, H·dh] for q " + qs.describe(), o, b, t, heads * dh);
-        if (Float.isNaN(scale) || Float.isInfinite(scale)) {
-            throw new IllegalArgumentException(op + ": scale must be finite, got " + scale);
-        }
-        requireNoSharing(op, o, qs, ks, vs);
-        CudaTensor l = null;
-        if (lse != null) {
-            l = check.f32(op, "lse", lse);
-            Shapes.requireShape(op + ": lse [B,H,T] for q " + qs.describe(), l, b, heads, t);
-            requireNoSharing(op, l, qs, ks, vs, o);
-        }
-        if (dh == 0) {
-            throw new ShapeException(op + ": q " + qs.describe() + " has head dimension 0");
-        }
+        CudaTensor l = lse == null ? null : check.f32(op, "lse", lse);
+        NetworkChecks.attention(op, qs, ks, vs, scale, o, l);
         if (!aligned16(qs, ks, vs, o)) {
             throw new IllegalStateException(op + ": q, k, v and out must start on 16-byte boundaries (device buffers "
                     + "always do): " + qs.describe() + ", " + ks.describe() + ", " + vs.describe() + ", "

@@ -14,10 +14,10 @@ import java.util.Objects;
 
 import static facm.backend.cuda.CudaNetworkChecks.addressOrNull;
 import static facm.backend.cuda.CudaNetworkChecks.aligned16;
-import static facm.backend.cuda.CudaNetworkChecks.describeOrNull;
-import static facm.backend.cuda.CudaNetworkChecks.requireEps;
-import static facm.backend.cuda.CudaNetworkChecks.requireNoSharing;
-import static facm.backend.cuda.CudaNetworkChecks.requireRank;
+import static facm.tensor.NetworkChecks.describeOrNull;
+import static facm.tensor.NetworkChecks.requireEps;
+import static facm.tensor.Shapes.requireNoSharing;
+import static facm.tensor.Shapes.requireRank;
 import static facm.cuda.KernelArg.F32;
 import static facm.cuda.KernelArg.I32;
 import static facm.cuda.KernelArg.PTR;

@@ -13,7 +13,7 @@ import java.util.Map;
 
 import static facm.backend.cuda.CudaNetworkChecks.addressOrNull;
 import static facm.backend.cuda.CudaNetworkChecks.aligned16;
-import static facm.backend.cuda.CudaNetworkChecks.requireNoSharing;
+import static facm.tensor.Shapes.requireNoSharing;
 import static facm.cuda.KernelArg.F32;
 import static facm.cuda.KernelArg.I32;
 import static facm.cuda.KernelArg.PTR;

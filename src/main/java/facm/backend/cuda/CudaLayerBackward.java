@@ -8,9 +8,9 @@ import facm.tensor.Shapes;
 import facm.tensor.Tensor;
 
 import static facm.backend.cuda.CudaNetworkChecks.aligned16;
-import static facm.backend.cuda.CudaNetworkChecks.requireNoSharing;
+import static facm.tensor.Shapes.requireNoSharing;
 import static facm.backend.cuda.CudaNetworkChecks.requirePatch;
-import static facm.backend.cuda.CudaNetworkChecks.requireRank;
+import static facm.tensor.Shapes.requireRank;
 import static facm.cuda.KernelArg.I32;
 import static facm.cuda.KernelArg.I64;
 import static facm.cuda.KernelArg.PTR;

@@ -8,9 +8,9 @@ import facm.tensor.Tensor;
 import java.util.Objects;
 
 /**
- * The argument checks of the CUDA network ops. They state the same rules, with the same messages, as the CPU
- * reference's checks (facm.backend.cpu.CpuNetworkOps), so a call that fails on one backend fails the same way on the
- * other; the two copies are candidates for one shared checker in facm.tensor.
+ * The CUDA side of the network ops' argument checks: converting each tensor to an open {@link CudaTensor} of the
+ * right dtype, and the alignment the kernels need. The backend-independent rules live in
+ * {@link facm.tensor.NetworkChecks}, shared with the CPU reference.
  */
 final class CudaNetworkChecks {
     private final CudaBackend backend;
@@ -35,52 +35,11 @@ final class CudaNetworkChecks {
         return c;
     }
 
-    static void requireRank(String op, String role, Tensor t, int rank) {
-        if (t.rank() != rank) {
-            throw new ShapeException(op + ": " + role + " should have rank " + rank + ", got " + t.describe());
-        }
-    }
-
-    /** Fails if {@code written} shares storage with any of the (possibly null) {@code others}. */
-    static void requireNoSharing(String op, CudaTensor written, CudaTensor... others) {
-        for (CudaTensor other : others) {
-            if (other != null && written.sharesStorageWith(other)) {
-                throw new ShapeException(op + ": " + written.describe() + " must not share storage with "
-                        + other.describe());
-            }
-        }
-    }
-
     static void requirePatch(String op, Tensor image, int patch, int h, int w) {
         if (patch < 1 || h % patch != 0 || w % patch != 0) {
             throw new ShapeException(op + ": patch " + patch + " must be >= 1 and divide the height and width of "
                     + image.describe());
         }
-    }
-
-    /** mod must be [B, K·D] and every chunk index in [0, K). */
-    static void requireChunks(String op, Tensor mod, int batch, int d, String[] names, int... chunks) {
-        if (d == 0 || mod.rank() != 2 || mod.dim(0) != batch || mod.dim(1) == 0 || mod.dim(1) % d != 0) {
-            throw new ShapeException(op + ": mod " + mod.describe() + " should be [B, K·D] with B = " + batch
-                    + ", D = " + d);
-        }
-        int count = mod.dim(1) / d;
-        for (int i = 0; i < chunks.length; i++) {
-            if (chunks[i] < 0 || chunks[i] >= count) {
-                throw new ShapeException(op + ": " + names[i] + " " + chunks[i] + " is outside the " + count
-                        + " chunks of mod " + mod.describe());
-            }
-        }
-    }
-
-    static void requireEps(String op, float eps) {
-        if (!(eps >= 0) || Float.isInfinite(eps)) {
-            throw new IllegalArgumentException(op + ": eps must be finite and >= 0, got " + eps);
-        }
-    }
-
-    static String describeOrNull(Tensor t) {
-        return t == null ? "null" : t.describe();
     }
 
     /** Device address of a possibly absent tensor: 0 (the kernels' nullptr) for null. */

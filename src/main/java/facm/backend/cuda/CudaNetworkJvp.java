@@ -3,15 +3,16 @@ package facm.backend.cuda;
 import facm.cuda.CudaStream;
 import facm.cuda.Kernel;
 import facm.cuda.KernelLibrary;
+import facm.tensor.NetworkChecks;
 import facm.tensor.NetworkOps;
 import facm.tensor.ShapeException;
 import facm.tensor.Shapes;
 import facm.tensor.Tensor;
 
 import static facm.backend.cuda.CudaNetworkChecks.addressOrNull;
-import static facm.backend.cuda.CudaNetworkChecks.requireChunks;
-import static facm.backend.cuda.CudaNetworkChecks.requireNoSharing;
-import static facm.backend.cuda.CudaNetworkChecks.requireRank;
+import static facm.tensor.NetworkChecks.requireChunks;
+import static facm.tensor.Shapes.requireNoSharing;
+import static facm.tensor.Shapes.requireRank;
 import static facm.cuda.KernelArg.F32;
 import static facm.cuda.KernelArg.F64;
 import static facm.cuda.KernelArg.I32;
@@ -121,7 +122,7 @@ final class CudaNetworkJvp {
         Shapes.requireSame(op + " (out vs x)", o, in);
         Shapes.requireSame(op + " (outDot vs x)", od, in);
         CudaTensor xd = tangentLike(op, "xDot", xDot, in);
-        CudaNetworkChecks.requireEps(op, eps);
+        NetworkChecks.requireEps(op, eps);
         CudaTensor m = null, md = null;
         int tokens = 1;
         if (mod != null) {

@@ -5,18 +5,13 @@ import facm.cuda.DeviceArena;
 import facm.cuda.Kernel;
 import facm.cuda.KernelArg;
 import facm.cuda.KernelLibrary;
+import facm.tensor.NetworkChecks;
 import facm.tensor.NetworkOps;
-import facm.tensor.ShapeException;
-import facm.tensor.Shapes;
 import facm.tensor.Tensor;
 
 import static facm.backend.cuda.CudaNetworkChecks.addressOrNull;
 import static facm.backend.cuda.CudaNetworkChecks.aligned16;
-import static facm.backend.cuda.CudaNetworkChecks.requireChunks;
-import static facm.backend.cuda.CudaNetworkChecks.requireEps;
-import static facm.backend.cuda.CudaNetworkChecks.requireNoSharing;
-import static facm.backend.cuda.CudaNetworkChecks.requirePatch;
-import static facm.backend.cuda.CudaNetworkChecks.requireRank;
+import static facm.tensor.Shapes.requireNoSharing;
 import static facm.cuda.KernelArg.F32;
 import static facm.cuda.KernelArg.F64;
 import static facm.cuda.KernelArg.I32;
@@ -101,13 +96,8 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
         String op = "patchify";
         CudaTensor in = check.f32(op, "x", x);
         CudaTensor o = check.f32(op, "out", out);
-        requireRank(op, "x [B,C,H,W]", in, 4);
+        NetworkChecks.patches(op, "x", in, "out", o, patch, "C·p·p");
         int b = in.dim(0), c = in.dim(1), h = in.dim(2), w = in.dim(3);
-        requirePatch(op, in, patch, h, w);
-        int tokens = (h / patch) * (w / patch);
-        Shapes.requireShape(op + ": out [B, (H/p)(W/p), C·p·p] for x " + in.describe() + ", patch " + patch, o,
-                b, tokens, c * patch * patch);
-        requireNoSharing(op, o, in);
         if (o.numel() > 0) {
             patchify.launch1d(stream, o.numel(), ELEMENTWISE_BLOCK, in.address(), o.address(), b, c, h, w, patch);
         }
@@ -118,13 +108,8 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
         String op = "unpatchify";
         CudaTensor in = check.f32(op, "tokens", tokens);
         CudaTensor o = check.f32(op, "out", out);
-        requireRank(op, "out [B,C,H,W]", o, 4);
+        NetworkChecks.patches(op, "out", o, "tokens", in, patch, "p·p·C");
         int b = o.dim(0), c = o.dim(1), h = o.dim(2), w = o.dim(3);
-        requirePatch(op, o, patch, h, w);
-        int count = (h / patch) * (w / patch);
-        Shapes.requireShape(op + ": tokens [B, (H/p)(W/p), p·p·C] for out " + o.describe() + ", patch " + patch,
-                in, b, count, patch * patch * c);
-        requireNoSharing(op, o, in);
         if (o.numel() > 0) {
             unpatchify.launch1d(stream, o.numel(), ELEMENTWISE_BLOCK, in.address(), o.address(), b, c, h, w, patch);
         }
@@ -135,16 +120,8 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
         String op = "timestepEmbedding";
         CudaTensor times = check.f32(op, "t", t);
         CudaTensor o = check.f32(op, "out", out);
-        requireRank(op, "t [B]", times, 1);
-        requireRank(op, "out [B, dim]", o, 2);
+        NetworkChecks.timestepEmbedding(op, times, maxPeriod, o);
         int b = times.dim(0), dim = o.dim(1);
-        if (o.dim(0) != b || dim < 2 || dim % 2 != 0) {
-            throw new ShapeException(op + ": out " + o.describe() + " should be [B, dim] with B = " + b
-                    + " (from t " + times.describe() + ") and dim even and >= 2");
-        }
-        if (!(maxPeriod > 0) || Float.isInfinite(maxPeriod)) {
-            throw new IllegalArgumentException(op + ": maxPeriod must be finite and positive, got " + maxPeriod);
-        }
         if (o.numel() > 0) {
             timestep.launch1d(stream, o.numel(), ELEMENTWISE_BLOCK, times.address(), o.address(), b, dim,
                     Math.log(maxPeriod));
@@ -157,11 +134,8 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
         CudaTensor tab = check.f32(op, "table", table);
         CudaTensor idt = check.i32(op, "ids", ids);
         CudaTensor o = check.f32(op, "out", out);
-        requireRank(op, "table [V, D]", tab, 2);
-        requireRank(op, "ids [B]", idt, 1);
+        NetworkChecks.embedding(op, tab, idt, o);
         int rows = tab.dim(0), d = tab.dim(1), b = idt.dim(0);
-        Shapes.requireShape(op + ": out [B, D] for table " + tab.describe() + ", ids " + idt.describe(), o, b, d);
-        requireNoSharing(op, o, tab);
         if (o.numel() > 0) {
             embedding.launch1d(stream, o.numel(), ELEMENTWISE_BLOCK, tab.address(), idt.address(), o.address(), b, d,
                     rows);
@@ -177,32 +151,12 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
         CudaTensor in = check.f32(op, "x", x);
         CudaTensor w = check.f32(op, "weight", weight);
         CudaTensor o = check.f32(op, "out", out);
-        if (in.rank() < 1 || in.dim(-1) == 0) {
-            throw new ShapeException(op + ": x " + in.describe() + " needs a non-empty last dimension to normalize");
-        }
+        CudaTensor m = mod == null ? null : check.f32(op, "mod", mod);
+        CudaTensor r = rstd == null ? null : check.f32(op, "rstd", rstd);
+        NetworkChecks.rmsNormModulate(op, in, w, eps, m, shiftChunk, scaleChunk, o, r);
         int d = in.dim(-1);
         long rows = in.numel() / d;
-        Shapes.requireShape(op + ": weight [D] for x " + in.describe(), w, d);
-        Shapes.requireSame(op + " (out vs x)", o, in);
-        requireEps(op, eps);
-        CudaTensor m = null;
-        int tokens = 1;
-        if (mod != null) {
-            m = check.f32(op, "mod", mod);
-            requireRank(op, "x [B,T,D] (with mod)", in, 3);
-            tokens = in.dim(1);
-            requireChunks(op, m, in.dim(0), d, new String[] {"shiftChunk", "scaleChunk"}, shiftChunk, scaleChunk);
-        }
-        CudaTensor r = null;
-        if (rstd != null) {
-            r = check.f32(op, "rstd", rstd);
-            if (r.numel() != rows) {
-                throw new ShapeException(op + ": rstd " + r.describe() + " should hold one value per row of x "
-                        + in.describe() + " (" + rows + ")");
-            }
-            requireNoSharing(op, r, in, w, m, o);
-        }
-        requireNoSharing(op, o, w, m);
+        int tokens = m == null ? 1 : in.dim(1);
         if (rows == 0 || tokens == 0) {
             return;
         }
@@ -220,11 +174,8 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
         CudaTensor hs = check.f32(op, "h", h);
         CudaTensor as = check.f32(op, "a", a);
         CudaTensor m = check.f32(op, "mod", mod);
-        requireRank(op, "h [B,T,D]", hs, 3);
-        Shapes.requireSame(op + " (a vs h)", as, hs);
+        NetworkChecks.gatedResidual(op, hs, as, m, gateChunk);
         int d = hs.dim(2);
-        requireChunks(op, m, hs.dim(0), d, new String[] {"gateChunk"}, gateChunk);
-        requireNoSharing(op, hs, m);
         long rows = (long) hs.dim(0) * hs.dim(1);
         if (rows == 0) {
             return;
@@ -255,13 +206,7 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
         String op = "swiglu";
         CudaTensor in = check.f32(op, "gu", gu);
         CudaTensor o = check.f32(op, "out", out);
-        if (in.rank() < 1 || in.dim(-1) == 0 || in.dim(-1) % 2 != 0) {
-            throw new ShapeException(op + ": gu " + in.describe() + " needs an even, non-zero last dimension 2F");
-        }
-        int f = in.dim(-1) / 2;
-        int[] expected = in.shape();
-        expected[expected.length - 1] = f;
-        Shapes.requireShape(op + ": out [rows, F] for gu " + in.describe(), o, expected);
+        int f = NetworkChecks.swigluWidth(op, in, "out", o);
         requireNoSharing(op, o, in);
         long rows = o.numel() / f;
         if (rows == 0) {

@@ -12,9 +12,9 @@ import java.util.Objects;
 
 import static facm.backend.cuda.CudaNetworkChecks.addressOrNull;
 import static facm.backend.cuda.CudaNetworkChecks.aligned16;
-import static facm.backend.cuda.CudaNetworkChecks.requireChunks;
-import static facm.backend.cuda.CudaNetworkChecks.requireNoSharing;
-import static facm.backend.cuda.CudaNetworkChecks.requireRank;
+import static facm.tensor.NetworkChecks.requireChunks;
+import static facm.tensor.Shapes.requireNoSharing;
+import static facm.tensor.Shapes.requireRank;
 import static facm.cuda.KernelArg.I32;
 import static facm.cuda.KernelArg.I64;
 import static facm.cuda.KernelArg.PTR;
