@@ -158,6 +158,82 @@ public final class NetworkChecks {
         }
     }
 
+    /**
+     * The inputs of qkNormRope and its backward and JVP: qkv [B, T, 3·H·dh] with heads >= 1 and dh >= 1; qWeight and
+     * kWeight [dh] both given (qk-norm on, then eps finite and >= 0) or both null; ropeCos and ropeSin [T, dh] both
+     * given (RoPE on, then dh even) or both null. Returns dh.
+     */
+    public static int qkvInputs(String op, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps,
+                                Tensor ropeCos, Tensor ropeSin) {
+        Shapes.requireRank(op, "qkv [B, T, 3·H·dh]", qkv, 3);
+        int t = qkv.dim(1);
+        if (heads < 1 || qkv.dim(2) == 0 || qkv.dim(2) % (3 * heads) != 0) {
+            throw new ShapeException(op + ": qkv " + qkv.describe()
+                    + " last dimension should be 3·heads·dh with heads = " + heads + " and dh >= 1");
+        }
+        int dh = qkv.dim(2) / (3 * heads);
+        if ((qWeight == null) != (kWeight == null)) {
+            throw new IllegalArgumentException(op + ": qWeight and kWeight must both be given (qk-norm on) or both "
+                    + "be null (qk-norm off); got qWeight " + describeOrNull(qWeight) + ", kWeight "
+                    + describeOrNull(kWeight));
+        }
+        if (qWeight != null) {
+            Shapes.requireShape(op + ": qWeight [dh]", qWeight, dh);
+            Shapes.requireShape(op + ": kWeight [dh]", kWeight, dh);
+            requireEps(op, eps);
+        }
+        if ((ropeCos == null) != (ropeSin == null)) {
+            throw new IllegalArgumentException(op + ": ropeCos and ropeSin must both be given (RoPE on) or both be "
+                    + "null (RoPE off); got ropeCos " + describeOrNull(ropeCos) + ", ropeSin "
+                    + describeOrNull(ropeSin));
+        }
+        if (ropeCos != null) {
+            if (dh % 2 != 0) {
+                throw new ShapeException(op + ": RoPE rotates channel pairs, so dh must be even; qkv " + qkv.describe()
+                        + " with " + heads + " heads has dh = " + dh);
+            }
+            Shapes.requireShape(op + ": ropeCos [T, dh]", ropeCos, t, dh);
+            Shapes.requireShape(op + ": ropeSin [T, dh]", ropeSin, t, dh);
+        }
+        return dh;
+    }
+
+    /** A head tensor [B,H,T,dh] = {@code shape}, which came from {@code source} (named in the error). */
+    public static void headTensor(String op, String role, Tensor t, int[] shape, String sourceRole, Tensor source) {
+        Shapes.requireShape(op + ": " + role + " [B,H,T,dh] = " + Shapes.str(shape) + " for " + sourceRole + " "
+                + source.describe(), t, shape);
+    }
+
+    /** The ρ of q and k saved by qkNormRope: [B,T,2,H]. */
+    public static void qkRstd(String op, Tensor rstd, int batch, int tokens, int heads) {
+        Shapes.requireShape(op + ": rstd [B,T,2,H]", rstd, batch, tokens, 2, heads);
+    }
+
+    /**
+     * qkNormRope: the {@link #qkvInputs} rules, q, k, v [B,H,T,dh] apart from qkv and each other, and the optional rstd
+     * (only with qk-norm on) [B,T,2,H] apart from all. Returns dh.
+     */
+    public static int qkNormRope(String op, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps,
+                                 Tensor ropeCos, Tensor ropeSin, Tensor q, Tensor k, Tensor v, Tensor rstd) {
+        int dh = qkvInputs(op, qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin);
+        int[] headShape = {qkv.dim(0), heads, qkv.dim(1), dh};
+        headTensor(op, "q", q, headShape, "qkv", qkv);
+        headTensor(op, "k", k, headShape, "qkv", qkv);
+        headTensor(op, "v", v, headShape, "qkv", qkv);
+        Shapes.requireNoSharing(op, q, qkv, k, v);
+        Shapes.requireNoSharing(op, k, qkv, v);
+        Shapes.requireNoSharing(op, v, qkv);
+        if (rstd != null) {
+            if (qWeight == null) {
+                throw new IllegalArgumentException(op + ": rstd " + rstd.describe() + " was given but qk-norm is off "
+                        + "(qWeight and kWeight are null), so there is no ρ to save");
+            }
+            qkRstd(op, rstd, qkv.dim(0), qkv.dim(1), heads);
+            Shapes.requireNoSharing(op, rstd, qkv, q, k, v);
+        }
+        return dh;
+    }
+
     /** eps of a normalization: finite and >= 0. */
     public static void requireEps(String op, float eps) {
         if (!(eps >= 0) || Float.isInfinite(eps)) {

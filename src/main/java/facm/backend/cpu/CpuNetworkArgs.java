@@ -1,11 +1,7 @@
 package facm.backend.cpu;
 
-import static facm.tensor.NetworkChecks.describeOrNull;
-import static facm.tensor.Shapes.requireRank;
-
 import facm.tensor.DType;
 import facm.tensor.NetworkChecks;
-import facm.tensor.ShapeException;
 import facm.tensor.Shapes;
 import facm.tensor.Tensor;
 
@@ -33,6 +29,11 @@ final class CpuNetworkArgs {
         CpuTensor c = backend.require(op + " " + role, t);
         Shapes.requireDType(op + ": " + role, c, DType.F32);
         return c;
+    }
+
+    /** Like {@link #f32} for an optional argument: null stays null. */
+    CpuTensor optionalF32(String op, String role, Tensor t) {
+        return t == null ? null : f32(op, role, t);
     }
 
     /** t as an open tensor of this backend, any dtype. */
@@ -65,51 +66,17 @@ final class CpuNetworkArgs {
     QkvInputs qkvInputs(String op, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps, Tensor ropeCos,
                         Tensor ropeSin) {
         CpuTensor in = f32(op, "qkv", qkv);
-        requireRank(op, "qkv [B, T, 3·H·dh]", in, 3);
-        int t = in.dim(1);
-        if (heads < 1 || in.dim(2) == 0 || in.dim(2) % (3 * heads) != 0) {
-            throw new ShapeException(op + ": qkv " + in.describe()
-                    + " last dimension should be 3·heads·dh with heads = " + heads + " and dh >= 1");
-        }
-        int dh = in.dim(2) / (3 * heads);
-        if ((qWeight == null) != (kWeight == null)) {
-            throw new IllegalArgumentException(op + ": qWeight and kWeight must both be given (qk-norm on) or both "
-                    + "be null (qk-norm off); got qWeight " + describeOrNull(qWeight) + ", kWeight "
-                    + describeOrNull(kWeight));
-        }
-        CpuTensor qw = null, kw = null;
-        if (qWeight != null) {
-            qw = f32(op, "qWeight", qWeight);
-            kw = f32(op, "kWeight", kWeight);
-            Shapes.requireShape(op + ": qWeight [dh]", qw, dh);
-            Shapes.requireShape(op + ": kWeight [dh]", kw, dh);
-            NetworkChecks.requireEps(op, eps);
-        }
-        if ((ropeCos == null) != (ropeSin == null)) {
-            throw new IllegalArgumentException(op + ": ropeCos and ropeSin must both be given (RoPE on) or both be "
-                    + "null (RoPE off); got ropeCos " + describeOrNull(ropeCos) + ", ropeSin "
-                    + describeOrNull(ropeSin));
-        }
-        CpuTensor cos = null, sin = null;
-        if (ropeCos != null) {
-            cos = f32(op, "ropeCos", ropeCos);
-            sin = f32(op, "ropeSin", ropeSin);
-            if (dh % 2 != 0) {
-                throw new ShapeException(op + ": RoPE rotates channel pairs, so dh must be even; qkv " + in.describe()
-                        + " with " + heads + " heads has dh = " + dh);
-            }
-            Shapes.requireShape(op + ": ropeCos [T, dh]", cos, t, dh);
-            Shapes.requireShape(op + ": ropeSin [T, dh]", sin, t, dh);
-        }
-        return new QkvInputs(in, new CpuAttention.Layout(in.dim(0), heads, t, dh), qw, kw, cos, sin);
+        CpuTensor qw = optionalF32(op, "qWeight", qWeight), kw = optionalF32(op, "kWeight", kWeight);
+        CpuTensor cos = optionalF32(op, "ropeCos", ropeCos), sin = optionalF32(op, "ropeSin", ropeSin);
+        int dh = NetworkChecks.qkvInputs(op, in, heads, qw, kw, eps, cos, sin);
+        return new QkvInputs(in, new CpuAttention.Layout(in.dim(0), heads, in.dim(1), dh), qw, kw, cos, sin);
     }
 
     /** A head tensor [B,H,T,dh] of layout {@code l}, which came from {@code source} (named in the error). */
     CpuTensor headTensor(String op, String role, Tensor t, CpuAttention.Layout l, String sourceRole, Tensor source) {
         CpuTensor c = f32(op, role, t);
-        Shapes.requireShape(op + ": " + role + " [B,H,T,dh] = "
-                + Shapes.str(new int[] {l.batch(), l.heads(), l.tokens(), l.headDim()}) + " for " + sourceRole + " "
-                + source.describe(), c, l.batch(), l.heads(), l.tokens(), l.headDim());
+        NetworkChecks.headTensor(op, role, c, new int[] {l.batch(), l.heads(), l.tokens(), l.headDim()}, sourceRole,
+                source);
         return c;
     }
 
@@ -117,7 +84,7 @@ final class CpuNetworkArgs {
     CpuTensor qkRstd(String op, Tensor rstd, QkvInputs in) {
         CpuTensor r = f32(op, "rstd", rstd);
         CpuAttention.Layout l = in.layout();
-        Shapes.requireShape(op + ": rstd [B,T,2,H]", r, l.batch(), l.tokens(), 2, l.heads());
+        NetworkChecks.qkRstd(op, r, l.batch(), l.tokens(), l.heads());
         return r;
     }
 

@@ -148,21 +148,10 @@ public final class CpuNetworkOps implements NetworkOps {
                            Tensor ropeSin, Tensor q, Tensor k, Tensor v, Tensor rstd) {
         String op = "qkNormRope";
         QkvInputs in = args.qkvInputs(op, qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin);
-        CpuTensor qo = args.headTensor(op, "q", q, in.layout(), "qkv", in.qkv());
-        CpuTensor ko = args.headTensor(op, "k", k, in.layout(), "qkv", in.qkv());
-        CpuTensor vo = args.headTensor(op, "v", v, in.layout(), "qkv", in.qkv());
-        requireNoSharing(op, qo, in.qkv(), ko, vo);
-        requireNoSharing(op, ko, in.qkv(), vo);
-        requireNoSharing(op, vo, in.qkv());
-        CpuTensor r = null;
-        if (rstd != null) {
-            if (in.qWeight() == null) {
-                throw new IllegalArgumentException(op + ": rstd " + rstd.describe() + " was given but qk-norm is off "
-                        + "(qWeight and kWeight are null), so there is no ρ to save");
-            }
-            r = args.qkRstd(op, rstd, in);
-            requireNoSharing(op, r, in.qkv(), qo, ko, vo);
-        }
+        CpuTensor qo = args.f32(op, "q", q), ko = args.f32(op, "k", k), vo = args.f32(op, "v", v);
+        CpuTensor r = args.optionalF32(op, "rstd", rstd);
+        NetworkChecks.qkNormRope(op, in.qkv(), heads, in.qWeight(), in.kWeight(), eps, in.cos(), in.sin(), qo, ko, vo,
+                r);
         CpuAttention.qkNormRope(backend.parallel(), in.layout(), in.qkv().f32(), array(in.qWeight()),
                 array(in.kWeight()), eps, array(in.cos()), array(in.sin()), qo.f32(), ko.f32(), vo.f32(), array(r));
     }

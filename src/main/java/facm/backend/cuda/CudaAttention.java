@@ -5,7 +5,6 @@ import facm.cuda.Kernel;
 import facm.cuda.KernelLibrary;
 import facm.tensor.ShapeException;
 import facm.tensor.NetworkChecks;
-import facm.tensor.Shapes;
 import facm.tensor.Tensor;
 
 import java.util.Arrays;
@@ -14,10 +13,6 @@ import java.util.Map;
 
 import static facm.backend.cuda.CudaNetworkChecks.addressOrNull;
 import static facm.backend.cuda.CudaNetworkChecks.aligned16;
-import static facm.tensor.NetworkChecks.describeOrNull;
-import static facm.tensor.NetworkChecks.requireEps;
-import static facm.tensor.Shapes.requireNoSharing;
-import static facm.tensor.Shapes.requireRank;
 import static facm.cuda.KernelArg.F32;
 import static facm.cuda.KernelArg.I32;
 import static facm.cuda.KernelArg.PTR;
@@ -80,61 +75,14 @@ final class CudaAttention {
     QkNormRopeArgs checkQkNormRope(String op, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps,
                                    Tensor ropeCos, Tensor ropeSin, Tensor q, Tensor k, Tensor v, Tensor rstd) {
         CudaTensor in = check.f32(op, "qkv", qkv);
-        requireRank(op, "qkv [B, T, 3·H·dh]", in, 3);
-        int b = in.dim(0), t = in.dim(1);
-        if (heads < 1 || in.dim(2) == 0 || in.dim(2) % (3 * heads) != 0) {
-            throw new ShapeException(op + ": qkv " + in.describe()
-                    + " last dimension should be 3·heads·dh with heads = " + heads + " and dh >= 1");
-        }
-        int dh = in.dim(2) / (3 * heads);
-        String headShape = "[B,H,T,dh] = " + Shapes.str(new int[] {b, heads, t, dh}) + " for qkv " + in.describe();
         CudaTensor qo = check.f32(op, "q", q), ko = check.f32(op, "k", k), vo = check.f32(op, "v", v);
-        Shapes.requireShape(op + ": q " + headShape, qo, b, heads, t, dh);
-        Shapes.requireShape(op + ": k " + headShape, ko, b, heads, t, dh);
-        Shapes.requireShape(op + ": v " + headShape, vo, b, heads, t, dh);
-        requireNoSharing(op, qo, in, ko, vo);
-        requireNoSharing(op, ko, in, vo);
-        requireNoSharing(op, vo, in);
-
-        if ((qWeight == null) != (kWeight == null)) {
-            throw new IllegalArgumentException(op + ": qWeight and kWeight must both be given (qk-norm on) or both "
-                    + "be null (qk-norm off); got qWeight " + describeOrNull(qWeight) + ", kWeight "
-                    + describeOrNull(kWeight));
-        }
-        CudaTensor qw = null, kw = null;
-        if (qWeight != null) {
-            qw = check.f32(op, "qWeight", qWeight);
-            kw = check.f32(op, "kWeight", kWeight);
-            Shapes.requireShape(op + ": qWeight [dh]", qw, dh);
-            Shapes.requireShape(op + ": kWeight [dh]", kw, dh);
-            requireEps(op, eps);
-        }
-        if ((ropeCos == null) != (ropeSin == null)) {
-            throw new IllegalArgumentException(op + ": ropeCos and ropeSin must both be given (RoPE on) or both be "
-                    + "null (RoPE off); got ropeCos " + describeOrNull(ropeCos) + ", ropeSin "
-                    + describeOrNull(ropeSin));
-        }
-        CudaTensor cos = null, sin = null;
-        if (ropeCos != null) {
-            cos = check.f32(op, "ropeCos", ropeCos);
-            sin = check.f32(op, "ropeSin", ropeSin);
-            if (dh % 2 != 0) {
-                throw new ShapeException(op + ": RoPE rotates channel pairs, so dh must be even; qkv " + in.describe()
-                        + " with " + heads + " heads has dh = " + dh);
-            }
-            Shapes.requireShape(op + ": ropeCos [T, dh]", cos, t, dh);
-            Shapes.requireShape(op + ": ropeSin [T, dh]", sin, t, dh);
-        }
-        CudaTensor r = null;
-        if (rstd != null) {
-            if (qw == null) {
-                throw new IllegalArgumentException(op + ": rstd " + rstd.describe() + " was given but qk-norm is off "
-                        + "(qWeight and kWeight are null), so there is no ρ to save");
-            }
-            r = check.f32(op, "rstd", rstd);
-            Shapes.requireShape(op + ": rstd [B,T,2,H]", r, b, t, 2, heads);
-            requireNoSharing(op, r, in, qo, ko, vo);
-        }
+        CudaTensor qw = qWeight == null ? null : check.f32(op, "qWeight", qWeight);
+        CudaTensor kw = kWeight == null ? null : check.f32(op, "kWeight", kWeight);
+        CudaTensor cos = ropeCos == null ? null : check.f32(op, "ropeCos", ropeCos);
+        CudaTensor sin = ropeSin == null ? null : check.f32(op, "ropeSin", ropeSin);
+        CudaTensor r = rstd == null ? null : check.f32(op, "rstd", rstd);
+        int dh = NetworkChecks.qkNormRope(op, in, heads, qw, kw, eps, cos, sin, qo, ko, vo, r);
+        int b = in.dim(0), t = in.dim(1);
         // The kernel moves channel pairs as float2 and keeps a head vector in one warp's registers.
         if (dh % 2 != 0 || dh > ROPE_MAX_HEAD_DIM) {
             throw new ShapeException(op + ": the CUDA kernel needs an even head dimension <= " + ROPE_MAX_HEAD_DIM
