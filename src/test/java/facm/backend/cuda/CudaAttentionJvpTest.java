@@ -2,13 +2,17 @@ package facm.backend.cuda;
 
 import facm.cuda.CudaEvent;
 import facm.cuda.CudaTestSupport;
+import facm.tensor.DType;
 import facm.tensor.NetworkOps;
+import facm.tensor.Tensor;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
+
+import java.util.Random;
 
 import static facm.backend.cuda.GpuCpuPair.assertBitEqual;
 import static facm.backend.cuda.GpuCpuPair.values;
@@ -203,5 +207,131 @@ class CudaAttentionJvpTest {
                 x.close();
             }
         }
+    }
+
+    // ---------------------------------------------------------------- qkNormRopeJvp (the other op of CudaAttentionJvp)
+
+    private Tensor up(String name, float[] data, int... shape) {
+        return data == null ? null : p.upload(name, data, shape).gpu();
+    }
+
+    private Tensor nan(String name, int... shape) {
+        return p.poisoned(name, DType.F32, shape).gpu();
+    }
+
+    private float[] get(Tensor t) {
+        return p.gpu.download(t);
+    }
+
+
+    /**
+     * Tangents [qDot, kDot, vDot] ([B,H,T,dh] each): with qk-norm ẏ = w ⊙ ρ(ẋ − x·ρ²·mean_dh(x ⊙ ẋ)), then the RoPE
+     * rotation of pair (2p, 2p+1) by the table entries at (token, 2p); v̇ is copied.
+     */
+    static double[][] qkNormRopeTangent(float[] qkv, float[] qkvDot, int b, int t, int h, int dh, float[] qw, float[] kw,
+                                        float eps, float[] cos, float[] sin) {
+        double[][] out = new double[3][b * h * t * dh];
+        for (int bi = 0; bi < b; bi++) {
+            for (int ti = 0; ti < t; ti++) {
+                for (int hi = 0; hi < h; hi++) {
+                    int outRow = ((bi * h + hi) * t + ti) * dh;
+                    for (int part = 0; part < 3; part++) {
+                        int in = (bi * t + ti) * 3 * h * dh + (part * h + hi) * dh;
+                        double[] yd = new double[dh];
+                        for (int i = 0; i < dh; i++) {
+                            yd[i] = qkvDot == null ? 0 : qkvDot[in + i];
+                        }
+                        if (part < 2 && qw != null) {
+                            float[] w = part == 0 ? qw : kw;
+                            double ss = 0, sx = 0;
+                            for (int i = 0; i < dh; i++) {
+                                ss += (double) qkv[in + i] * qkv[in + i];
+                                sx += qkv[in + i] * yd[i];
+                            }
+                            double rho = 1 / Math.sqrt(ss / dh + eps), corr = rho * rho * sx / dh;
+                            for (int i = 0; i < dh; i++) {
+                                yd[i] = w[i] * rho * (yd[i] - qkv[in + i] * corr);
+                            }
+                        }
+                        if (part < 2 && cos != null) {
+                            for (int pair = 0; pair < dh / 2; pair++) {
+                                double c = cos[ti * dh + 2 * pair], s = sin[ti * dh + 2 * pair];
+                                double y0 = yd[2 * pair], y1 = yd[2 * pair + 1];
+                                yd[2 * pair] = y0 * c - y1 * s;
+                                yd[2 * pair + 1] = y1 * c + y0 * s;
+                            }
+                        }
+                        System.arraycopy(yd, 0, out[part], outRow, dh);
+                    }
+                }
+            }
+        }
+        return out;
+    }
+
+    private void checkQkNormRope(long seed, int b, int t, int h, int dh, boolean norm, boolean rope, boolean dotOn) {
+        Random r = new Random(seed);
+        int n = b * t * 3 * h * dh;
+        float[] qkv = CudaJvpTest.nonZero(r, n, -2, 2), qkvDot = dotOn ? CudaJvpTest.nonZero(r, n, -1, 1) : null;
+        float[] qw = norm ? CudaJvpTest.nonZero(r, dh, -1.5, 1.5) : null, kw = norm ? CudaJvpTest.nonZero(r, dh, -1.5, 1.5) : null;
+        float[] cos = null, sin = null;
+        if (rope) {
+            // Tables as the model builds them: one angle per channel pair, written to both of its entries.
+            cos = new float[t * dh];
+            sin = new float[t * dh];
+            for (int ti = 0; ti < t; ti++) {
+                for (int pair = 0; pair < dh / 2; pair++) {
+                    double angle = (ti + 1) * Math.pow(10000, -2.0 * pair / dh);
+                    cos[ti * dh + 2 * pair] = cos[ti * dh + 2 * pair + 1] = (float) Math.cos(angle);
+                    sin[ti * dh + 2 * pair] = sin[ti * dh + 2 * pair + 1] = (float) Math.sin(angle);
+                }
+            }
+        }
+        Tensor in = up("qkv", qkv, b, t, 3 * h * dh), inDot = up("qkvDot", qkvDot, b, t, 3 * h * dh);
+        Tensor qwt = up("qWeight", qw, dh), kwt = up("kWeight", kw, dh);
+        Tensor cost = up("ropeCos", cos, t, dh), sint = up("ropeSin", sin, t, dh);
+        String[] names = {"q", "k", "v"};
+        Tensor[] outs = new Tensor[3], dots = new Tensor[3], fwds = new Tensor[3];
+        for (int i = 0; i < 3; i++) {
+            outs[i] = nan(names[i], b, h, t, dh);
+            dots[i] = nan(names[i] + "Dot", b, h, t, dh);
+            fwds[i] = nan(names[i] + "Forward", b, h, t, dh);
+        }
+        Tensor rstd = norm ? nan("rstd", b, t, 2, h) : null, fwdRstd = norm ? nan("fwdRstd", b, t, 2, h) : null;
+        gpu.qkNormRopeJvp(in, inDot, h, qwt, kwt, CudaJvpTest.EPS, cost, sint, outs[0], outs[1], outs[2], dots[0], dots[1],
+                dots[2], rstd);
+        gpu.qkNormRope(in, h, qwt, kwt, CudaJvpTest.EPS, cost, sint, fwds[0], fwds[1], fwds[2], fwdRstd);
+        String what = "B=" + b + " T=" + t + " H=" + h + " dh=" + dh + (norm ? " qk-norm" : " no norm")
+                + (rope ? " rope" : " no rope") + (dotOn ? "" : " qkvDot=null");
+        double[][] ref = qkNormRopeTangent(qkv, qkvDot, b, t, h, dh, qw, kw, CudaJvpTest.EPS, cos, sin);
+        for (int i = 0; i < 3; i++) {
+            CudaJvpTest.assertPrimal("qkNormRope " + names[i] + " vs forward " + what, get(fwds[i]), get(outs[i]), true);
+            assertClose("qkNormRope " + names[i] + "Dot " + what, ref[i], get(dots[i]), CudaJvpTest.TOL);
+            if (!dotOn) {
+                CudaJvpTest.assertZero("qkNormRope " + names[i] + "Dot " + what, get(dots[i]));
+            }
+        }
+        if (norm) {
+            CudaJvpTest.assertPrimal("qkNormRope rstd vs forward " + what, get(fwdRstd), get(rstd), true);
+        }
+    }
+
+    @Test
+    void qkNormRopeJvp() {
+        long seed = 60;
+        for (int dh : new int[] {16, 64, 72}) {
+            for (boolean norm : new boolean[] {true, false}) {
+                for (boolean rope : new boolean[] {true, false}) {
+                    checkQkNormRope(seed++, 2, 37, 3, dh, norm, rope, true);
+                    p.closeTensors();
+                }
+            }
+        }
+    }
+
+    @Test
+    void qkNormRopeJvpNullTangentIsZero() {
+        checkQkNormRope(81, 2, 37, 3, 72, true, true, false);
+        checkQkNormRope(82, 1, 5, 2, 16, false, false, false);
     }
 }
