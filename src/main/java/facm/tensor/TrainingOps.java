@@ -16,6 +16,29 @@ public interface TrainingOps {
      */
     void flowMatchingLoss(Tensor pred, Tensor target, Tensor perSample, Tensor gradPred, float gradScale);
 
+    /**
+     * The consistency losses of facm-spec.md §5.2d and §5.7 (FACM, MeanFlow, sCM), one op for all three. Inputs
+     * {@code [B,C,H,W]}: pred = F (the primal of the JVP pass; only its VALUE enters the target, as F̄ = sg(F)),
+     * tangent = Ḟ (stop-gradient), velocity = v; coefs F32 {@code [B,3]} holds per sample (k_b, α_b, β_b). Per sample b
+     * and element i (N = C·H·W elements per sample):
+     * <pre>
+     *   D_i = F̄_i − (v_i + k_b·Ḟ_i)                    residual of the target (FACM: k = 1 − t; MeanFlow: k = r − t;
+     *                                                  sCM: k = (1 − t)·warm-up ramp)
+     *   Δ_i = α_b·clip(D_i, −clip, clip)                clip ≤ 0 or infinite: no clip (FACM: clip 1, α = 1 − t^p)
+     *   if normEps &gt; 0: Δ_i ← Δ_i / (rms_b(Δ) + normEps)   sCM's tangent normalization (rms over the N elements)
+     *   target_i = F̄_i − Δ_i,  e_b = mean_i (F_i − target_i)² = mean_i Δ_i²
+     *   L_b = β_b · e_b / (e_b + weightEps)^weightPower  (denominator stop-gradient; FACM 0.5, MeanFlow 1, sCM 0)
+     * </pre>
+     * Writes perSample {@code [B]} = L_b. When {@code gradPred} is non-null it is OVERWRITTEN with
+     * ∂(Σ_b gradScale·L_b)/∂F = gradScale·β_b/(e_b + weightEps)^weightPower · 2Δ_i/N (the target held fixed).
+     * Sums in fp32 or better.
+     */
+    default void consistencyLoss(Tensor pred, Tensor tangent, Tensor velocity, Tensor coefs, float clip,
+                                 float normEps, float weightPower, float weightEps, Tensor perSample, Tensor gradPred,
+                                 float gradScale) {
+        throw new UnsupportedOperationException("consistencyLoss is not implemented by " + getClass().getSimpleName());
+    }
+
     /** acc[0] += Σ x² (acc is F32 [1]; fp32 accumulation with a tree reduction, fp64 on the CPU). */
     void sumOfSquares(Tensor x, Tensor acc);
 
