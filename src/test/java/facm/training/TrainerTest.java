@@ -7,7 +7,6 @@ import facm.checkpoint.SafetensorsReader;
 import facm.model.ModelWeights;
 import facm.tensor.Backend;
 import facm.tensor.TrainingOps;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -188,8 +187,6 @@ class TrainerTest {
 
     @Test
     void consistencyRunsWriteGridsAtOneAndTwoSteps(@TempDir Path dir) throws IOException {
-        Assumptions.assumeTrue(TrainOptions.OBJECTIVES.contains("facm"),
-                "TrainOptions does not accept objective 'facm' yet");
         train(options("facm", dir, 2, 0, 2), Set.of(), -1, false);
         Path samples = dir.resolve("samples");
         for (String name : new String[] {"step-0000002-nfe1.png", "step-0000002-nfe2.png"}) {
