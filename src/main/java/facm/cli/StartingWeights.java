@@ -6,6 +6,7 @@ import facm.model.ModelConfig;
 import facm.model.ModelWeights;
 import facm.tensor.Backend;
 import facm.training.EmaSet;
+import facm.training.ModelInitializer;
 import facm.training.TrainState;
 
 import java.io.IOException;
@@ -54,6 +55,6 @@ final class StartingWeights {
      * (second linear zero) when {@code config} has one and the source does not.
      */
     static ModelWeights studentFrom(Source s, ModelConfig config, Backend be, long seed) throws IOException {
-        return ModelCheckpoint.load(s.file(), config, be, s.prefix()); // aux-time: ModelInitializer.initializeFrom (facminfra)
+        return ModelInitializer.initializeFrom(s.file(), s.prefix(), config, be, seed);
     }
 }
