@@ -34,7 +34,7 @@ class TrainCommandTest {
     }
 
     private static String[] common(Path out, String... more) {
-        List<String> a = new java.util.ArrayList<>(List.of("--model", "tiny", "--data", "fashion-mnist", "--batch",
+        List<String> a = new java.util.ArrayList<>(List.of("--objective", "fm", "--model", "tiny", "--data", "fashion-mnist", "--batch",
                 "4", "--device", "cpu", "--seed", "5", "--log-every", "1", "--ckpt-every", "2", "--sample-every",
                 "3", "--sample-steps", "2", "--out", out.toString()));
         a.addAll(List.of(more));
