@@ -87,7 +87,8 @@ class TrainCommandTest {
             assertEquals(1, train("--out", dir.resolve("a").toString(), "--data", dir.resolve("nope").toString(),
                     "--device", "cpu"));
             assertEquals(1, train("--out", dir.resolve("b").toString(), "--ema", "power:x", "--device", "cpu"));
-            assertEquals(1, train("--data", "fashion-mnist", "--device", "cpu"), "no --out");
+            assertEquals(1, train("--out", dir.resolve("d").toString(), "--objective", "meanflow", "--device", "cpu"),
+                    "meanflow without the auxiliary time embedder");
             assertEquals(1, train("--resume", "--out", dir.resolve("c").toString()), "nothing to resume");
         } finally {
             System.setErr(err);
