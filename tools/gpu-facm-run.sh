@@ -9,7 +9,7 @@
 # Usage: bash tools/gpu-facm-run.sh check|distill OUTDIR [TEACHER_STEPS FACM_STEPS BASELINE_STEPS]
 set -u
 stage=${1:?check or distill}; out=${2:?output folder}
-teacher_steps=${3:-3000}; facm_steps=${4:-1500}; baseline_steps=${5:-500}
+teacher_steps=${3:-4000}; facm_steps=${4:-1500}; baseline_steps=${5:-500}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bundle="$root/dist/facm-bundle"
 facm=("$bundle/runtime/bin/java" --enable-native-access=ALL-UNNAMED -cp "$bundle/facm-engine.jar:$root/src/main/resources" facm.cli.Main)
