@@ -149,3 +149,49 @@ extern "C" __global__ void __launch_bounds__(LOSS_THREADS) consistency_loss_f32(
         }
     }
 }
+
+// Softmax cross-entropy of a classifier (contract: facm.tensor.TrainingOps#softmaxCrossEntropy). For logits z [B, K]
+// and labels y [B]:
+//   m = max_k z_k,  lse = m + ln Σ_k exp(z_k − m),  ℓ = lse − z_y,
+//   gradLogits_k = gradScale·(exp(z_k − lse) − [k = y])        (overwritten; gradLogits may be nullptr)
+// One warp per row (CE_ROWS_PER_BLOCK rows per block, rows grid-strided), lanes striding over the K classes; fp64
+// throughout with _rn intrinsics where the CPU reference (facm.backend.cpu.CpuTrainingOps) has a plain operation.
+// The sum's order is a fixed butterfly instead of the CPU's k order, and exp/log are the device library's, so ℓ and
+// the gradient may differ from the CPU's in the last bit of their fp32 rounding; reproducible from run to run. The
+// launcher has checked the labels on the host; a label outside [0, K) would still only write NaN, never read out of
+// bounds. A NaN logit makes its row's outputs NaN, as on the CPU (the max propagates it).
+#define CE_ROWS_PER_BLOCK 8
+
+__device__ __forceinline__ double ce_max(double a, double b) { return (a != a || a > b) ? a : b; }
+
+__device__ __forceinline__ double ce_warp_max(double v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v = ce_max(v, __shfl_xor_sync(FULL_WARP_MASK, v, offset));
+    return v;
+}
+
+extern "C" __global__ void __launch_bounds__(32 * CE_ROWS_PER_BLOCK) softmax_cross_entropy_f32(
+        const float* __restrict__ logits, const int* __restrict__ labels, float* __restrict__ perSample,
+        float* __restrict__ gradLogits, int B, int K, float gradScale) {
+    const int lane = threadIdx.x;  // blockDim = (32, CE_ROWS_PER_BLOCK): a warp is one row, so shuffles are safe
+    for (int64_t row = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; row < B;
+         row += (int64_t)gridDim.x * blockDim.y) {
+        const float* z = logits + row * K;
+        const int y = labels[row];
+        const bool valid = y >= 0 && y < K;
+        double m = -INFINITY;
+        for (int k = lane; k < K; k += 32) m = ce_max(m, (double)z[k]);
+        m = ce_warp_max(m);
+        double s = 0.0;
+        for (int k = lane; k < K; k += 32) s = __dadd_rn(s, exp(__dsub_rn((double)z[k], m)));
+        s = loss_warp_sum(s);
+        const double lse = __dadd_rn(m, log(s));
+        if (lane == 0) perSample[row] = valid ? (float)__dsub_rn(lse, (double)z[y]) : NAN;
+        if (gradLogits != nullptr) {
+            float* g = gradLogits + row * K;
+            for (int k = lane; k < K; k += 32) {
+                const double p = exp(__dsub_rn((double)z[k], lse));
+                g[k] = valid ? (float)__dmul_rn((double)gradScale, k == y ? __dsub_rn(p, 1.0) : p) : NAN;
+            }
+        }
+    }
+}

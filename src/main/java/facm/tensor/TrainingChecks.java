@@ -83,6 +83,45 @@ public final class TrainingChecks {
         finite(op, "gradScale", gradScale);
     }
 
+    /**
+     * softmaxCrossEntropy: logits F32 {@code [B,K]} with K &gt;= 1, labels I32 {@code [B]}, perSample F32 {@code [B]},
+     * gradLogits (may be null) F32 shaped like logits, outputs apart from the inputs and from each other, finite
+     * gradScale. The label values are checked by {@link #labelsInRange} once a backend has them on the host.
+     */
+    public static void softmaxCrossEntropy(Tensor logits, Tensor labels, Tensor perSample, Tensor gradLogits,
+                                           float gradScale) {
+        String op = "softmaxCrossEntropy";
+        nonNull(op, "logits", logits);
+        nonNull(op, "labels", labels);
+        nonNull(op, "perSample", perSample);
+        Shapes.requireDType(op + ": logits", logits, DType.F32);
+        Shapes.requireDType(op + ": labels", labels, DType.I32);
+        Shapes.requireDType(op + ": perSample", perSample, DType.F32);
+        Shapes.requireRank(op, "logits [B,K]", logits, 2);
+        if (logits.dim(1) < 1) {
+            throw new ShapeException(op + ": logits " + logits.describe() + " have no classes");
+        }
+        Shapes.requireShape(op + ": labels [B] for logits " + logits.describe(), labels, logits.dim(0));
+        Shapes.requireShape(op + ": perSample [B] for logits " + logits.describe(), perSample, logits.dim(0));
+        Shapes.requireNoSharing(op, perSample, logits, labels);
+        if (gradLogits != null) {
+            Shapes.requireDType(op + ": gradLogits", gradLogits, DType.F32);
+            Shapes.requireSame(op + " (gradLogits vs logits)", gradLogits, logits);
+            Shapes.requireNoSharing(op, gradLogits, logits, labels, perSample);
+        }
+        finite(op, "gradScale", gradScale);
+    }
+
+    /** Every label in [0, classes): else one line naming the first bad row and value. */
+    public static void labelsInRange(String op, int[] labels, int classes, Tensor logits) {
+        for (int row = 0; row < labels.length; row++) {
+            if (labels[row] < 0 || labels[row] >= classes) {
+                throw new IllegalArgumentException(op + ": label " + labels[row] + " of row " + row
+                        + " is outside [0, " + classes + ") for logits " + logits.describe());
+            }
+        }
+    }
+
     /** sumOfSquares: acc holds one element and is not x. */
     public static void sumOfSquares(Tensor x, Tensor acc) {
         String op = "sumOfSquares";

@@ -36,6 +36,20 @@ public interface TrainingOps {
     void consistencyLoss(Tensor pred, Tensor tangent, Tensor velocity, Tensor coefs, float clip, float normEps,
                          float weightPower, float weightEps, Tensor perSample, Tensor gradPred, float gradScale);
 
+    /**
+     * Softmax cross-entropy per row (a classifier's loss): for logits {@code [B,K]} and I32 labels {@code [B]}, each in
+     * [0, K), writes perSample {@code [B]} = ℓ_b = logsumexp_k(z_bk) − z_{b,y_b} (computed stably around the row max).
+     * When {@code gradLogits} is non-null it is OVERWRITTEN with ∂(Σ_b gradScale·ℓ_b)/∂z = gradScale·(softmax(z_b) −
+     * onehot(y_b)) (e.g. gradScale = 1/B for a batch mean). A label outside [0, K) is an
+     * {@link IllegalArgumentException} naming the row (CUDA reads the labels back to check them: one small
+     * synchronizing copy). Sums in fp64 (both backends). Both backends implement it; the default only keeps
+     * test doubles of this interface that have no use for it compiling.
+     */
+    default void softmaxCrossEntropy(Tensor logits, Tensor labels, Tensor perSample, Tensor gradLogits,
+                                     float gradScale) {
+        throw new UnsupportedOperationException(getClass().getSimpleName() + " does not implement softmaxCrossEntropy");
+    }
+
     /** acc[0] += Σ x² (acc is F32 [1]; fp32 accumulation with a tree reduction, fp64 on the CPU). */
     void sumOfSquares(Tensor x, Tensor acc);
 

@@ -153,6 +153,45 @@ public final class CpuTrainingOps implements TrainingOps {
         return alpha * d;
     }
 
+    /**
+     * ℓ_b = lse_b − z_{b,y_b} with lse_b = m_b + ln Σ_k exp(z_bk − m_b), m_b = max_k z_bk, all in float64 and summed
+     * in k order; gradLogits_bk = gradScale·(exp(z_bk − lse_b) − [k = y_b]). Split over rows. The labels are checked
+     * before anything is written.
+     */
+    @Override
+    public void softmaxCrossEntropy(Tensor logits, Tensor labels, Tensor perSample, Tensor gradLogits,
+                                    float gradScale) {
+        String op = "softmaxCrossEntropy";
+        TrainingChecks.softmaxCrossEntropy(logits, labels, perSample, gradLogits, gradScale);
+        CpuTensor z = f32(op, "logits", logits);
+        int[] ys = args.require(op, "labels", labels).i32();
+        float[] zs = z.f32(), ls = f32(op, "perSample", perSample).f32();
+        float[] gs = gradLogits == null ? null : f32(op, "gradLogits", gradLogits).f32();
+        int b = z.dim(0), k = z.dim(1);
+        TrainingChecks.labelsInRange(op, ys, k, logits);
+        backend.parallel().forRange(b, CpuNetworkOps.grain(4L * k), (s, e) -> {
+            for (int row = (int) s; row < e; row++) {
+                int base = row * k;
+                double max = Double.NEGATIVE_INFINITY;
+                for (int i = base; i < base + k; i++) {
+                    max = Math.max(max, zs[i]);
+                }
+                double sum = 0;
+                for (int i = base; i < base + k; i++) {
+                    sum += Math.exp(zs[i] - max);
+                }
+                double lse = max + Math.log(sum);
+                ls[row] = (float) (lse - zs[base + ys[row]]);
+                if (gs != null) {
+                    for (int i = base; i < base + k; i++) {
+                        double p = Math.exp(zs[i] - lse);
+                        gs[i] = (float) (gradScale * (i - base == ys[row] ? p - 1.0 : p));
+                    }
+                }
+            }
+        });
+    }
+
     /** acc[0] += Σ x², summed in float64 over fixed blocks of {@link #SUM_BLOCK} elements added in block order. */
     @Override
     public void sumOfSquares(Tensor x, Tensor acc) {

@@ -19,16 +19,18 @@ import static facm.cuda.KernelArg.I64;
 import static facm.cuda.KernelArg.PTR;
 
 /**
- * Losses and optimizer steps on the GPU (contract {@link TrainingOps}): the flow-matching and consistency losses with
- * their gradients (kernels/loss.cu), the sum of squares behind global gradient-norm clipping and the fused AdamW step
- * (kernels/adamw.cu). Every op queues its kernels on the device's main stream and returns; only the caller's read-back
- * of the accumulated squared norm synchronizes.
+ * Losses and optimizer steps on the GPU (contract {@link TrainingOps}): the flow-matching, consistency and softmax
+ * cross-entropy losses with their gradients (kernels/loss.cu), the sum of squares behind global gradient-norm
+ * clipping and the fused AdamW step (kernels/adamw.cu). Every op queues its kernels on the device's main stream and
+ * returns; only the caller's read-back of the accumulated squared norm synchronizes, and the cross-entropy's check of
+ * its labels.
  *
  * <p>Numerics, against the CPU reference (facm.backend.cpu.CpuTrainingOps, same argument rules and messages): AdamW
  * and the flow-matching gradient are bit-identical to it (the same fp64 operations in the same order); the per-sample
- * losses, the consistency gradient (scaled by a per-sample sum) and the sum of squares come from fp64 sums in a
- * different but fixed order, so they may differ from the CPU's in the last bit of the fp32 result. Every result is bit-identical from run to run. The only state kept between calls is the 8 KiB of
- * fp64 block partials of {@link #sumOfSquares}.
+ * losses, the consistency gradient (scaled by a per-sample sum), the cross-entropy (fp64 exp/log of the device
+ * library) and the sum of squares come from fp64 sums in a different but fixed order, so they may differ from the
+ * CPU's in the last bit or two of the fp32 result. Every result is bit-identical from run to run. The only state kept
+ * between calls is the 8 KiB of fp64 block partials of {@link #sumOfSquares}.
  */
 public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
     private static final int LOSS_THREADS = 256;
@@ -37,6 +39,8 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
     private static final int SUM_ELEMENTS_PER_THREAD = 8;
     private static final int SUM_MAX_BLOCKS = 1024;
     private static final int ELEMENTWISE_BLOCK = 256;
+    /** Rows (one warp each) per block of softmax_cross_entropy_f32; must match CE_ROWS_PER_BLOCK in loss.cu. */
+    private static final int CE_ROWS_PER_BLOCK = 8;
 
     private final CudaBackend backend;
     private final CudaStream stream;
@@ -46,6 +50,7 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
     private final Kernel sumPartial;
     private final Kernel sumFinish;
     private final Kernel adamw;
+    private final Kernel crossEntropy;
 
     public CudaTrainingOps(CudaBackend backend) {
         this.backend = Objects.requireNonNull(backend, "CudaTrainingOps: backend is null");
@@ -58,6 +63,7 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
         sumPartial = lib.kernel("sum_squares_partial", PTR, I64, PTR, PTR);
         sumFinish = lib.kernel("sum_squares_finish", PTR, I32, PTR);
         adamw = lib.kernel("adamw_f32", PTR, PTR, PTR, PTR, I64, F32, F32, F32, F32, F32, F64, F64, F32);
+        crossEntropy = lib.kernel("softmax_cross_entropy_f32", PTR, PTR, PTR, PTR, I32, I32, F32);
     }
 
     @Override
@@ -106,6 +112,32 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
         consistency.launch(stream, Math.min(b, CudaNetworkOps.MAX_GRID), 1, 1, LOSS_THREADS, 1, 1, 0, f.address(),
                 t.address(), v.address(), c.address(), l.address(), g == null ? 0L : g.address(), b, n, clip,
                 normEps, weightPower, weightEps, gradScale);
+    }
+
+    /**
+     * One warp per row (kernels/loss.cu). The labels are read back and checked first: a device-side check could
+     * only poison the outputs, and the message should name the row. That copy ({@code 4·B} bytes) waits for the
+     * queued work, which a training step does anyway when it reads its loss.
+     */
+    @Override
+    public void softmaxCrossEntropy(Tensor logits, Tensor labels, Tensor perSample, Tensor gradLogits,
+                                    float gradScale) {
+        String op = "softmaxCrossEntropy";
+        TrainingChecks.softmaxCrossEntropy(logits, labels, perSample, gradLogits, gradScale);
+        CudaTensor z = f32(op, "logits", logits);
+        Objects.requireNonNull(labels, () -> op + ": labels is null");
+        CudaTensor y = backend.require(op + " labels", labels);
+        Shapes.requireDType(op + ": labels", y, DType.I32);
+        CudaTensor l = f32(op, "perSample", perSample);
+        CudaTensor g = gradLogits == null ? null : f32(op, "gradLogits", gradLogits);
+        int b = z.dim(0), k = z.dim(1);
+        if (b == 0) {
+            return;
+        }
+        TrainingChecks.labelsInRange(op, backend.downloadInts(y), k, logits);
+        int blocks = (int) Math.min((b + CE_ROWS_PER_BLOCK - 1L) / CE_ROWS_PER_BLOCK, CudaNetworkOps.MAX_GRID);
+        crossEntropy.launch(stream, blocks, 1, 1, 32, CE_ROWS_PER_BLOCK, 1, 0, z.address(), y.address(),
+                l.address(), g == null ? 0L : g.address(), b, k, gradScale);
     }
 
     @Override
