@@ -43,6 +43,12 @@ public final class Classifier implements AutoCloseable {
         this.source = source;
     }
 
+    /** An untrained classifier with {@link ClassifierWeights#initialize} weights (for training). */
+    public static Classifier initialize(ClassifierConfig config, Backend be, long seed) {
+        return from(new ClassifierWeights.Loaded(ClassifierWeights.initialize(config, be, seed), Map.of()),
+                "untrained classifier (seed " + seed + ")");
+    }
+
     /** A classifier file written by train-classifier; one-line errors for anything else. */
     public static Classifier load(Path file, Backend be) {
         try {

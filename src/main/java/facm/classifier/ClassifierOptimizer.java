@@ -83,6 +83,15 @@ final class ClassifierOptimizer implements AutoCloseable {
         step = next;
     }
 
+    /** The gradient buffer of tensor {@code key} (after a backward on {@link #newTape()}'s tape). */
+    Tensor gradient(String key) {
+        Tensor g = grads.get(key);
+        if (g == null) {
+            throw new IllegalArgumentException("no gradient for classifier tensor '" + key + "'");
+        }
+        return g;
+    }
+
     int step() {
         return step;
     }

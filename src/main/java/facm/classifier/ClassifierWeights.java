@@ -148,6 +148,17 @@ public final class ClassifierWeights implements AutoCloseable {
         return t;
     }
 
+    /** Replaces tensor {@code key} with host values of its shape (tests, finite differences, hand-made weights). */
+    public void set(String key, float[] values) {
+        Tensor old = get(key);
+        if (values.length != old.numel()) {
+            throw new IllegalArgumentException("classifier tensor '" + key + "': " + values.length
+                    + " values for " + old.describe());
+        }
+        tensors.put(key, backend.upload(key, values, old.shape()));
+        old.close();
+    }
+
     /** Every tensor by key, in table order. */
     public Map<String, Tensor> asMap() {
         return Collections.unmodifiableMap(tensors);
