@@ -10,7 +10,6 @@ import facm.tensor.Tensor;
 
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -56,7 +55,7 @@ public final class Classifier implements AutoCloseable {
         } catch (java.nio.file.NoSuchFileException e) {
             throw new CheckpointException("classifier file not found: " + file, e);
         } catch (IOException e) {
-            throw new UncheckedIOException("reading classifier " + file + ": " + e.getMessage(), e);
+            throw new CheckpointException("cannot read classifier file " + file + ": " + e, e);
         }
     }
 
@@ -74,7 +73,7 @@ public final class Classifier implements AutoCloseable {
             Files.copy(in, tmp, StandardCopyOption.REPLACE_EXISTING);
             return from(ClassifierWeights.load(tmp, source, be), source);
         } catch (IOException e) {
-            throw new UncheckedIOException("reading the " + source + ": " + e.getMessage(), e);
+            throw new CheckpointException("cannot read the " + source + ": " + e, e);
         } finally {
             if (tmp != null) {
                 try {

@@ -11,10 +11,10 @@ import java.util.Map;
 
 /**
  * Gradient buffers and AdamW state for every tensor of a {@link ClassifierWeights}, updated with
- * {@link TrainingOps#adamw} (the fused PyTorch-AdamW op that facm.training.AdamW also uses). It exists beside that class
- * because AdamW is built over a LightningDiT's parameter table and a fixed learning rate, and the classifier needs
- * its own tensors and a learning rate per step (warm-up, cosine). Decoupled weight decay applies to the matrices only;
- * norm weights and biases are not decayed (the usual ViT recipe).
+ * {@link TrainingOps#adamw} (the fused PyTorch-AdamW op that facm.training.AdamW also uses). It exists beside that
+ * class because AdamW is built over a LightningDiT's parameter table and a fixed learning rate, and the classifier
+ * needs its own tensors and a learning rate per step (warm-up, cosine). Decoupled weight decay applies to the matrices
+ * only; norm weights and biases are not decayed (the usual ViT recipe).
  */
 final class ClassifierOptimizer implements AutoCloseable {
     static final float BETA1 = 0.9f;
