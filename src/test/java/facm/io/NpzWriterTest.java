@@ -3,16 +3,11 @@ package facm.io;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.InputStream;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
-import java.util.zip.ZipEntry;
 import java.util.zip.ZipFile;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -23,31 +18,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The .npz container and the .npy 1.0 format, read back byte by byte (ZipFile checks each entry's CRC). */
 class NpzWriterTest {
-
-    /** One parsed .npy: the header dict and the data bytes. */
-    record Npy(String header, ByteBuffer data) {
-    }
-
-    static Npy read(ZipFile zip, String name) throws Exception {
-        ZipEntry e = zip.getEntry(name + ".npy");
-        assertTrue(e != null, "entry " + name + ".npy");
-        assertEquals(ZipEntry.STORED, e.getMethod(), "stored like np.savez");
-        byte[] all;
-        try (InputStream in = zip.getInputStream(e)) {
-            all = in.readAllBytes();
-        }
-        assertEquals((byte) 0x93, all[0]);
-        assertEquals("NUMPY", new String(all, 1, 5, StandardCharsets.US_ASCII));
-        assertEquals(1, all[6], "major version");
-        assertEquals(0, all[7], "minor version");
-        int headerLen = (all[8] & 0xFF) | (all[9] & 0xFF) << 8;
-        assertEquals(0, (10 + headerLen) % 64, "data aligned to 64 bytes");
-        String header = new String(all, 10, headerLen, StandardCharsets.US_ASCII);
-        assertTrue(header.endsWith("\n"));
-        ByteBuffer data = ByteBuffer.wrap(all, 10 + headerLen, all.length - 10 - headerLen).slice()
-                .order(ByteOrder.LITTLE_ENDIAN);
-        return new Npy(header.strip(), data);
-    }
 
     @Test
     void writesNumpyArraysInAZip(@TempDir Path dir) throws Exception {
@@ -60,16 +30,16 @@ class NpzWriterTest {
             List<String> names = new ArrayList<>();
             Collections.list(zip.entries()).forEach(e -> names.add(e.getName()));
             assertEquals(List.of("arr_0.npy", "labels.npy", "img.npy"), names);
-            Npy a = read(zip, "arr_0");
+            NpzTestReader.Npy a = NpzTestReader.read(zip, "arr_0");
             assertEquals("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", a.header());
             float[] back = new float[6];
             a.data().asFloatBuffer().get(back);
             assertArrayEquals(f, back);
-            Npy l = read(zip, "labels");
+            NpzTestReader.Npy l = NpzTestReader.read(zip, "labels");
             assertEquals("{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }", l.header());
             assertEquals(9, l.data().getLong(8));
             assertEquals(-1L << 40, l.data().getLong(16));
-            Npy u = read(zip, "img");
+            NpzTestReader.Npy u = NpzTestReader.read(zip, "img");
             assertEquals("{'descr': '|u1', 'fortran_order': False, 'shape': (1, 2, 2, 1), }", u.header());
             assertEquals((byte) 255, u.data().get(3));
         }
@@ -86,7 +56,7 @@ class NpzWriterTest {
         NpzWriter.write(file, List.of(NpzWriter.Array.f32("x", new int[] {f.length}, f)));
         try (ZipFile zip = new ZipFile(file.toFile())) {
             float[] back = new float[f.length];
-            read(zip, "x").data().asFloatBuffer().get(back);
+            NpzTestReader.read(zip, "x").data().asFloatBuffer().get(back);
             assertArrayEquals(f, back);
         }
     }
@@ -116,19 +86,19 @@ class NpzWriterTest {
         Path img = dir.resolve("img.npz");
         SampleNpz.write(img, nchw, new int[] {4, 7}, 3, 1, 2);
         try (ZipFile zip = new ZipFile(img.toFile())) {
-            Npy a = read(zip, "arr_0");
+            NpzTestReader.Npy a = NpzTestReader.read(zip, "arr_0");
             assertEquals("{'descr': '|u1', 'fortran_order': False, 'shape': (2, 1, 2, 3), }", a.header());
             // sample 0, pixel x=1, channel 2: −1 + 1 + 0.25 = 0.25 → round(0.625·255) = 159
             assertEquals(159, a.data().get((1 * 3) + 2) & 0xFF);
             assertEquals(0, a.data().get(0) & 0xFF, "−1 → 0");
             assertEquals(255, a.data().get(6) & 0xFF, "sample 1 pixel 0 channel 0: +1 → 255");
-            assertEquals(4, read(zip, "arr_1").data().getLong(0));
-            assertEquals(7, read(zip, "labels").data().getLong(8));
+            assertEquals(4, NpzTestReader.read(zip, "arr_1").data().getLong(0));
+            assertEquals(7, NpzTestReader.read(zip, "labels").data().getLong(8));
         }
         Path lat = dir.resolve("lat.npz");
         SampleNpz.write(lat, new float[2 * 4 * 1 * 2], new int[] {0, 1}, 4, 1, 2);
         try (ZipFile zip = new ZipFile(lat.toFile())) {
-            assertEquals("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4, 1, 2), }", read(zip, "arr_0").header());
+            assertEquals("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4, 1, 2), }", NpzTestReader.read(zip, "arr_0").header());
         }
     }
 }
