@@ -53,8 +53,8 @@ final class EvalCommand implements Runnable {
     boolean fmBranch;
     @Option(names = "--n", defaultValue = "10000", description = "samples per NFE (default ${DEFAULT-VALUE})")
     int n;
-    @Option(names = "--ref-n", defaultValue = "0", description = "data images for the reference statistics, spread "
-            + "evenly (default: all)")
+    @Option(names = "--ref-n", defaultValue = "-1", description = "data images for the reference statistics, spread "
+            + "evenly over the data: 0 = all; default: as many as --n (equal-sized sets), at most all")
     int refN;
     @Option(names = "--batch", defaultValue = "500", description = "images per network call (default ${DEFAULT-VALUE})")
     int batch;
@@ -121,7 +121,7 @@ final class EvalCommand implements Runnable {
         if (!precision.equalsIgnoreCase("fp32") && !precision.equalsIgnoreCase("tf32")) {
             throw new IllegalArgumentException("--precision must be fp32 or tf32 for eval, got " + precision);
         }
-        if (refN < 0 || refN == 1) {
+        if (refN < -1 || refN == 1) {
             throw new IllegalArgumentException("--ref-n must be 0 (all) or >= 2, got " + refN);
         }
     }
@@ -136,7 +136,7 @@ final class EvalCommand implements Runnable {
             throw new IllegalArgumentException("the model makes " + Arrays.toString(shape) + " samples, the data "
                     + d.describe() + " holds " + Arrays.toString(d.sampleShape()) + ": FID needs the same kind");
         }
-        int references = refN == 0 ? d.size() : refN;
+        int references = refN == 0 ? d.size() : refN < 0 ? Math.min(n, d.size()) : refN;
         if (references > d.size()) {
             throw new IllegalArgumentException("--ref-n " + refN + " is more than the " + d.size() + " images of "
                     + d.describe());

@@ -22,4 +22,30 @@ public interface FeatureExtractor {
 
     /** One line for logs and eval.json: what network, trained on what, its accuracy where known. */
     String describe();
+
+    /**
+     * Features and logits of the same images. This default runs the network twice; a network whose logits are a
+     * head on its features should override it with one pass (the evaluation asks for both on every batch).
+     */
+    default Outputs featuresAndLogits(Tensor images) {
+        Tensor f = features(images);
+        try {
+            return new Outputs(f, logits(images));
+        } catch (RuntimeException e) {
+            f.close();
+            throw e;
+        }
+    }
+
+    /** Features {@code [N, featureDim]} and logits {@code [N, numClasses]}; closing closes both. */
+    record Outputs(Tensor features, Tensor logits) implements AutoCloseable {
+        @Override
+        public void close() {
+            try {
+                features.close();
+            } finally {
+                logits.close();
+            }
+        }
+    }
 }

@@ -1,6 +1,5 @@
 package facm.eval;
 
-import facm.tensor.Backend;
 import facm.tensor.ShapeException;
 import facm.tensor.Tensor;
 
@@ -22,28 +21,25 @@ public final class FeatureScorer {
 
     /** Scores images {@code [N, C, H, W]}; {@code labels} ({@code [N]}) may be null to skip the classification. */
     public void add(Tensor images, int[] labels) {
-        Backend be = images.backend();
         int n = images.dim(0);
-        try (Tensor f = extractor.features(images)) {
-            if (f.rank() != 2 || f.dim(0) != n || f.dim(1) != extractor.featureDim()) {
-                throw new ShapeException("features of " + images.describe() + " came back as " + f.describe()
-                        + ", expected [" + n + ", " + extractor.featureDim() + "]");
-            }
-            statistics.add(be.download(f), n);
-        }
         if (labels == null) {
+            try (Tensor f = extractor.features(images)) {
+                addFeatures(images, f);
+            }
             return;
         }
         if (labels.length != n) {
             throw new IllegalArgumentException(labels.length + " labels for " + n + " images");
         }
-        int k = extractor.numClasses();
-        try (Tensor l = extractor.logits(images)) {
+        try (FeatureExtractor.Outputs out = extractor.featuresAndLogits(images)) {
+            addFeatures(images, out.features());
+            int k = extractor.numClasses();
+            Tensor l = out.logits();
             if (l.rank() != 2 || l.dim(0) != n || l.dim(1) != k) {
                 throw new ShapeException("logits of " + images.describe() + " came back as " + l.describe()
                         + ", expected [" + n + ", " + k + "]");
             }
-            float[] logits = be.download(l);
+            float[] logits = images.backend().download(l);
             for (int i = 0; i < n; i++) {
                 if (argmax(logits, i * k, k) == labels[i]) {
                     correct++;
@@ -51,6 +47,15 @@ public final class FeatureScorer {
             }
             labelled += n;
         }
+    }
+
+    private void addFeatures(Tensor images, Tensor f) {
+        int n = images.dim(0);
+        if (f.rank() != 2 || f.dim(0) != n || f.dim(1) != extractor.featureDim()) {
+            throw new ShapeException("features of " + images.describe() + " came back as " + f.describe()
+                    + ", expected [" + n + ", " + extractor.featureDim() + "]");
+        }
+        statistics.add(images.backend().download(f), n);
     }
 
     static int argmax(float[] v, int offset, int length) {

@@ -83,6 +83,29 @@ class FidOnDataTest {
             assertEquals(0, FrechetDistance.between(a.moments(), b.moments()), 1e-9);
             assertTrue(a.classifierAccuracy() >= 0 && a.classifierAccuracy() <= 1);
             assertEquals(null, b.classifierAccuracy(), "no classification asked for");
+            FeatureExtractor twoPasses = new FeatureExtractor() { // the interface's default featuresAndLogits
+                public int featureDim() {
+                    return fx.featureDim();
+                }
+
+                public int numClasses() {
+                    return fx.numClasses();
+                }
+
+                public Tensor features(Tensor images) {
+                    return fx.features(images);
+                }
+
+                public Tensor logits(Tensor images) {
+                    return fx.logits(images);
+                }
+
+                public String describe() {
+                    return "two passes";
+                }
+            };
+            FidEvaluation.Reference c = FidEvaluation.reference(d, 300, 64, be, twoPasses, true, quiet);
+            assertEquals(a.classifierAccuracy(), c.classifierAccuracy(), 1e-12);
         }
     }
 

@@ -62,6 +62,13 @@ public final class RandomProjectionFeatures implements FeatureExtractor, AutoClo
         }
     }
 
+    /** One pass: the logits are the head on the same features. */
+    @Override
+    public Outputs featuresAndLogits(Tensor images) {
+        Tensor f = features(images);
+        return new Outputs(f, images.backend().matmul(f, false, head, false, GemmPrecision.FP32));
+    }
+
     @Override
     public String describe() {
         return "random projection features (" + dim + "), test stand-in";
