@@ -10,7 +10,8 @@ import java.util.TreeSet;
 /**
  * One axis of a {@link LineChart}: the value range, linear or logarithmic, the ticks and their labels, and the map
  * from values to pixels. Linear ticks are 1, 2 or 5 times a power of ten and the range is widened to whole ticks;
- * logarithmic ticks are the powers of ten, or 1-2-5 or 1…9 times them when the range spans too few decades.
+ * logarithmic ticks are the powers of ten, or 1-2-5 times them when the range spans too few decades, or round linear
+ * steps when it spans less than about one.
  */
 final class ChartAxis {
     /** Roughly this many ticks on a linear axis. */
@@ -96,7 +97,7 @@ final class ChartAxis {
         if (at != null) {
             return new ChartAxis(true, lo, hi, toArray(at));
         }
-        int[][] mantissas = {{1}, {1, 2, 5}, {1, 2, 3, 4, 5, 6, 7, 8, 9}};
+        int[][] mantissas = {{1}, {1, 2, 5}};
         List<Double> ticks = new ArrayList<>();
         for (int[] set : mantissas) {
             ticks.clear();
@@ -109,8 +110,14 @@ final class ChartAxis {
                 }
             }
             if (ticks.size() >= 3) {
-                break;
+                return new ChartAxis(true, lo, hi, ticks.stream().mapToDouble(Double::doubleValue).toArray());
             }
+        }
+        // less than a decade: round linear steps, placed on the log scale
+        double step = niceStep((hi - lo) / (TARGET_TICKS - 1));
+        ticks.clear();
+        for (long k = (long) Math.ceil(lo / step); k * step <= hi; k++) {
+            ticks.add(k * step);
         }
         return new ChartAxis(true, lo, hi, ticks.stream().mapToDouble(Double::doubleValue).toArray());
     }
