@@ -121,13 +121,13 @@ final class CpuAttention {
     }
 
     /** out[b, i0 + i, h·dh + d] = acc[d][i] / rowSum[i] for the block's rows (token-major output). */
-    static void writeRows(Layout l, int bh, int i0, int rows, double[] acc, double[] rowSum, float[] out) {
+    static void writeRows(Layout l, int bh, int i0, int rows, double[][] acc, double[] rowSum, float[] out) {
         int heads = l.heads(), tokens = l.tokens(), dh = l.headDim();
         int b = bh / heads, h = bh % heads;
         for (int i = 0; i < rows; i++) {
             int dst = ((b * tokens + i0 + i) * heads + h) * dh;
             for (int d = 0; d < dh; d++) {
-                out[dst + d] = (float) (acc[d * AttentionBlocks.ROWS + i] / rowSum[i]);
+                out[dst + d] = (float) (acc[d][i] / rowSum[i]);
             }
         }
     }
@@ -248,13 +248,15 @@ final class CpuAttention {
         int rowsMax = AttentionBlocks.ROWS;
         par.forRange((long) l.batch() * heads, CpuNetworkOps.grain(5L * tokens * tokens * dh), (s, e) -> {
             AttentionBlocks.Scratch w = new AttentionBlocks.Scratch(tokens, dh);
-            double[] pByRow = new double[rowsMax * tokens], dsByRow = new double[rowsMax * tokens];
-            double[] accK = new double[dh * tokens], accV = new double[dh * tokens];
+            double[][] pByRow = new double[rowsMax][tokens], dsByRow = new double[rowsMax][tokens];
+            double[][] accK = new double[dh][tokens], accV = new double[dh][tokens];
             for (int bh = (int) s; bh < e; bh++) {
                 int b = bh / heads, h = bh % heads;
                 int kvBase = bh * tokens * dh;
-                Arrays.fill(accK, 0);
-                Arrays.fill(accV, 0);
+                for (int d = 0; d < dh; d++) {
+                    Arrays.fill(accK[d], 0);
+                    Arrays.fill(accV[d], 0);
+                }
                 for (int i0 = 0; i0 < tokens; i0 += rowsMax) {
                     int rows = Math.min(rowsMax, tokens - i0);
                     int tokenRow0 = ((b * tokens + i0) * heads + h) * dh;
@@ -263,7 +265,7 @@ final class CpuAttention {
                     for (int i = 0; i < rows; i++) {
                         double rowDot = 0;
                         for (int d = 0; d < dh; d++) {
-                            rowDot += w.queriesDot[d * rowsMax + i] * out[tokenRow0 + i * heads * dh + d];
+                            rowDot += w.queriesDot[d][i] * out[tokenRow0 + i * heads * dh + d];
                         }
                         w.rowExtra[i] = rowDot;
                         w.rowMax[i] = lse[bh * tokens + i0 + i];
@@ -272,16 +274,13 @@ final class CpuAttention {
                     AttentionBlocks.dots(k, kvBase, tokens, dh, w.queries, rows, w.scores, false);
                     AttentionBlocks.dots(v, kvBase, tokens, dh, w.queriesDot, rows, w.second, false);
                     for (int j = 0; j < tokens; j++) {
-                        int o = j * rowsMax;
+                        double[] p = w.scores[j], ds = w.second[j];
                         for (int i = 0; i < rows; i++) {
-                            w.scores[o + i] = w.scores[o + i] * scale - w.rowMax[i];
+                            p[i] = p[i] * scale - w.rowMax[i];
                         }
-                    }
-                    DoubleExp.inPlace(w.scores, 0, tokens * rowsMax, w.expBits);
-                    for (int j = 0; j < tokens; j++) {
-                        int o = j * rowsMax;
+                        DoubleExp.inPlace(p, 0, rows, w.expBits);
                         for (int i = 0; i < rows; i++) {
-                            w.second[o + i] = w.scores[o + i] * (w.second[o + i] - w.rowExtra[i]) * scale;
+                            ds[i] = p[i] * (ds[i] - w.rowExtra[i]) * scale;
                         }
                     }
                     if (gradQ != null) {
@@ -289,7 +288,7 @@ final class CpuAttention {
                         for (int i = 0; i < rows; i++) {
                             int row = (bh * tokens + i0 + i) * dh;
                             for (int d = 0; d < dh; d++) {
-                                gradQ[row + d] = (float) w.acc[d * rowsMax + i];
+                                gradQ[row + d] = (float) w.acc[d][i];
                             }
                         }
                     }
@@ -305,10 +304,10 @@ final class CpuAttention {
                 for (int j = 0; j < tokens; j++) {
                     for (int d = 0; d < dh; d++) {
                         if (gradK != null) {
-                            gradK[kvBase + j * dh + d] = (float) accK[d * tokens + j];
+                            gradK[kvBase + j * dh + d] = (float) accK[d][j];
                         }
                         if (gradV != null) {
-                            gradV[kvBase + j * dh + d] = (float) accV[d * tokens + j];
+                            gradV[kvBase + j * dh + d] = (float) accV[d][j];
                         }
                     }
                 }
@@ -317,30 +316,29 @@ final class CpuAttention {
     }
 
     /**
-     * acc[d·tokens + j] += Σ_i w[i·tokens + j] · xt[d·ROWS + i] over the block's rows i in increasing order (the
-     * key/value gradient sums Σ_i dS_ij q_i and Σ_i P_ij dO_i), vectorized over j.
+     * acc[d][j] += Σ_i w[i][j] · xt[d][i] over the block's rows i in increasing order (the key/value gradient sums
+     * Σ_i dS_ij q_i and Σ_i P_ij dO_i), vectorized over j.
      */
-    private static void addRowsTimesColumns(double[] w, double[] xt, int rows, int tokens, int dh, double[] acc) {
-        int rowsMax = AttentionBlocks.ROWS;
+    private static void addRowsTimesColumns(double[][] w, double[][] xt, int rows, int tokens, int dh,
+                                            double[][] acc) {
         int i = 0;
         for (; i + 4 <= rows; i += 4) {
-            int w0 = i * tokens, w1 = w0 + tokens, w2 = w1 + tokens, w3 = w2 + tokens;
+            double[] w0 = w[i], w1 = w[i + 1], w2 = w[i + 2], w3 = w[i + 3];
             for (int d = 0; d < dh; d++) {
-                double x0 = xt[d * rowsMax + i], x1 = xt[d * rowsMax + i + 1], x2 = xt[d * rowsMax + i + 2];
-                double x3 = xt[d * rowsMax + i + 3];
-                int a = d * tokens;
+                double[] x = xt[d], a = acc[d];
+                double x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
                 for (int j = 0; j < tokens; j++) {
-                    acc[a + j] = acc[a + j] + w[w0 + j] * x0 + w[w1 + j] * x1 + w[w2 + j] * x2 + w[w3 + j] * x3;
+                    a[j] = a[j] + w0[j] * x0 + w1[j] * x1 + w2[j] * x2 + w3[j] * x3;
                 }
             }
         }
         for (; i < rows; i++) {
-            int w0 = i * tokens;
+            double[] w0 = w[i];
             for (int d = 0; d < dh; d++) {
-                double x0 = xt[d * rowsMax + i];
-                int a = d * tokens;
+                double x0 = xt[d][i];
+                double[] a = acc[d];
                 for (int j = 0; j < tokens; j++) {
-                    acc[a + j] = acc[a + j] + w[w0 + j] * x0;
+                    a[j] = a[j] + w0[j] * x0;
                 }
             }
         }

@@ -104,9 +104,9 @@ final class CpuAttentionJvp {
                     AttentionBlocks.dots(kDot, kvBase, tokens, dh, w.queries, rows, w.second, qDot != null);
                 }
                 for (int j = 0; j < tokens; j++) {
-                    int o = j * rowsMax;
+                    double[] sDot = w.second[j];
                     for (int i = 0; i < rows; i++) {
-                        w.second[o + i] = (qDot == null && kDot == null ? 0.0 : w.second[o + i]) * scale;
+                        sDot[i] = (qDot == null && kDot == null ? 0.0 : sDot[i]) * scale;
                     }
                 }
                 AttentionBlocks.softmaxNumerators(w.scores, tokens, rows, scale, w.rowMax, w.expBits);
@@ -129,24 +129,22 @@ final class CpuAttentionJvp {
      */
     private static void tangentSums(AttentionBlocks.Scratch w, float[] v, float[] vDot, int kvBase, int tokens,
                                     int dh, int rows) {
-        int rowsMax = AttentionBlocks.ROWS;
         Arrays.fill(w.rowExtra, 0, rows, 0.0);
         for (int d = 0; d < dh; d++) {
-            Arrays.fill(w.accDot, d * rowsMax, d * rowsMax + rows, 0.0);
+            Arrays.fill(w.accDot[d], 0, rows, 0.0);
         }
-        double[] p = w.scores, sDot = w.second;
         for (int j = 0; j < tokens; j++) {
-            int o = j * rowsMax;
+            double[] p = w.scores[j], sDot = w.second[j];
             for (int i = 0; i < rows; i++) {
-                w.rowExtra[i] = w.rowExtra[i] + p[o + i] * sDot[o + i];
+                w.rowExtra[i] = w.rowExtra[i] + p[i] * sDot[i];
             }
             int value = kvBase + j * dh;
             for (int d = 0; d < dh; d++) {
                 double x = v[value + d];
                 double xDot = vDot == null ? 0.0 : vDot[value + d];
-                int a = d * rowsMax;
+                double[] a = w.accDot[d];
                 for (int i = 0; i < rows; i++) {
-                    w.accDot[a + i] = w.accDot[a + i] + p[o + i] * (xDot + sDot[o + i] * x);
+                    a[i] = a[i] + p[i] * (xDot + sDot[i] * x);
                 }
             }
         }
@@ -157,14 +155,13 @@ final class CpuAttentionJvp {
                                          float[] outDot) {
         int heads = l.heads(), tokens = l.tokens(), dh = l.headDim();
         int b = bh / heads, h = bh % heads;
-        int rowsMax = AttentionBlocks.ROWS;
         for (int i = 0; i < rows; i++) {
             int dst = ((b * tokens + i0 + i) * heads + h) * dh;
             double sum = w.rowSum[i];
             double mu = w.rowExtra[i] / sum;
             for (int d = 0; d < dh; d++) {
-                double acc = w.acc[d * rowsMax + i];
-                outDot[dst + d] = (float) (w.accDot[d * rowsMax + i] / sum - mu * (acc / sum));
+                double acc = w.acc[d][i];
+                outDot[dst + d] = (float) (w.accDot[d][i] / sum - mu * (acc / sum));
             }
         }
     }
