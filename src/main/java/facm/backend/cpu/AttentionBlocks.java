@@ -68,7 +68,38 @@ final class AttentionBlocks {
      */
     static void dots(float[] keys, int kvBase, int tokens, int dh, double[][] qt, int rows, double[][] out,
                      boolean accumulate) {
-        for (int j = 0; j < tokens; j++) {
+        int j = 0;
+        for (; j + 2 <= tokens; j += 2) {
+            // Two keys per pass share the loads of the query rows.
+            double[] o0 = out[j], o1 = out[j + 1];
+            int key0 = kvBase + j * dh, key1 = key0 + dh;
+            if (!accumulate) {
+                java.util.Arrays.fill(o0, 0, rows, 0.0);
+                java.util.Arrays.fill(o1, 0, rows, 0.0);
+            }
+            int d = 0;
+            for (; d + 4 <= dh; d += 4) {
+                double k0 = keys[key0 + d], k1 = keys[key0 + d + 1], k2 = keys[key0 + d + 2];
+                double k3 = keys[key0 + d + 3];
+                double m0 = keys[key1 + d], m1 = keys[key1 + d + 1], m2 = keys[key1 + d + 2];
+                double m3 = keys[key1 + d + 3];
+                double[] q0 = qt[d], q1 = qt[d + 1], q2 = qt[d + 2], q3 = qt[d + 3];
+                for (int i = 0; i < rows; i++) {
+                    double x0 = q0[i], x1 = q1[i], x2 = q2[i], x3 = q3[i];
+                    o0[i] = o0[i] + x0 * k0 + x1 * k1 + x2 * k2 + x3 * k3;
+                    o1[i] = o1[i] + x0 * m0 + x1 * m1 + x2 * m2 + x3 * m3;
+                }
+            }
+            for (; d < dh; d++) {
+                double k0 = keys[key0 + d], m0 = keys[key1 + d];
+                double[] q0 = qt[d];
+                for (int i = 0; i < rows; i++) {
+                    o0[i] = o0[i] + q0[i] * k0;
+                    o1[i] = o1[i] + q0[i] * m0;
+                }
+            }
+        }
+        for (; j < tokens; j++) {
             double[] o = out[j];
             int key = kvBase + j * dh;
             if (!accumulate) {
@@ -131,15 +162,7 @@ final class AttentionBlocks {
             for (int i = 0; i < rows; i++) {
                 rowSum[i] = rowSum[i] + p0[i] + p1[i] + p2[i] + p3[i];
             }
-            int v0 = kvBase + j * dh;
-            for (int d = 0; d < dh; d++) {
-                double x0 = values[v0 + d], x1 = values[v0 + dh + d], x2 = values[v0 + 2 * dh + d];
-                double x3 = values[v0 + 3 * dh + d];
-                double[] a = acc[d];
-                for (int i = 0; i < rows; i++) {
-                    a[i] = a[i] + p0[i] * x0 + p1[i] * x1 + p2[i] * x2 + p3[i] * x3;
-                }
-            }
+            fourTermsInto(acc, values, kvBase + j * dh, dh, p0, p1, p2, p3, rows);
         }
         for (; j < tokens; j++) {
             double[] p0 = p[j];
@@ -168,15 +191,7 @@ final class AttentionBlocks {
         int j = 0;
         for (; j + 4 <= tokens; j += 4) {
             double[] w0 = w[j], w1 = w[j + 1], w2 = w[j + 2], w3 = w[j + 3];
-            int k0 = kvBase + j * dh;
-            for (int d = 0; d < dh; d++) {
-                double x0 = keys[k0 + d], x1 = keys[k0 + dh + d], x2 = keys[k0 + 2 * dh + d];
-                double x3 = keys[k0 + 3 * dh + d];
-                double[] a = acc[d];
-                for (int i = 0; i < rows; i++) {
-                    a[i] = a[i] + w0[i] * x0 + w1[i] * x1 + w2[i] * x2 + w3[i] * x3;
-                }
-            }
+            fourTermsInto(acc, keys, kvBase + j * dh, dh, w0, w1, w2, w3, rows);
         }
         for (; j < tokens; j++) {
             double[] w0 = w[j];
@@ -187,6 +202,34 @@ final class AttentionBlocks {
                 for (int i = 0; i < rows; i++) {
                     a[i] = a[i] + w0[i] * x0;
                 }
+            }
+        }
+    }
+
+    /**
+     * acc[d][i] += w0[i]·m[at + d] + w1[i]·m[at + dh + d] + w2[i]·m[at + 2dh + d] + w3[i]·m[at + 3dh + d] (added in
+     * that order) for every d: four consecutive rows of a [T, dh] matrix m weighted by four score rows. Two head
+     * components per pass share the loads of the score rows.
+     */
+    private static void fourTermsInto(double[][] acc, float[] m, int at, int dh, double[] w0, double[] w1,
+                                      double[] w2, double[] w3, int rows) {
+        int d = 0;
+        for (; d + 2 <= dh; d += 2) {
+            double x0 = m[at + d], x1 = m[at + dh + d], x2 = m[at + 2 * dh + d], x3 = m[at + 3 * dh + d];
+            double y0 = m[at + d + 1], y1 = m[at + dh + d + 1], y2 = m[at + 2 * dh + d + 1];
+            double y3 = m[at + 3 * dh + d + 1];
+            double[] a = acc[d], c = acc[d + 1];
+            for (int i = 0; i < rows; i++) {
+                double p0 = w0[i], p1 = w1[i], p2 = w2[i], p3 = w3[i];
+                a[i] = a[i] + p0 * x0 + p1 * x1 + p2 * x2 + p3 * x3;
+                c[i] = c[i] + p0 * y0 + p1 * y1 + p2 * y2 + p3 * y3;
+            }
+        }
+        for (; d < dh; d++) {
+            double x0 = m[at + d], x1 = m[at + dh + d], x2 = m[at + 2 * dh + d], x3 = m[at + 3 * dh + d];
+            double[] a = acc[d];
+            for (int i = 0; i < rows; i++) {
+                a[i] = a[i] + w0[i] * x0 + w1[i] * x1 + w2[i] * x2 + w3[i] * x3;
             }
         }
     }

@@ -324,7 +324,19 @@ final class CpuAttention {
         int i = 0;
         for (; i + 4 <= rows; i += 4) {
             double[] w0 = w[i], w1 = w[i + 1], w2 = w[i + 2], w3 = w[i + 3];
-            for (int d = 0; d < dh; d++) {
+            int d = 0;
+            for (; d + 2 <= dh; d += 2) {
+                // Two head components per pass share the loads of the four weight rows.
+                double[] x = xt[d], y = xt[d + 1], a = acc[d], c = acc[d + 1];
+                double x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
+                double y0 = y[i], y1 = y[i + 1], y2 = y[i + 2], y3 = y[i + 3];
+                for (int j = 0; j < tokens; j++) {
+                    double p0 = w0[j], p1 = w1[j], p2 = w2[j], p3 = w3[j];
+                    a[j] = a[j] + p0 * x0 + p1 * x1 + p2 * x2 + p3 * x3;
+                    c[j] = c[j] + p0 * y0 + p1 * y1 + p2 * y2 + p3 * y3;
+                }
+            }
+            for (; d < dh; d++) {
                 double[] x = xt[d], a = acc[d];
                 double x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
                 for (int j = 0; j < tokens; j++) {

@@ -139,7 +139,20 @@ final class CpuAttentionJvp {
                 w.rowExtra[i] = w.rowExtra[i] + p[i] * sDot[i];
             }
             int value = kvBase + j * dh;
-            for (int d = 0; d < dh; d++) {
+            int d = 0;
+            for (; d + 2 <= dh; d += 2) {
+                // Two head components per pass share the loads of p and Ṡ.
+                double x = v[value + d], y = v[value + d + 1];
+                double xDot = vDot == null ? 0.0 : vDot[value + d];
+                double yDot = vDot == null ? 0.0 : vDot[value + d + 1];
+                double[] a = w.accDot[d], c = w.accDot[d + 1];
+                for (int i = 0; i < rows; i++) {
+                    double pi = p[i], si = sDot[i];
+                    a[i] = a[i] + pi * (xDot + si * x);
+                    c[i] = c[i] + pi * (yDot + si * y);
+                }
+            }
+            for (; d < dh; d++) {
                 double x = v[value + d];
                 double xDot = vDot == null ? 0.0 : vDot[value + d];
                 double[] a = w.accDot[d];
