@@ -43,6 +43,9 @@ final class CpuGemm {
     private static final int TASKS_PER_THREAD = 4;
     /** Multiply-adds worth a task of their own. */
     private static final long FMAS_PER_TASK = 1 << 18;
+    /** Below this many output columns, and with this deep a k, a weight gradient is computed transposed. */
+    private static final int SHORT_N = 128;
+    private static final int LONG_K = 1024;
     /** Elements per task when operands are converted or transposed before the product. */
     private static final long ELEMENTS_PER_TASK = 1 << 15;
 
@@ -89,10 +92,20 @@ final class CpuGemm {
             throw new ShapeException(what + ": out must not share storage with a or b");
         }
         boolean tf32 = precision == GemmPrecision.TF32;
+        if (transA && n < SHORT_N && m >= 2 * n && k >= LONG_K) {
+            // A weight gradient xᵀ·dy with few output columns: the vector loop would be short, so compute
+            // outᵀ = op(b)ᵀ · x instead, whose rows are op(a)ᵀ = a's own rows. Each element is the same sum in the
+            // same order (fma(x, y, acc) = fma(y, x, acc)); the tile is written back transposed.
+            Operand opBt = operandA(par, b, !transB, n, k, tf32);
+            Tiling tiling = Tiling.of(par.threads(), batch, n, m);
+            PackedB opAt = PackedB.pack(par, a, false, k, m, tf32, tiling.tileN());
+            run(par, opBt, opAt, batch, n, m, k, tiling, out, alpha, beta, true);
+            return;
+        }
         Operand opA = operandA(par, a, transA, m, k, tf32);
         Tiling tiling = Tiling.of(par.threads(), batch, m, n);
         PackedB opB = PackedB.pack(par, b, transB, k, n, tf32, tiling.tileN());
-        run(par, opA, opB, batch, m, n, k, tiling, out, alpha, beta);
+        run(par, opA, opB, batch, m, n, k, tiling, out, alpha, beta, false);
     }
 
     private static void checkDTypes(String what, CpuTensor a, CpuTensor b, CpuTensor out, GemmPrecision precision) {
@@ -205,8 +218,12 @@ final class CpuGemm {
         }
     }
 
+    /**
+     * The tiled product of m × n (per batch entry) into out, or, with {@code transposedOut}, of outᵀ: then out is
+     * [n, m] per entry and tile element (i, j) goes to out[j][i].
+     */
     private static void run(ParallelRanges par, Operand a, PackedB b, int batch, int m, int n, int k, Tiling t,
-                            CpuTensor out, float alpha, float beta) {
+                            CpuTensor out, float alpha, float beta, boolean transposedOut) {
         int tm = t.tileM(), tn = t.tileN(), tilesM = t.tilesM(), tilesN = t.tilesN();
         long units = (long) batch * tilesM * tilesN;
         long fmasPerUnit = Math.max(1L, (long) Math.min(m, tm) * Math.min(n, tn) * Math.max(k, 1));
@@ -238,8 +255,13 @@ final class CpuGemm {
                         oneRow(a, a.at(bi, i0 + i, k0), b.rows(), first + k0, acc[i], nb, kb);
                     }
                 }
-                long outBase = (long) bi * m * n + (long) i0 * n + j0;
-                writeTile(acc, mb, nb, outF32, outBf16, (int) outBase, n, alpha, beta, staged);
+                if (transposedOut) {
+                    long outBase = (long) bi * m * n + (long) j0 * m + i0;
+                    writeTileTransposed(acc, mb, nb, outF32, outBf16, (int) outBase, m, alpha, beta);
+                } else {
+                    long outBase = (long) bi * m * n + (long) i0 * n + j0;
+                    writeTile(acc, mb, nb, outF32, outBf16, (int) outBase, n, alpha, beta, staged);
+                }
             }
         });
     }
@@ -304,6 +326,26 @@ final class CpuGemm {
             float[] b0 = bRows[b + kk];
             for (int j = 0; j < nb; j++) {
                 c0[j] = Math.fma(a0, b0[j], c0[j]);
+            }
+        }
+    }
+
+    /** out[j][i] ← alpha·acc[i][j] + beta·out[j][i] (float64, rounded once), out rows ldOut apart. */
+    private static void writeTileTransposed(float[][] acc, int mb, int nb, float[] outF32, short[] outBf16,
+                                            int outBase, int ldOut, float alpha, float beta) {
+        double al = alpha;
+        double be = beta;
+        for (int i = 0; i < mb; i++) {
+            float[] row = acc[i];
+            for (int j = 0; j < nb; j++) {
+                int o = outBase + j * ldOut + i;
+                double v = al * row[j];
+                if (outF32 != null) {
+                    outF32[o] = (float) (beta == 0f ? v : v + be * outF32[o]);
+                } else {
+                    double old = beta == 0f ? 0.0 : be * Bf16.toFloat(outBf16[o]);
+                    outBf16[o] = Bf16.fromFloat((float) (v + old));
+                }
             }
         }
     }
