@@ -81,3 +81,71 @@ extern "C" __global__ void __launch_bounds__(LOSS_THREADS) flow_matching_loss_f3
         }
     }
 }
+
+// Consistency losses of FACM, MeanFlow and sCM (facm-spec.md §5.2d, §5.7; contract:
+// facm.tensor.TrainingOps#consistencyLoss). For F = pred, Ḟ = tangent, v = velocity [B, N...] and coefs [B, 3] =
+// (k, α, β) per sample:
+//   Δ_i = α·clip(F_i − (v_i + k·Ḟ_i), −clip, clip)      (no clip when clip ≤ 0 or infinite)
+//   Δ_i ← Δ_i / (√(mean Δ²) + normEps)                 only when normEps > 0 (sCM)
+//   e = mean Δ²,  w = (e + weightEps)^weightPower (1 when the power is 0),  L_b = β·e/w
+//   gradPred_i = (gradScale·β/w·2/N)·Δ_i               (target and w held fixed: stop-gradient)
+// One block per sample (samples grid-strided), three passes over the sample's elements, recomputing Δ each time:
+// (a) when normalizing, Σ Δ² of the raw Δ; (b) e; (c) gradPred and L_b. Everything is fp64 with the CPU reference's
+// operation order (facm.backend.cpu.CpuTrainingOps, _rn intrinsics: no fma contraction), so Δ is bit-identical to it
+// even where the residual cancels; the sums use a fixed tree instead of the CPU's sequential order, so L_b and
+// gradPred may differ from the CPU's in the last bit of their fp32 rounding (reproducible from run to run).
+__device__ __forceinline__ double consistency_delta(float pred, float tangent, float velocity, double k, double alpha,
+                                                    double limit) {
+    double d = __dsub_rn((double)pred, __dadd_rn((double)velocity, __dmul_rn(k, (double)tangent)));
+    // Comparisons, not fmin/fmax: a NaN residual must stay NaN (fmin/fmax would return the limit).
+    if (d > limit) {
+        d = limit;
+    } else if (d < -limit) {
+        d = -limit;
+    }
+    return __dmul_rn(alpha, d);
+}
+
+extern "C" __global__ void __launch_bounds__(LOSS_THREADS) consistency_loss_f32(
+        const float* __restrict__ pred, const float* __restrict__ tangent, const float* __restrict__ velocity,
+        const float* __restrict__ coefs, float* __restrict__ perSample, float* __restrict__ gradPred, int B,
+        int64_t N, float clip, float normEps, float weightPower, float weightEps, float gradScale) {
+    __shared__ double scratch[32];
+    const double limit = (clip > 0.0f && clip < INFINITY) ? (double)clip : (double)INFINITY;
+    for (int b = blockIdx.x; b < B; b += gridDim.x) {
+        const int64_t base = (int64_t)b * N;
+        const float* f = pred + base;
+        const float* t = tangent + base;
+        const float* v = velocity + base;
+        const double k = coefs[3 * (int64_t)b], alpha = coefs[3 * (int64_t)b + 1], beta = coefs[3 * (int64_t)b + 2];
+        double divisor = 1.0;
+        if (normEps > 0.0f) {  // (a) sCM's normalization: rms of the raw Δ
+            double squares = 0.0;
+            for (int64_t i = threadIdx.x; i < N; i += LOSS_THREADS) {
+                const double d = consistency_delta(f[i], t[i], v[i], k, alpha, limit);
+                squares = __dadd_rn(squares, __dmul_rn(d, d));
+            }
+            squares = loss_block_sum(squares, scratch);
+            divisor = __dadd_rn(__dsqrt_rn(__ddiv_rn(squares, (double)N)), (double)normEps);
+        }
+        double squares = 0.0;  // (b) e = mean Δ² of the final Δ
+        for (int64_t i = threadIdx.x; i < N; i += LOSS_THREADS) {
+            const double d = __ddiv_rn(consistency_delta(f[i], t[i], v[i], k, alpha, limit), divisor);
+            squares = __dadd_rn(squares, __dmul_rn(d, d));
+        }
+        squares = loss_block_sum(squares, scratch);
+        const double meanSquare = __ddiv_rn(squares, (double)N);
+        const double weight = weightPower == 0.0f ? 1.0
+                : pow(__dadd_rn(meanSquare, (double)weightEps), (double)weightPower);
+        if (threadIdx.x == 0) perSample[b] = (float)__ddiv_rn(__dmul_rn(beta, meanSquare), weight);
+        if (gradPred != nullptr) {  // (c)
+            const double factor = __ddiv_rn(__dmul_rn(__ddiv_rn(__dmul_rn((double)gradScale, beta), weight), 2.0),
+                                            (double)N);
+            float* g = gradPred + base;
+            for (int64_t i = threadIdx.x; i < N; i += LOSS_THREADS) {
+                const double d = __ddiv_rn(consistency_delta(f[i], t[i], v[i], k, alpha, limit), divisor);
+                g[i] = (float)__dmul_rn(factor, d);
+            }
+        }
+    }
+}

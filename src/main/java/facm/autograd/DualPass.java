@@ -12,10 +12,10 @@ import facm.tensor.Tensor;
  * does, and gradients flow through the primal only, §6.1); tangents are temporaries of a second, tape-less pass and
  * are never saved: release them as soon as the next op has consumed them.
  *
- * <p>Two ways per op: without a tape the fused NetworkOps JVP op writes the primal and the tangent in one call (its
- * primal is the forward op's, by the JVP contract). With a tape, the primal goes through the recording ForwardPass op
- * (which saves rstd/lse for its backward) and the JVP op runs beside it for the tangent only, its primal copy written
- * to a scratch tensor and discarded: correct, at the cost of computing the primal twice under a tape.
+ * <p>Each nonlinear op runs once: the fused NetworkOps JVP op writes the primal (the forward op's, by the JVP
+ * contract), its tangent and, when the primal pass records on a tape, the statistics its backward needs (rstd, lse)
+ * into the tensors the recording {@link ForwardPass} op allocated; that op then records the usual backward. So a JVP
+ * pass under a tape costs one primal plus the tangent, not two primals.
  *
  * <p>It implements {@link LayerOps} with {@code V = Dual}, so a model written against LayerOps runs here unchanged.
  *
@@ -45,10 +45,6 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
         return be;
     }
 
-    private boolean fused() {
-        return primal.tape() == null;
-    }
-
     // ---------------------------------------------------------------- ownership
 
     /** Frees the primal (unless the tape saved it) and the tangent of this value. */
@@ -76,11 +72,6 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
         Tensor z = tangents.alloc(name, DType.F32, shape);
         be.fill(z, 0f);
         return z;
-    }
-
-    /** A scratch copy of a primal the JVP op writes but the tape-recording path does not use. */
-    private Tensor scratchLike(Tensor t) {
-        return be.empty(t.name() + " (jvp scratch)", DType.F32, t.shape());
     }
 
     // ---------------------------------------------------------------- linear maps
@@ -138,26 +129,27 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
 
     // ---------------------------------------------------------------- nonlinear ops (NetworkOps JVP)
 
-    /** Sinusoidal features of τ and their tangent along τ̇ (null: zero). */
+    /**
+     * Sinusoidal features of τ and their tangent along τ̇ (null: zero). The time input never needs a gradient (it is
+     * data, not a parameter), so nothing is recorded and the fused JVP op serves both cases.
+     */
     @Override
     public Dual timestepEmbedding(String name, Dual time, int dim, float maxPeriod) {
         Tensor t = time.primal();
         Tensor tDot = time.tangent();
-        if (tDot == null) {
-            return new Dual(primal.timestepEmbedding(name, t, dim, maxPeriod), null);
+        if (tDot == null || primal.recording(t)) {
+            return tDot == null ? new Dual(primal.timestepEmbedding(name, t, dim, maxPeriod), null)
+                    : unsupportedTrackedTime(t);
         }
         Tensor outDot = tangents.alloc(name + " tangent", DType.F32, t.dim(0), dim);
-        Tensor out;
-        if (fused()) {
-            out = primal.alloc(name, DType.F32, t.dim(0), dim);
-            net.timestepEmbeddingJvp(t, tDot, maxPeriod, out, outDot);
-        } else {
-            out = primal.timestepEmbedding(name, t, dim, maxPeriod);
-            try (Tensor scratch = scratchLike(out)) {
-                net.timestepEmbeddingJvp(t, tDot, maxPeriod, scratch, outDot);
-            }
-        }
+        Tensor out = primal.alloc(name, DType.F32, t.dim(0), dim);
+        net.timestepEmbeddingJvp(t, tDot, maxPeriod, out, outDot);
         return new Dual(out, outDot);
+    }
+
+    private static Dual unsupportedTrackedTime(Tensor t) {
+        throw new UnsupportedOperationException("timestepEmbedding JVP: the time input " + t.describe()
+                + " is tracked by the tape; time inputs get no gradient");
     }
 
     @Override
@@ -166,16 +158,7 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
             return new Dual(primal.silu(name, x.primal()), null);
         }
         Tensor outDot = tangents.alloc(name + " tangent", DType.F32, x.primal().shape());
-        Tensor out;
-        if (fused()) {
-            out = primal.alloc(name, DType.F32, x.primal().shape());
-            net.siluJvp(x.primal(), x.tangent(), out, outDot);
-        } else {
-            out = primal.silu(name, x.primal());
-            try (Tensor scratch = scratchLike(out)) {
-                net.siluJvp(x.primal(), x.tangent(), scratch, outDot);
-            }
-        }
+        Tensor out = primal.silu(name, x.primal(), o -> net.siluJvp(x.primal(), x.tangent(), o, outDot));
         return new Dual(out, outDot);
     }
 
@@ -184,37 +167,23 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
     public Dual rmsNormModulate(String name, Dual x, Tensor weight, float eps, Dual mod, int shiftChunk,
                                 int scaleChunk) {
         Tensor outDot = tangents.alloc(name + " tangent", DType.F32, x.primal().shape());
-        Tensor out;
-        if (fused()) {
-            out = primal.alloc(name, DType.F32, x.primal().shape());
-            net.rmsNormModulateJvp(x.primal(), x.tangent(), weight, eps, mod.primal(), mod.tangent(), shiftChunk,
-                    scaleChunk, out, outDot, null);
-        } else {
-            out = primal.rmsNormModulate(name, x.primal(), weight, eps, mod.primal(), shiftChunk, scaleChunk);
-            try (Tensor scratch = scratchLike(out)) {
-                net.rmsNormModulateJvp(x.primal(), x.tangent(), weight, eps, mod.primal(), mod.tangent(), shiftChunk,
-                        scaleChunk, scratch, outDot, null);
-            }
-        }
+        Tensor out = primal.rmsNormModulate(name, x.primal(), weight, eps, mod.primal(), shiftChunk, scaleChunk,
+                (o, rstd) -> net.rmsNormModulateJvp(x.primal(), x.tangent(), weight, eps, mod.primal(),
+                        mod.tangent(), shiftChunk, scaleChunk, o, outDot, rstd));
         return new Dual(out, outDot);
     }
 
     /**
      * h + gate ⊙ a; consumes h (primal as {@link ForwardPass#gatedResidual}, its tangent updated in place, made an
-     * explicit tensor if it was zero).
+     * explicit tensor if it was zero). The JVP op updates the residual it is given (h itself, or the recording
+     * pass's copy of it) and h's tangent together.
      */
     @Override
     public Dual gatedResidual(Dual h, Dual a, Dual mod, int gateChunk) {
         Tensor hDot = h.tangent() != null ? h.tangent() : zeros("tangent " + h.primal().name(), h.primal().shape());
-        if (fused()) {
-            net.gatedResidualJvp(h.primal(), hDot, a.primal(), a.tangent(), mod.primal(), mod.tangent(), gateChunk);
-            return new Dual(h.primal(), hDot);
-        }
-        try (Tensor scratch = scratchLike(h.primal())) {
-            be.copy(h.primal(), scratch); // the tangent update reads h only through this copy
-            net.gatedResidualJvp(scratch, hDot, a.primal(), a.tangent(), mod.primal(), mod.tangent(), gateChunk);
-        }
-        Tensor out = primal.gatedResidual(h.primal(), a.primal(), mod.primal(), gateChunk);
+        Tensor out = primal.gatedResidual(h.primal(), a.primal(), mod.primal(), gateChunk,
+                target -> net.gatedResidualJvp(target, hDot, a.primal(), a.tangent(), mod.primal(), mod.tangent(),
+                        gateChunk));
         return new Dual(out, hDot);
     }
 
@@ -228,26 +197,10 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
         Tensor qDot = tangents.alloc(name + ".q tangent", DType.F32, b, heads, t, dh);
         Tensor kDot = tangents.alloc(name + ".k tangent", DType.F32, b, heads, t, dh);
         Tensor vDot = tangents.alloc(name + ".v tangent", DType.F32, b, heads, t, dh);
-        Tensor q;
-        Tensor k;
-        Tensor v;
-        if (fused()) {
-            q = primal.alloc(name + ".q", DType.F32, b, heads, t, dh);
-            k = primal.alloc(name + ".k", DType.F32, b, heads, t, dh);
-            v = primal.alloc(name + ".v", DType.F32, b, heads, t, dh);
-            net.qkNormRopeJvp(qkv.primal(), qkv.tangent(), heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v,
-                    qDot, kDot, vDot, null);
-        } else {
-            Qkv<Tensor> p = primal.qkNormRope(name, qkv.primal(), heads, qWeight, kWeight, eps, ropeCos, ropeSin);
-            q = p.q();
-            k = p.k();
-            v = p.v();
-            try (Tensor sq = scratchLike(q); Tensor sk = scratchLike(k); Tensor sv = scratchLike(v)) {
-                net.qkNormRopeJvp(qkv.primal(), qkv.tangent(), heads, qWeight, kWeight, eps, ropeCos, ropeSin, sq, sk,
-                        sv, qDot, kDot, vDot, null);
-            }
-        }
-        return new Qkv<>(new Dual(q, qDot), new Dual(k, kDot), new Dual(v, vDot));
+        Qkv<Tensor> p = primal.qkNormRope(name, qkv.primal(), heads, qWeight, kWeight, eps, ropeCos, ropeSin,
+                (q, k, v, rstd) -> net.qkNormRopeJvp(qkv.primal(), qkv.tangent(), heads, qWeight, kWeight, eps,
+                        ropeCos, ropeSin, q, k, v, qDot, kDot, vDot, rstd));
+        return new Qkv<>(new Dual(p.q(), qDot), new Dual(p.k(), kDot), new Dual(p.v(), vDot));
     }
 
     /** Softmax attention and its fused tangent (§6.4); output token-major {@code [B,T,H·dh]}. */
@@ -256,18 +209,9 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
         Tensor q = qIn.primal();
         int[] shape = {q.dim(0), q.dim(2), q.dim(1) * q.dim(3)};
         Tensor outDot = tangents.alloc(name + " tangent", DType.F32, shape);
-        Tensor out;
-        if (fused()) {
-            out = primal.alloc(name, DType.F32, shape);
-            net.attentionJvp(q, kIn.primal(), vIn.primal(), qIn.tangent(), kIn.tangent(), vIn.tangent(), scale, out,
-                    outDot, null);
-        } else {
-            out = primal.attention(name, q, kIn.primal(), vIn.primal(), scale);
-            try (Tensor scratch = scratchLike(out)) {
-                net.attentionJvp(q, kIn.primal(), vIn.primal(), qIn.tangent(), kIn.tangent(), vIn.tangent(), scale,
-                        scratch, outDot, null);
-            }
-        }
+        Tensor out = primal.attention(name, q, kIn.primal(), vIn.primal(), scale,
+                (o, lse) -> net.attentionJvp(q, kIn.primal(), vIn.primal(), qIn.tangent(), kIn.tangent(),
+                        vIn.tangent(), scale, o, outDot, lse));
         return new Dual(out, outDot);
     }
 
@@ -277,16 +221,7 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
         int[] shape = gu.primal().shape();
         shape[shape.length - 1] /= 2;
         Tensor outDot = tangents.alloc(name + " tangent", DType.F32, shape);
-        Tensor out;
-        if (fused()) {
-            out = primal.alloc(name, DType.F32, shape);
-            net.swigluJvp(gu.primal(), gu.tangent(), out, outDot);
-        } else {
-            out = primal.swiglu(name, gu.primal());
-            try (Tensor scratch = scratchLike(out)) {
-                net.swigluJvp(gu.primal(), gu.tangent(), scratch, outDot);
-            }
-        }
+        Tensor out = primal.swiglu(name, gu.primal(), o -> net.swigluJvp(gu.primal(), gu.tangent(), o, outDot));
         return new Dual(out, outDot);
     }
 

@@ -129,8 +129,29 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
     /** SiLU(x) = x·σ(x); backward gradIn = gradOut·SiLU'(x), computed in place in the output's gradient. */
     @Override
     public Tensor silu(String name, Tensor x) {
+        return silu(name, x, out -> be.unary(UnaryOp.SILU, x, out));
+    }
+
+    /**
+     * The op's outputs are computed by {@code compute} (given the outputs this pass allocated, and the statistics
+     * buffers when the op records, else null), and the backward is recorded as for the plain op. A forward-mode pass
+     * ({@link DualPass}) passes its fused JVP op here, which writes the same primal plus the tangent in one go, so
+     * the primal is computed once with or without a tape.
+     */
+    @FunctionalInterface
+    interface Compute {
+        void run(Tensor out, Tensor stats);
+    }
+
+    /** {@link Compute} for the three outputs of {@link #qkNormRope}. */
+    @FunctionalInterface
+    interface QkvCompute {
+        void run(Tensor q, Tensor k, Tensor v, Tensor rstd);
+    }
+
+    Tensor silu(String name, Tensor x, java.util.function.Consumer<Tensor> compute) {
         Tensor out = alloc(name, DType.F32, x.shape());
-        be.unary(UnaryOp.SILU, x, out);
+        compute.accept(out);
         if (recording(x)) {
             saveForBackward(x);
             tape.record("silu " + name, () -> {
@@ -235,10 +256,16 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
     @Override
     public Tensor rmsNormModulate(String name, Tensor x, Tensor weight, float eps, Tensor mod, int shiftChunk,
                                   int scaleChunk) {
+        return rmsNormModulate(name, x, weight, eps, mod, shiftChunk, scaleChunk,
+                (out, rstd) -> net.rmsNormModulate(x, weight, eps, mod, shiftChunk, scaleChunk, out, rstd));
+    }
+
+    Tensor rmsNormModulate(String name, Tensor x, Tensor weight, float eps, Tensor mod, int shiftChunk,
+                           int scaleChunk, Compute compute) {
         Tensor out = alloc(name, DType.F32, x.shape());
         boolean rec = recording(x, weight, mod);
         Tensor rstd = rec ? tape.save(alloc(name + ".rstd", DType.F32, (int) (x.numel() / x.dim(-1)))) : null;
-        net.rmsNormModulate(x, weight, eps, mod, shiftChunk, scaleChunk, out, rstd);
+        compute.run(out, rstd);
         if (rec) {
             requireParameter("rmsNorm " + name, weight);
             saveForBackward(x);
@@ -265,13 +292,18 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
      */
     @Override
     public Tensor gatedResidual(Tensor h, Tensor a, Tensor mod, int gateChunk) {
+        return gatedResidual(h, a, mod, gateChunk, target -> net.gatedResidual(target, a, mod, gateChunk));
+    }
+
+    /** As {@link #gatedResidual(Tensor, Tensor, Tensor, int)}, the in-place update of the residual done by update. */
+    Tensor gatedResidual(Tensor h, Tensor a, Tensor mod, int gateChunk, java.util.function.Consumer<Tensor> update) {
         if (!recording(h, a, mod)) {
-            net.gatedResidual(h, a, mod, gateChunk);
+            update.accept(h);
             return h;
         }
         Tensor out = alloc(h.name(), DType.F32, h.shape());
         be.copy(h, out);
-        net.gatedResidual(out, a, mod, gateChunk);
+        update.accept(out);
         release(h);
         saveForBackward(a);
         saveForBackward(mod);
@@ -292,6 +324,12 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
     @Override
     public Qkv<Tensor> qkNormRope(String name, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps,
                                   Tensor ropeCos, Tensor ropeSin) {
+        return qkNormRope(name, qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin,
+                (q, k, v, rstd) -> net.qkNormRope(qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v, rstd));
+    }
+
+    Qkv<Tensor> qkNormRope(String name, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps,
+                           Tensor ropeCos, Tensor ropeSin, QkvCompute compute) {
         int b = qkv.dim(0);
         int t = qkv.dim(1);
         int dh = qkv.dim(2) / (3 * heads);
@@ -300,7 +338,7 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
         Tensor v = alloc(name + ".v", DType.F32, b, heads, t, dh);
         boolean rec = recording(qkv, qWeight, kWeight);
         Tensor rstd = rec && qWeight != null ? tape.save(alloc(name + ".rstd", DType.F32, b, t, 2, heads)) : null;
-        net.qkNormRope(qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v, rstd);
+        compute.run(q, k, v, rstd);
         if (rec) {
             saveForBackward(qkv);
             tape.record("qkNormRope " + name, () -> {
@@ -325,6 +363,10 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
     /** Softmax attention, token-major output {@code [B,T,H·dh]}; saves q, k, v, the output and the log-sum-exp. */
     @Override
     public Tensor attention(String name, Tensor q, Tensor k, Tensor v, float scale) {
+        return attention(name, q, k, v, scale, (out, lse) -> net.attention(q, k, v, scale, out, lse));
+    }
+
+    Tensor attention(String name, Tensor q, Tensor k, Tensor v, float scale, Compute compute) {
         int b = q.dim(0);
         int heads = q.dim(1);
         int t = q.dim(2);
@@ -332,7 +374,7 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
         Tensor out = alloc(name, DType.F32, b, t, heads * dh);
         boolean rec = recording(q, k, v);
         Tensor lse = rec ? tape.save(alloc(name + ".lse", DType.F32, b, heads, t)) : null;
-        net.attention(q, k, v, scale, out, lse);
+        compute.run(out, lse);
         if (rec) {
             saveForBackward(q);
             saveForBackward(k);
@@ -354,10 +396,14 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
     /** SiLU(g) ⊙ u of a fused [g; u] input {@code [..., 2F]} → {@code [..., F]}; saves the input. */
     @Override
     public Tensor swiglu(String name, Tensor gu) {
+        return swiglu(name, gu, out -> net.swiglu(gu, out));
+    }
+
+    Tensor swiglu(String name, Tensor gu, java.util.function.Consumer<Tensor> compute) {
         int[] shape = gu.shape();
         shape[shape.length - 1] /= 2;
         Tensor out = alloc(name, DType.F32, shape);
-        net.swiglu(gu, out);
+        compute.accept(out);
         if (recording(gu)) {
             saveForBackward(gu);
             tape.record("swiglu " + name, () -> {

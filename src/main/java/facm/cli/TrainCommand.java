@@ -9,6 +9,7 @@ import facm.model.ModelCheckpoint;
 import facm.model.ModelConfig;
 import facm.model.ModelWeights;
 import facm.model.Presets;
+import facm.objectives.ConsistencyObjective;
 import facm.objectives.FlowMatchingObjective;
 import facm.tensor.Backend;
 import facm.tensor.GemmPrecision;
@@ -38,8 +39,13 @@ import java.util.Locale;
                 + "OUT/samples/step-NNNNNNN.png. Ctrl-C finishes the current step and writes a checkpoint; "
                 + "--resume continues from OUT/checkpoints/last.safetensors exactly.")
 final class TrainCommand implements Runnable {
-    @Option(names = "--objective", description = "fm (stage-1 flow matching with the expanded interval; default)")
+    @Option(names = "--objective", description = "facm (default: FACM, facm-spec §5.2), fm (stage-1 flow matching "
+            + "with the expanded interval, trains a teacher), scm or meanflow (the baselines of §5.7)")
     String objective;
+    @Option(names = "--teacher", description = "facm/scm/meanflow: distill from this frozen FM teacher checkpoint "
+            + "(the student starts from its weights unless --init is given); without it the ground-truth velocity "
+            + "is used (training from scratch)")
+    Path teacher;
     @Option(names = "--model", description = "model preset (default tiny), adapted to the data's size, channels "
             + "and classes; one of ${COMPLETION-CANDIDATES}", completionCandidates = PresetNames.class)
     String model;
@@ -69,7 +75,7 @@ final class TrainCommand implements Runnable {
     String precision;
     @Option(names = "--seed", description = "seed of every random choice: init, data order, noise (default 0)")
     Long seed;
-    @Option(names = "--out", description = "run folder (required, here or in --config)")
+    @Option(names = "--out", description = "run folder (default runs/OBJECTIVE)")
     Path out;
     @Option(names = "--init", description = "start from this checkpoint's model weights (its config decides the "
             + "architecture)")
@@ -89,6 +95,31 @@ final class TrainCommand implements Runnable {
     @Option(names = "--expanded-interval", negatable = true, description = "fm: half of each batch trains time "
             + "2 - t (default on)")
     Boolean expandedInterval;
+    @Option(names = "--time-sampler", description = "stage 2: default (t = 1 - 2/pi atan(exp n)) | log "
+            + "(t = 1 - sigmoid n), n ~ N(time-mean, time-std^2)")
+    String timeSampler;
+    @Option(names = "--time-mean", description = "stage 2: mean of n (default -0.8)")
+    Float timeMean;
+    @Option(names = "--time-std", description = "stage 2: std of n (default 1.6)")
+    Float timeStd;
+    @Option(names = "--relax-p", description = "facm: p of the relaxation alpha(t) = 1 - t^p (default 0.5)")
+    Float relaxP;
+    @Option(names = "--cfg-scale", description = "stage 2: guidance scale w baked into the velocity target (default "
+            + "1.75; <= 1 = none)")
+    Float cfgScale;
+    @Option(names = "--cfg-interval", description = "stage 2: guidance only for t in [low,high] (default 0.125,1.0)")
+    String cfgInterval;
+    @Option(names = "--cm-clip", description = "facm: elementwise clip of the CM residual (default 1; 0 = none)")
+    Float cmClip;
+    @Option(names = "--norm-eps", description = "stage 2: c of the norm-L2 weighting e/sg((e+c)^p) (default 1e-3)")
+    Float normEps;
+    @Option(names = "--scm-warmup", description = "scm: tangent warm-up steps (default 10000)")
+    Integer scmWarmup;
+    @Option(names = "--r2t-ratio", description = "meanflow: fraction of samples with r = t (default 0)")
+    Float r2tRatio;
+    @Option(names = "--aux-time", negatable = true, description = "stage 2: give the student the auxiliary time "
+            + "embedder (facm-spec §3.7; required by meanflow; default off = FACM's expanded interval)")
+    Boolean auxTime;
     @Option(names = "--config", description = "JSON file of options (keys as the flags: \"steps\", \"weight_decay\", "
             + "...); flags override it")
     Path config;
@@ -128,6 +159,20 @@ final class TrainCommand implements Runnable {
         put(o, "label_dropout", labelDropout);
         if (expandedInterval != null) {
             o.addProperty("expanded_interval", expandedInterval);
+        }
+        put(o, "teacher", teacher == null ? null : teacher.toString());
+        put(o, "time_sampler", timeSampler);
+        put(o, "time_mean", timeMean);
+        put(o, "time_std", timeStd);
+        put(o, "relax_p", relaxP);
+        put(o, "cfg_scale", cfgScale);
+        put(o, "cfg_interval", cfgInterval);
+        put(o, "cm_clip", cmClip);
+        put(o, "norm_eps", normEps);
+        put(o, "scm_warmup", scmWarmup);
+        put(o, "r2t_ratio", r2tRatio);
+        if (auxTime != null) {
+            o.addProperty("aux_time", auxTime);
         }
         return o;
     }
@@ -175,19 +220,33 @@ final class TrainCommand implements Runnable {
                     + "continue it, or choose another --out");
         }
         GemmPrecision gemm = GemmPrecision.valueOf(options.precision().toUpperCase(Locale.ROOT));
+        ConsistencyObjective.Options stage2 = stage2Options(options); // validated before anything heavy
         try (Dataset dataset = Datasets.open(options.data())) {
-            ModelConfig cfg = resumed != null ? resumed.config() : modelConfig(options, dataset);
+            ModelConfig preset = Presets.get(options.model()).withData(dataset.height(), dataset.channels(),
+                    dataset.numClasses());
+            StartingWeights.Source teacherSrc = options.stage2().teacher() == null ? null
+                    : StartingWeights.teacherSource(Path.of(options.stage2().teacher()), preset);
+            if (teacherSrc != null) {
+                requireFits(teacherSrc.config(), dataset);
+            }
+            ModelConfig cfg = resumed != null ? resumed.config() : modelConfig(options, preset, teacherSrc);
             requireFits(cfg, dataset);
             Backends.Selection sel = Backends.select(options.device());
             System.out.println("device:  " + sel.why());
             System.out.println("model:   " + cfg.summary());
+            if (teacherSrc != null) {
+                System.out.println("teacher: " + teacherSrc.describe() + ", " + teacherSrc.config().summary());
+            }
             System.out.println("data:    " + dataset.describe());
             System.out.println("options: " + options.toPrettyJson().replace("\n", "\n         "));
             Files.createDirectories(runDir);
             Files.writeString(runDir.resolve("config.json"), options.toPrettyJson() + "\n", StandardCharsets.UTF_8);
-            try (Backend be = sel.backend(); ModelWeights weights = startingWeights(options, cfg, be, resumed);
-                 Objective obj = new FlowMatchingObjective(options.seed(), gemm,
-                         new FlowMatchingObjective.Options(options.labelDropout(), options.expandedInterval()));
+            try (Backend be = sel.backend();
+                 ModelWeights teacherWeights = teacherSrc == null ? null : StartingWeights.teacher(teacherSrc, be);
+                 ModelWeights weights = startingWeights(options, cfg, be, resumed, teacherSrc);
+                 Objective obj = stage2 == null ? new FlowMatchingObjective(options.seed(), gemm,
+                         new FlowMatchingObjective.Options(options.labelDropout(), options.expandedInterval()))
+                         : new ConsistencyObjective(options.seed(), gemm, stage2, teacherWeights);
                  Trainer trainer = new Trainer(options, weights, obj, be.training(), runDir, System.out)) {
                 if (resumed != null) {
                     trainer.resume(last);
@@ -210,10 +269,26 @@ final class TrainCommand implements Runnable {
         }
     }
 
-    /** The preset adapted to the data, or the --init checkpoint's own config. */
-    private static ModelConfig modelConfig(TrainOptions o, Dataset d) throws IOException {
-        ModelConfig preset = Presets.get(o.model()).withData(d.height(), d.channels(), d.numClasses());
-        return o.init() == null ? preset : ModelCheckpoint.configOf(Path.of(o.init()), preset);
+    /** The stage-2 objective's options (null for fm), validated. */
+    static ConsistencyObjective.Options stage2Options(TrainOptions o) {
+        if (o.objective().equals("fm")) {
+            return null;
+        }
+        TrainOptions.Stage2 s = o.stage2();
+        return new ConsistencyObjective.Options(ConsistencyObjective.Kind.of(o.objective()), s.timeSampler(),
+                s.timeMean(), s.timeStd(), s.relaxP(), s.cfgScale(), s.cfgLow(), s.cfgHigh(), s.cmClip(), s.normEps(),
+                s.scmWarmup(), s.r2tRatio());
+    }
+
+    /**
+     * The architecture: the --init checkpoint's, else the teacher's, else the preset adapted to the data; with the
+     * auxiliary time embedder added when asked for.
+     */
+    private static ModelConfig modelConfig(TrainOptions o, ModelConfig preset, StartingWeights.Source teacher)
+            throws IOException {
+        ModelConfig base = o.init() != null ? ModelCheckpoint.configOf(Path.of(o.init()), preset)
+                : teacher != null ? teacher.config() : preset;
+        return o.stage2().auxTime() ? base.withAuxTime(true) : base;
     }
 
     private static void requireFits(ModelConfig c, Dataset d) {
@@ -225,11 +300,17 @@ final class TrainCommand implements Runnable {
         }
     }
 
-    /** Weights to train: the --init checkpoint's, or the §3.6 initialization (also the shell a resume fills). */
-    private static ModelWeights startingWeights(TrainOptions o, ModelConfig c, Backend be, TrainState.Header resumed)
-            throws IOException {
+    /**
+     * Weights to train: the --init checkpoint's, else the teacher's (§5.4: the student starts as the teacher), else
+     * the §3.6 initialization (also the shell a resume fills).
+     */
+    private static ModelWeights startingWeights(TrainOptions o, ModelConfig c, Backend be, TrainState.Header resumed,
+                                                StartingWeights.Source teacher) throws IOException {
         if (resumed == null && o.init() != null) {
-            return ModelCheckpoint.load(Path.of(o.init()), c, be);
+            return StartingWeights.studentFrom(new StartingWeights.Source(Path.of(o.init()), "", c), c, be, o.seed());
+        }
+        if (resumed == null && teacher != null) {
+            return StartingWeights.studentFrom(teacher, c, be, o.seed());
         }
         return ModelInitializer.initialize(c, be, o.seed());
     }

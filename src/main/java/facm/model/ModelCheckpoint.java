@@ -12,6 +12,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * Loads and saves LightningDiT weights. Reads safetensors or PyTorch {@code .pt} files (loader rule of facm-spec.md
@@ -52,22 +53,58 @@ public final class ModelCheckpoint {
      */
     public static ModelWeights load(Path file, ModelConfig config, Backend backend, String keyPrefix)
             throws IOException {
+        return loadWithout(file, config, backend, keyPrefix, Set.of());
+    }
+
+    /**
+     * The model's tensor names in {@code file} (the {@code keyPrefix} removed; with no prefix, without a training
+     * checkpoint's {@code ema.*} and {@code adam.*} keys) and their shapes, in the file's order.
+     */
+    public static Map<String, int[]> modelKeys(Path file, String keyPrefix) throws IOException {
+        try (StateDict sd = StateDict.open(file, StateDict.Which.AUTO)) {
+            return modelKeys(sd, keyPrefix);
+        }
+    }
+
+    private static Map<String, int[]> modelKeys(StateDict sd, String keyPrefix) {
+        Map<String, int[]> found = new LinkedHashMap<>();
+        sd.shapes().forEach((k, shape) -> {
+            if (keyPrefix.isEmpty() ? !k.startsWith("ema.") && !k.startsWith("adam.") : k.startsWith(keyPrefix)) {
+                found.put(k.substring(keyPrefix.length()), shape);
+            }
+        });
+        return found;
+    }
+
+    /**
+     * As {@link #load(Path, ModelConfig, Backend, String)} for a file that lacks some of {@code config}'s trainable
+     * tensors on purpose (a student that grows a branch its teacher does not have, facm-spec.md §3.7): the keys in
+     * {@code absent} must NOT be in the file and are left unset, for the caller to fill before use. Every other key is
+     * checked as {@code load} checks it (one-line error for a missing, unexpected or misshapen tensor).
+     */
+    public static ModelWeights loadWithout(Path file, ModelConfig config, Backend backend, String keyPrefix,
+                                           Set<String> absent) throws IOException {
         ParameterTable table = ParameterTable.of(config);
+        for (String k : absent) {
+            if (table.get(k).kind() != ParameterTable.Kind.TRAINABLE) {
+                throw new IllegalArgumentException("loadWithout: '" + k + "' is not a trainable tensor of "
+                        + config.name());
+            }
+        }
         try (StateDict sd = StateDict.open(file, StateDict.Which.AUTO)) {
             Map<String, int[]> expected = new LinkedHashMap<>();
-            Map<String, int[]> found = new LinkedHashMap<>();
-            sd.shapes().forEach((k, shape) -> {
-                if (keyPrefix.isEmpty() ? !k.startsWith("ema.") && !k.startsWith("adam.") : k.startsWith(keyPrefix)) {
-                    found.put(k.substring(keyPrefix.length()), shape);
-                }
-            });
+            Map<String, int[]> found = modelKeys(sd, keyPrefix);
             if (found.isEmpty() && !keyPrefix.isEmpty()) {
                 throw new CheckpointException(file + " has no tensors named '" + keyPrefix + "*'");
             }
+            for (String k : absent) {
+                if (found.containsKey(k)) {
+                    throw new CheckpointException(file + " has '" + keyPrefix + k + "', which the caller expected "
+                            + "to be absent (it initializes that tensor itself)");
+                }
+            }
             for (ParameterTable.Entry e : table.entries()) {
-                if (e.kind() == ParameterTable.Kind.TRAINABLE) {
-                    expected.put(e.key(), e.shape());
-                } else if (found.containsKey(e.key())) {
+                if (e.kind() == ParameterTable.Kind.TRAINABLE ? !absent.contains(e.key()) : found.containsKey(e.key())) {
                     expected.put(e.key(), e.shape());
                 }
             }
@@ -77,7 +114,9 @@ public final class ModelCheckpoint {
                 w.setFixedTables();
                 for (ParameterTable.Entry e : table.entries()) {
                     if (e.kind() == ParameterTable.Kind.TRAINABLE) {
-                        w.set(e.key(), sd.tensor(keyPrefix + e.key()).toFloats());
+                        if (!absent.contains(e.key())) {
+                            w.set(e.key(), sd.tensor(keyPrefix + e.key()).toFloats());
+                        }
                     } else if (found.containsKey(e.key())) {
                         var stored = sd.tensor(keyPrefix + e.key());
                         checkFixed(file, config, e.key(), stored.toFloats(), tolerance(stored.dtype()));

@@ -137,6 +137,11 @@ public record ModelConfig(String name, int depth, int hidden, int heads, int pat
                 rope, auxTime);
     }
 
+    /** The same network with (or without) the auxiliary time embedder of §3.7. */
+    public ModelConfig withAuxTime(boolean on) {
+        return new ModelConfig(name, depth, hidden, heads, patch, inputSize, inChannels, numClasses, qkNorm, rope, on);
+    }
+
     public ModelConfig withDepth(int newDepth) {
         return new ModelConfig(name + "-d" + newDepth, newDepth, hidden, heads, patch, inputSize, inChannels,
                 numClasses, qkNorm, rope, auxTime);

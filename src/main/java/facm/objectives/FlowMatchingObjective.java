@@ -33,7 +33,7 @@ import java.util.Map;
 public final class FlowMatchingObjective implements Objective {
     private static final long STREAM_TIME = 1L << 60;
     private static final long STREAM_LABEL_DROP = 2L << 60;
-    private static final long STREAM_NOISE = 3L << 60;
+    static final long STREAM_NOISE = 3L << 60;
 
     /** labelDropout: probability of the null class per sample; expandedInterval: τ = 2 − t for the second half. */
     public record Options(float labelDropout, boolean expandedInterval) {

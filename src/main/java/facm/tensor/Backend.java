@@ -103,6 +103,21 @@ public interface Backend extends AutoCloseable {
     /** Waits until all queued work is done (CPU: no-op). */
     void synchronize();
 
+    // ---------------------------------------------------------------- memory accounting
+
+    /**
+     * The most bytes this backend's device held in tensors and scratch buffers at any one time since the last
+     * {@link #resetPeakMemory()} (or since it opened), or -1 where memory is not tracked (the CPU). Host-side
+     * bookkeeping: it needs no synchronize.
+     */
+    default long peakMemoryBytes() {
+        return -1;
+    }
+
+    /** Starts a new peak window: the peak becomes what is in use now. A no-op where memory is not tracked. */
+    default void resetPeakMemory() {
+    }
+
     /** Losses and optimizer steps on this backend. */
     default TrainingOps training() {
         throw new UnsupportedOperationException(describe() + " does not implement the training ops yet");

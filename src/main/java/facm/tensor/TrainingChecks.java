@@ -33,6 +33,56 @@ public final class TrainingChecks {
         }
     }
 
+    /**
+     * consistencyLoss: pred/tangent/velocity (and gradPred) F32 of one shape {@code [B,...]} (rank ≥ 2, non-empty
+     * samples), coefs F32 {@code [B,3]}, perSample F32 {@code [B]}, outputs apart from every input and from each other;
+     * clip not NaN (≤ 0 or infinite turns the clip off), finite normEps, weightPower, weightEps and gradScale, and
+     * weightEps &gt; 0 whenever weightPower ≠ 0 (so (e + weightEps)^weightPower is finite at e = 0).
+     */
+    public static void consistencyLoss(Tensor pred, Tensor tangent, Tensor velocity, Tensor coefs, float clip,
+                                       float normEps, float weightPower, float weightEps, Tensor perSample,
+                                       Tensor gradPred, float gradScale) {
+        String op = "consistencyLoss";
+        nonNull(op, "pred", pred);
+        nonNull(op, "tangent", tangent);
+        nonNull(op, "velocity", velocity);
+        nonNull(op, "coefs", coefs);
+        nonNull(op, "perSample", perSample);
+        Shapes.requireDType(op + ": pred", pred, DType.F32);
+        Shapes.requireDType(op + ": tangent", tangent, DType.F32);
+        Shapes.requireDType(op + ": velocity", velocity, DType.F32);
+        Shapes.requireDType(op + ": coefs", coefs, DType.F32);
+        Shapes.requireDType(op + ": perSample", perSample, DType.F32);
+        if (pred.rank() < 2) {
+            throw new ShapeException(op + ": pred " + pred.describe() + " should be [B,...] with rank >= 2");
+        }
+        Shapes.requireSame(op + " (tangent vs pred)", tangent, pred);
+        Shapes.requireSame(op + " (velocity vs pred)", velocity, pred);
+        int b = pred.dim(0);
+        if (b > 0 && pred.numel() == 0) {
+            throw new ShapeException(op + ": pred " + pred.describe() + " has no elements per sample to average over");
+        }
+        Shapes.requireShape(op + ": coefs [B,3] (k, alpha, beta) for pred " + pred.describe(), coefs, b, 3);
+        Shapes.requireShape(op + ": perSample [B] for pred " + pred.describe(), perSample, b);
+        Shapes.requireNoSharing(op, perSample, pred, tangent, velocity, coefs);
+        if (gradPred != null) {
+            Shapes.requireDType(op + ": gradPred", gradPred, DType.F32);
+            Shapes.requireSame(op + " (gradPred vs pred)", gradPred, pred);
+            Shapes.requireNoSharing(op, gradPred, pred, tangent, velocity, coefs, perSample);
+        }
+        if (Float.isNaN(clip)) {
+            throw new IllegalArgumentException(op + ": clip is NaN (use 0 or infinity for no clip)");
+        }
+        finite(op, "normEps", normEps);
+        finite(op, "weightPower", weightPower);
+        finite(op, "weightEps", weightEps);
+        if (weightPower != 0 && !(weightEps > 0)) {
+            throw new IllegalArgumentException(op + ": weightEps must be > 0 when weightPower is " + weightPower
+                    + " (else e = 0 divides by 0), got " + weightEps);
+        }
+        finite(op, "gradScale", gradScale);
+    }
+
     /** sumOfSquares: acc holds one element and is not x. */
     public static void sumOfSquares(Tensor x, Tensor acc) {
         String op = "sumOfSquares";
@@ -72,6 +122,12 @@ public final class TrainingChecks {
 
     private static void nonNull(String op, String role, Tensor t) {
         Objects.requireNonNull(t, () -> op + ": " + role + " is null");
+    }
+
+    private static void finite(String op, String name, float value) {
+        if (!Float.isFinite(value)) {
+            throw new IllegalArgumentException(op + ": " + name + " must be finite, got " + value);
+        }
     }
 
     private static void hyperparameter(String op, String name, float value, boolean inRange, String range) {

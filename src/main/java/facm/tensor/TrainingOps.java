@@ -33,11 +33,8 @@ public interface TrainingOps {
      * ∂(Σ_b gradScale·L_b)/∂F = gradScale·β_b/(e_b + weightEps)^weightPower · 2Δ_i/N (the target held fixed).
      * Sums in fp32 or better.
      */
-    default void consistencyLoss(Tensor pred, Tensor tangent, Tensor velocity, Tensor coefs, float clip,
-                                 float normEps, float weightPower, float weightEps, Tensor perSample, Tensor gradPred,
-                                 float gradScale) {
-        throw new UnsupportedOperationException("consistencyLoss is not implemented by " + getClass().getSimpleName());
-    }
+    void consistencyLoss(Tensor pred, Tensor tangent, Tensor velocity, Tensor coefs, float clip, float normEps,
+                         float weightPower, float weightEps, Tensor perSample, Tensor gradPred, float gradScale);
 
     /** acc[0] += Σ x² (acc is F32 [1]; fp32 accumulation with a tree reduction, fp64 on the CPU). */
     void sumOfSquares(Tensor x, Tensor acc);

@@ -20,10 +20,12 @@ import java.util.TreeMap;
 /**
  * Averages the per-step numbers over each logging interval and writes them: one JSON line per interval to
  * {@code metrics.jsonl} ({@code step} = steps completed, {@code loss} and {@code grad_norm} = means over the interval's
- * applied steps, {@code lr}, {@code samples_per_s}, {@code skipped} = skipped steps so far, then the objective's own
- * metrics, averaged the same way), and a progress line on the console. The sums of an unfinished interval are part of
- * a checkpoint ({@link #pendingState}), so a resumed run writes the same lines as an uninterrupted one; only
- * {@code samples_per_s} depends on the clock.
+ * applied steps, {@code lr}, {@code samples_per_s}, {@code peak_mem_gib} = the most device memory in use during any
+ * step of the interval, only where the backend tracks it (GPU), {@code skipped} = skipped steps so far, then the
+ * objective's own metrics, averaged the same way), and a progress line on the console. The sums of an unfinished
+ * interval are part of a checkpoint ({@link #pendingState}), so a resumed run writes the same lines as an
+ * uninterrupted one; only {@code samples_per_s} and {@code peak_mem_gib} are measurements of this process (after a
+ * resume the peak covers the interval's steps since the resume).
  */
 public final class MetricsLog implements AutoCloseable {
     private final Path file;
@@ -38,6 +40,8 @@ public final class MetricsLog implements AutoCloseable {
     private double lossSum;
     private double normSum;
     private final Map<String, Double> extraSums = new TreeMap<>();
+    /** Bytes; -1 while no step of the interval reported a tracked peak. */
+    private long peakBytes = -1;
 
     private long intervalStartNanos = System.nanoTime();
     private final long processStartNanos = System.nanoTime();
@@ -101,6 +105,19 @@ public final class MetricsLog implements AutoCloseable {
         }
     }
 
+    /**
+     * Records the peak device memory of one step (bytes, from {@code Backend.peakMemoryBytes()}); -1 = not tracked,
+     * and then the line has no {@code peak_mem_gib}. The interval reports the largest.
+     */
+    public void recordPeakMemory(long bytes) {
+        peakBytes = Math.max(peakBytes, bytes);
+    }
+
+    /** GiB to 4 decimals (0.1 MiB: small models on a GPU still show a non-zero peak). */
+    static double gib(long bytes) {
+        return Math.round(bytes / (double) (1L << 30) * 10_000) / 10_000.0;
+    }
+
     /** Writes the interval that ends with {@code completedSteps} and starts a new one. */
     public void flush(int completedSteps, long skippedSoFar) {
         double secs = Math.max(1e-9, (System.nanoTime() - intervalStartNanos) / 1e9);
@@ -110,6 +127,9 @@ public final class MetricsLog implements AutoCloseable {
         addMean(o, "grad_norm", normSum);
         o.addProperty("lr", lr);
         o.addProperty("samples_per_s", round((double) stepsOnClock * batch / secs));
+        if (peakBytes >= 0) {
+            o.addProperty("peak_mem_gib", gib(peakBytes));
+        }
         o.addProperty("skipped", skippedSoFar);
         extraSums.forEach((k, v) -> addMean(o, k, v));
         try {
@@ -125,15 +145,17 @@ public final class MetricsLog implements AutoCloseable {
         lossSum = 0;
         normSum = 0;
         extraSums.clear();
+        peakBytes = -1;
         intervalStartNanos = System.nanoTime();
     }
 
     private void progress(int step, long skipped, double intervalSecs) {
         double rate = stepsOnClock / intervalSecs;
         double overall = stepsThisProcess / Math.max(1e-9, (System.nanoTime() - processStartNanos) / 1e9);
-        String line = String.format(Locale.ROOT, "step %d/%d  loss %s  grad %s  %.1f samples/s  ETA %s%s", step,
+        String line = String.format(Locale.ROOT, "step %d/%d  loss %s  grad %s  %.1f samples/s%s  ETA %s%s", step,
                 totalSteps, applied == 0 ? "-" : String.format(Locale.ROOT, "%.4f", lossSum / applied),
                 applied == 0 ? "-" : String.format(Locale.ROOT, "%.3f", normSum / applied), rate * batch,
+                peakBytes < 0 ? "" : String.format(Locale.ROOT, "  peak %.2f GiB", peakBytes / (double) (1L << 30)),
                 eta((totalSteps - step) / Math.max(overall, 1e-9)), skipped == 0 ? "" : "  skipped " + skipped);
         if (terminal) {
             console.print("\r" + line + "\033[K");

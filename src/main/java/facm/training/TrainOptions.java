@@ -31,13 +31,37 @@ import java.util.Map;
  * @param sampleSteps Euler steps of the sample grids
  * @param labelDropout     fm: probability of replacing a label by the null class (§4: 0.1)
  * @param expandedInterval fm: the second half of each batch gets time input 2 − t (§4)
+ * @param stage2      facm, scm and meanflow: the stage-2 hyper-parameters of §5.1 and §5.7
  */
 public record TrainOptions(String objective, String model, String data, int steps, int batch, float lr, float beta1,
                            float beta2, float eps, float weightDecay, float gradClip, String ema, String device,
                            String precision, long seed, String out, String init, int logEvery, int ckptEvery,
-                           int sampleEvery, int sampleSteps, float labelDropout, boolean expandedInterval) {
+                           int sampleEvery, int sampleSteps, float labelDropout, boolean expandedInterval,
+                           Stage2 stage2) {
 
-    public static final List<String> OBJECTIVES = List.of("fm");
+    public static final List<String> OBJECTIVES = List.of("facm", "fm", "scm", "meanflow");
+
+    /**
+     * The stage-2 options (facm-spec.md §5.1, §5.7); JSON keys as the field names in snake_case.
+     *
+     * @param teacher     checkpoint of the frozen teacher (distillation), or null: ground-truth velocity (§5.2b)
+     * @param timeSampler "default" (arctan of a lognormal) or "log" (logit-normal)
+     * @param timeMean    mean of n (log σ), §5.1: −0.8
+     * @param timeStd     std of n, §5.1: 1.6
+     * @param relaxP      p of α(t) = 1 − t^p
+     * @param cfgScale    guidance scale w baked into the teacher velocity (≤ 1: none)
+     * @param cfgLow      guidance interval low end
+     * @param cfgHigh     guidance interval high end
+     * @param cmClip      elementwise clip of the FACM residual (0: none)
+     * @param normEps     c of the norm-L2 weighting
+     * @param scmWarmup   sCM tangent warm-up steps
+     * @param r2tRatio    MeanFlow: fraction of samples with r = t
+     * @param auxTime     the student gets the auxiliary time embedder (§3.7; required by meanflow)
+     */
+    public record Stage2(String teacher, String timeSampler, float timeMean, float timeStd, float relaxP,
+                         float cfgScale, float cfgLow, float cfgHigh, float cmClip, float normEps, int scmWarmup,
+                         float r2tRatio, boolean auxTime) {
+    }
     public static final List<String> PRECISIONS = List.of("fp32", "tf32", "bf16");
 
     public TrainOptions {
@@ -60,6 +84,13 @@ public record TrainOptions(String objective, String model, String data, int step
         require(sampleEvery >= 0, "sample_every must be >= 0 (0 = never), got " + sampleEvery);
         require(sampleSteps >= 1, "sample_steps must be >= 1, got " + sampleSteps);
         require(labelDropout >= 0 && labelDropout <= 1, "label_dropout must be in [0, 1], got " + labelDropout);
+        require(stage2 != null, "stage-2 options are missing");
+        require(!objective.equals("meanflow") || stage2.auxTime(), "meanflow needs the auxiliary time embedder for r: "
+                + "set aux_time (--aux-time)");
+        require(!objective.equals("scm") || !stage2.auxTime(), "scm does not use the auxiliary time embedder: drop "
+                + "aux_time");
+        require(!objective.equals("fm") || stage2.teacher() == null, "the fm objective trains a teacher; --teacher "
+                + "is for facm, scm and meanflow");
     }
 
     private static void require(boolean ok, String message) {
@@ -75,7 +106,7 @@ public record TrainOptions(String objective, String model, String data, int step
     /** Defaults for every key except {@code betas}, which depend on the objective (see {@link #resolve}). */
     static Map<String, JsonElement> defaults() {
         Map<String, JsonElement> d = new LinkedHashMap<>();
-        d.put("objective", new JsonPrimitive("fm"));
+        d.put("objective", new JsonPrimitive("facm"));
         d.put("model", new JsonPrimitive("tiny"));
         d.put("data", new JsonPrimitive("fashion-mnist"));
         d.put("steps", new JsonPrimitive(1000));
@@ -95,6 +126,18 @@ public record TrainOptions(String objective, String model, String data, int step
         d.put("sample_steps", new JsonPrimitive(32));
         d.put("label_dropout", new JsonPrimitive(0.1f));
         d.put("expanded_interval", new JsonPrimitive(true));
+        d.put("teacher", com.google.gson.JsonNull.INSTANCE);
+        d.put("time_sampler", new JsonPrimitive("default"));
+        d.put("time_mean", new JsonPrimitive(-0.8f));
+        d.put("time_std", new JsonPrimitive(1.6f));
+        d.put("relax_p", new JsonPrimitive(0.5f));
+        d.put("cfg_scale", new JsonPrimitive(1.75f));
+        d.put("cfg_interval", new JsonPrimitive("0.125,1.0"));
+        d.put("cm_clip", new JsonPrimitive(1f));
+        d.put("norm_eps", new JsonPrimitive(1e-3f));
+        d.put("scm_warmup", new JsonPrimitive(10_000));
+        d.put("r2t_ratio", new JsonPrimitive(0f));
+        d.put("aux_time", new JsonPrimitive(false));
         return d;
     }
 
@@ -105,7 +148,9 @@ public record TrainOptions(String objective, String model, String data, int step
 
     private static final List<String> KEYS = List.of("objective", "model", "data", "steps", "batch", "lr", "betas",
             "eps", "weight_decay", "grad_clip", "ema", "device", "precision", "seed", "out", "init", "log_every",
-            "ckpt_every", "sample_every", "sample_steps", "label_dropout", "expanded_interval");
+            "ckpt_every", "sample_every", "sample_steps", "label_dropout", "expanded_interval", "teacher", "time_sampler",
+            "time_mean", "time_std", "relax_p", "cfg_scale", "cfg_interval", "cm_clip", "norm_eps", "scm_warmup",
+            "r2t_ratio", "aux_time");
 
     /**
      * Options from layers of JSON objects, later layers winning: the defaults, then each of {@code layers} (e.g. a
@@ -128,6 +173,9 @@ public record TrainOptions(String objective, String model, String data, int step
         }
         try {
             String objective = string(merged, "objective");
+            if (string(merged, "out") == null) {
+                merged.put("out", new JsonPrimitive("runs/" + objective)); // the default job's folder
+            }
             float[] betas = merged.containsKey("betas") && !merged.get("betas").isJsonNull()
                     ? betas(merged.get("betas")) : defaultBetas(objective);
             return new TrainOptions(objective, string(merged, "model"), string(merged, "data"),
@@ -138,13 +186,22 @@ public record TrainOptions(String objective, String model, String data, int step
                     string(merged, "out"), string(merged, "init"), merged.get("log_every").getAsInt(),
                     merged.get("ckpt_every").getAsInt(), merged.get("sample_every").getAsInt(),
                     merged.get("sample_steps").getAsInt(), merged.get("label_dropout").getAsFloat(),
-                    bool(merged.get("expanded_interval")));
+                    bool(merged, "expanded_interval"), stage2(merged));
         } catch (NumberFormatException | UnsupportedOperationException | IllegalStateException e) {
             throw new IllegalArgumentException("train options: a value has the wrong type (" + e.getMessage() + ")", e);
         }
     }
 
-    private static boolean bool(JsonElement e) {
+    private static Stage2 stage2(Map<String, JsonElement> m) {
+        float[] interval = pair(m.get("cfg_interval"), "cfg_interval", "low,high");
+        return new Stage2(string(m, "teacher"), string(m, "time_sampler"), m.get("time_mean").getAsFloat(),
+                m.get("time_std").getAsFloat(), m.get("relax_p").getAsFloat(), m.get("cfg_scale").getAsFloat(),
+                interval[0], interval[1], m.get("cm_clip").getAsFloat(), m.get("norm_eps").getAsFloat(),
+                m.get("scm_warmup").getAsInt(), m.get("r2t_ratio").getAsFloat(), bool(m, "aux_time"));
+    }
+
+    private static boolean bool(Map<String, JsonElement> m, String key) {
+        JsonElement e = m.get(key);
         if (e.isJsonPrimitive() && e.getAsJsonPrimitive().isBoolean()) {
             return e.getAsBoolean();
         }
@@ -154,7 +211,7 @@ public record TrainOptions(String objective, String model, String data, int step
                 return Boolean.parseBoolean(s);
             }
         }
-        throw new IllegalArgumentException("train options: expanded_interval must be true or false, got " + e);
+        throw new IllegalArgumentException("train options: " + key + " must be true or false, got " + e);
     }
 
     private static String string(Map<String, JsonElement> m, String key) {
@@ -164,6 +221,11 @@ public record TrainOptions(String objective, String model, String data, int step
 
     /** "0.9,0.95" or [0.9, 0.95]. */
     private static float[] betas(JsonElement e) {
+        return pair(e, "betas", "beta1,beta2");
+    }
+
+    /** Two numbers: "a,b" or [a, b]. */
+    private static float[] pair(JsonElement e, String key, String form) {
         String[] parts;
         if (e.isJsonArray()) {
             parts = new String[e.getAsJsonArray().size()];
@@ -174,7 +236,7 @@ public record TrainOptions(String objective, String model, String data, int step
             parts = e.getAsString().split(",");
         }
         if (parts.length != 2) {
-            throw new IllegalArgumentException("train options: betas needs two numbers (beta1,beta2), got " + e);
+            throw new IllegalArgumentException("train options: " + key + " needs two numbers (" + form + "), got " + e);
         }
         return new float[] {Float.parseFloat(parts[0].trim()), Float.parseFloat(parts[1].trim())};
     }
@@ -221,6 +283,23 @@ public record TrainOptions(String objective, String model, String data, int step
         o.addProperty("sample_steps", sampleSteps);
         o.addProperty("label_dropout", labelDropout);
         o.addProperty("expanded_interval", expandedInterval);
+        if (stage2.teacher() != null) {
+            o.addProperty("teacher", stage2.teacher());
+        }
+        o.addProperty("time_sampler", stage2.timeSampler());
+        o.addProperty("time_mean", stage2.timeMean());
+        o.addProperty("time_std", stage2.timeStd());
+        o.addProperty("relax_p", stage2.relaxP());
+        o.addProperty("cfg_scale", stage2.cfgScale());
+        com.google.gson.JsonArray ci = new com.google.gson.JsonArray();
+        ci.add(stage2.cfgLow());
+        ci.add(stage2.cfgHigh());
+        o.add("cfg_interval", ci);
+        o.addProperty("cm_clip", stage2.cmClip());
+        o.addProperty("norm_eps", stage2.normEps());
+        o.addProperty("scm_warmup", stage2.scmWarmup());
+        o.addProperty("r2t_ratio", stage2.r2tRatio());
+        o.addProperty("aux_time", stage2.auxTime());
         return o;
     }
 
@@ -243,7 +322,7 @@ public record TrainOptions(String objective, String model, String data, int step
      * now are (the data must be the same samples for the resumed run to equal an uninterrupted one).
      */
     public static final List<String> CHANGEABLE_ON_RESUME = List.of("steps", "log_every", "ckpt_every",
-            "sample_every", "sample_steps", "device", "out", "data");
+            "sample_every", "sample_steps", "device", "out", "data", "teacher");
 
     /**
      * The options of a resumed run: the checkpoint's, with the {@link #CHANGEABLE_ON_RESUME} keys of {@code requested}

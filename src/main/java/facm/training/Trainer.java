@@ -3,6 +3,7 @@ package facm.training;
 import facm.autograd.Gradients;
 import facm.data.Batch;
 import facm.model.ModelWeights;
+import facm.tensor.GemmPrecision;
 import facm.tensor.TrainingOps;
 
 import java.io.IOException;
@@ -10,16 +11,22 @@ import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.CountDownLatch;
+import java.util.stream.Collectors;
 
 /**
  * The training loop. Each step: next batch; zero the gradients; the objective's loss and gradients; the global
  * gradient norm (one host read); if loss and norm are finite, AdamW with the clip factor and then every EMA, else the
  * step is skipped and counted, leaving weights, moments and EMAs untouched (facm-spec.md §11.18). Every
- * {@code log_every} steps a metrics line, every {@code ckpt_every} steps and at the end a checkpoint, every
- * {@code sample_every} steps a sample grid of the sampling EMA (1- or 3-channel image models only).
+ * {@code log_every} steps a metrics line (with the peak device memory of its steps where the backend tracks it),
+ * every {@code ckpt_every} steps and at the end a checkpoint, every {@code sample_every} steps sample grids of the
+ * sampling EMA (1- or 3-channel image models only; Euler for "fm", the consistency sampler at NFE 1 and 2 for the
+ * consistency objectives, see {@link SampleGrid}).
  *
  * <p>A run resumed from its last checkpoint repeats the uninterrupted run bit for bit on the CPU: the checkpoint holds
  * every tensor and counter of the state, the objective's randomness is a function of (seed, step, sample), the loader's
@@ -204,6 +211,8 @@ public final class Trainer implements AutoCloseable {
     }
 
     private void trainStep(Batch batch, MetricsLog log) {
+        // The peak window is this step alone (grids and checkpoints between steps are not training memory).
+        model.backend().resetPeakMemory();
         grads.zero();
         float loss = objective.lossAndGradients(model, grads, batch, step);
         double norm = Float.isFinite(loss) ? gradNorm.compute(grads) : Double.NaN;
@@ -221,6 +230,7 @@ public final class Trainer implements AutoCloseable {
         }
         dataPosition = batch.positionAfter();
         log.record(loss, norm, finite, metrics);
+        log.recordPeakMemory(model.backend().peakMemoryBytes());
         step++;
     }
 
@@ -256,14 +266,30 @@ public final class Trainer implements AutoCloseable {
     private void sampleGrid(MetricsLog log) throws IOException {
         Ema ema = emas.forSampling();
         ModelWeights w = ema == null ? model : ema.weights();
-        Path file = outDir.resolve("samples").resolve(String.format(Locale.ROOT, "step-%07d.png", step));
+        String weights = ema == null ? "raw weights" : "EMA " + ema.name();
+        GemmPrecision precision = GemmPrecision.valueOf(options.precision().toUpperCase(Locale.ROOT));
+        Path dir = outDir.resolve("samples");
+        String stem = String.format(Locale.ROOT, "step-%07d", step);
         long t0 = System.nanoTime();
-        SampleGrid.write(file, w, facm.tensor.GemmPrecision.valueOf(options.precision().toUpperCase(Locale.ROOT)),
-                options.sampleSteps(), options.seed());
+        if (!SampleGrid.usesConsistencySampler(options.objective())) {
+            Path file = dir.resolve(stem + ".png");
+            SampleGrid.writeEuler(file, w, precision, options.sampleSteps(), options.seed());
+            log.breakLine();
+            console.printf(Locale.ROOT, "samples %s (%s, %d Euler steps, %.1f s)%n", file, weights,
+                    options.sampleSteps(), (System.nanoTime() - t0) / 1e9);
+            return;
+        }
+        List<String> files = new ArrayList<>();
+        for (int nfe : SampleGrid.CONSISTENCY_NFES) {
+            Path file = dir.resolve(stem + "-nfe" + nfe + ".png");
+            SampleGrid.writeConsistency(file, w, precision, nfe, options.seed());
+            files.add(file.toString());
+        }
         log.breakLine();
-        console.printf(Locale.ROOT, "samples %s (%s, %d Euler steps, %.1f s)%n", file,
-                ema == null ? "raw weights" : "EMA " + ema.name(), options.sampleSteps(),
-                (System.nanoTime() - t0) / 1e9);
+        String nfes = Arrays.stream(SampleGrid.CONSISTENCY_NFES).mapToObj(Integer::toString)
+                .collect(Collectors.joining(" and "));
+        console.printf(Locale.ROOT, "samples %s (%s, consistency sampler at NFE %s, %.1f s)%n",
+                String.join(" and ", files), weights, nfes, (System.nanoTime() - t0) / 1e9);
     }
 
     private static void closeAll(AutoCloseable... all) {

@@ -34,7 +34,7 @@ class TrainCommandTest {
     }
 
     private static String[] common(Path out, String... more) {
-        List<String> a = new java.util.ArrayList<>(List.of("--model", "tiny", "--data", "fashion-mnist", "--batch",
+        List<String> a = new java.util.ArrayList<>(List.of("--objective", "fm", "--model", "tiny", "--data", "fashion-mnist", "--batch",
                 "4", "--device", "cpu", "--seed", "5", "--log-every", "1", "--ckpt-every", "2", "--sample-every",
                 "3", "--sample-steps", "2", "--out", out.toString()));
         a.addAll(List.of(more));
@@ -79,6 +79,39 @@ class TrainCommandTest {
     }
 
     @Test
+    void distillsFromATeacherWithEachStageTwoObjective(@TempDir Path dir) throws Exception {
+        Path teacherRun = dir.resolve("teacher");
+        assertEquals(0, train(common(teacherRun, "--steps", "2")));
+        String teacher = Trainer.lastCheckpoint(teacherRun).toString();
+        String[][] runs = {{"facm"}, {"scm"}, {"meanflow", "--aux-time"}};
+        for (String[] run : runs) {
+            Path out = dir.resolve(run[0]);
+            List<String> args = new java.util.ArrayList<>(List.of(common(out, "--steps", "3", "--teacher", teacher)));
+            args.set(args.indexOf("fm"), run[0]); // common() names the objective
+            args.addAll(List.of(run).subList(1, run.length));
+            assertEquals(0, train(args.toArray(String[]::new)), run[0]);
+            JsonObject last = JsonParser.parseString(Files.readAllLines(out.resolve("metrics.jsonl")).get(2))
+                    .getAsJsonObject();
+            assertTrue(last.get("loss_cm").getAsDouble() > 0 && last.has("loss_fm"), last.toString());
+            assertTrue(Files.exists(out.resolve("samples").resolve("step-0000003-nfe1.png")), run[0]);
+            assertTrue(Files.exists(out.resolve("samples").resolve("step-0000003-nfe2.png")), run[0]);
+        }
+        List<String> missing = new java.util.ArrayList<>(List.of(common(dir.resolve("x"), "--teacher",
+                dir.resolve("missing.safetensors").toString())));
+        missing.set(missing.indexOf("fm"), "facm");
+        PrintStream err = System.err;
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        System.setErr(new PrintStream(bytes, true, StandardCharsets.UTF_8));
+        try {
+            assertEquals(1, train(missing.toArray(String[]::new)), "a missing teacher");
+        } finally {
+            System.setErr(err);
+        }
+        assertTrue(bytes.toString(StandardCharsets.UTF_8).strip().matches("error: file not found: .*missing"
+                + "\\.safetensors"), bytes.toString(StandardCharsets.UTF_8));
+    }
+
+    @Test
     void badInputIsOneLine(@TempDir Path dir) {
         PrintStream err = System.err;
         ByteArrayOutputStream bytes = new ByteArrayOutputStream();
@@ -87,7 +120,8 @@ class TrainCommandTest {
             assertEquals(1, train("--out", dir.resolve("a").toString(), "--data", dir.resolve("nope").toString(),
                     "--device", "cpu"));
             assertEquals(1, train("--out", dir.resolve("b").toString(), "--ema", "power:x", "--device", "cpu"));
-            assertEquals(1, train("--data", "fashion-mnist", "--device", "cpu"), "no --out");
+            assertEquals(1, train("--out", dir.resolve("d").toString(), "--objective", "meanflow", "--device", "cpu"),
+                    "meanflow without the auxiliary time embedder");
             assertEquals(1, train("--resume", "--out", dir.resolve("c").toString()), "nothing to resume");
         } finally {
             System.setErr(err);

@@ -35,6 +35,13 @@ final class HostTrainingOps implements TrainingOps {
     }
 
     @Override
+    public void consistencyLoss(Tensor pred, Tensor tangent, Tensor velocity, Tensor coefs, float clip, float normEps,
+                                float weightPower, float weightEps, Tensor perSample, Tensor gradPred,
+                                float gradScale) {
+        throw new UnsupportedOperationException("not needed by the trainer tests");
+    }
+
+    @Override
     public void sumOfSquares(Tensor x, Tensor acc) {
         double s = be.download(acc)[0];
         for (float v : be.download(x)) {

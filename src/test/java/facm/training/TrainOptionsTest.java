@@ -15,7 +15,7 @@ class TrainOptionsTest {
 
     @Test
     void defaultsThenLayersLaterOnesWinning() {
-        TrainOptions o = TrainOptions.resolve(json("{\"out\":\"r\",\"steps\":7,\"weight-decay\":0.1,\"lr\":3e-4}"),
+        TrainOptions o = TrainOptions.resolve(json("{\"out\":\"r\",\"objective\":\"fm\",\"steps\":7,\"weight-decay\":0.1,\"lr\":3e-4}"),
                 json("{\"steps\":9}"));
         assertEquals(9, o.steps());
         assertEquals(0.1f, o.weightDecay());
@@ -43,7 +43,7 @@ class TrainOptionsTest {
     @Test
     void errorsNameTheProblem() {
         String[] bad = {"{\"out\":\"r\",\"stepz\":1}", "{\"out\":\"r\",\"steps\":0}", "{\"out\":\"r\",\"lr\":-1}",
-            "{\"out\":\"r\",\"precision\":\"fp8\"}", "{\"out\":\"r\",\"ema\":\"power\"}", "{}",
+            "{\"out\":\"r\",\"precision\":\"fp8\"}", "{\"out\":\"r\",\"ema\":\"power\"}", "{\"out\":\" \"}",
             "{\"out\":\"r\",\"steps\":\"many\"}", "{\"out\":\"r\",\"objective\":\"gan\"}",
             "{\"out\":\"r\",\"betas\":[0.9]}"};
         for (String b : bad) {

@@ -115,6 +115,15 @@ class TrainerGpuTest {
             t.run(new FakeBatches(c, 4, 7, 0), false);
         }
         List<String> lines = Files.readAllLines(out.resolve("metrics.jsonl"));
+        boolean tracked = be.peakMemoryBytes() >= 0;
+        for (String l : lines) {
+            JsonObject line = JsonParser.parseString(l).getAsJsonObject();
+            assertEquals(tracked, line.has("peak_mem_gib"), "peak_mem_gib exactly where memory is tracked: " + l);
+            if (tracked) {
+                double gib = line.get("peak_mem_gib").getAsDouble();
+                assertTrue(gib > 0 && gib < 64, "tiny at batch 4: a peak above 0 and far below 64 GiB: " + l);
+            }
+        }
         return lines.stream().mapToDouble(l -> JsonParser.parseString(l).getAsJsonObject().get("loss").getAsDouble())
                 .toArray();
     }

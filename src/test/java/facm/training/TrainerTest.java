@@ -34,7 +34,12 @@ class TrainerTest {
     private final PrintStream console = new PrintStream(consoleBytes, true, StandardCharsets.UTF_8);
 
     private TrainOptions options(Path out, int steps, int ckptEvery, int sampleEvery) {
+        return options("fm", out, steps, ckptEvery, sampleEvery);
+    }
+
+    private TrainOptions options(String objective, Path out, int steps, int ckptEvery, int sampleEvery) {
         JsonObject o = new JsonObject();
+        o.addProperty("objective", objective);
         o.addProperty("steps", steps);
         o.addProperty("batch", BATCH);
         o.addProperty("lr", 1e-2);
@@ -176,5 +181,29 @@ class TrainerTest {
         }
         assertTrue(Files.exists(Trainer.lastCheckpoint(dir)));
         assertTrue(Files.exists(Trainer.stepCheckpoint(dir, 4)));
+        assertTrue(consoleBytes.toString(StandardCharsets.UTF_8).contains("step-0000004.png (EMA power_0.2"),
+                consoleBytes.toString(StandardCharsets.UTF_8));
+    }
+
+    @Test
+    void consistencyRunsWriteGridsAtOneAndTwoSteps(@TempDir Path dir) throws IOException {
+        train(options("facm", dir, 2, 0, 2), Set.of(), -1, false);
+        Path samples = dir.resolve("samples");
+        for (String name : new String[] {"step-0000002-nfe1.png", "step-0000002-nfe2.png"}) {
+            byte[] head = java.util.Arrays.copyOf(Files.readAllBytes(samples.resolve(name)), 4);
+            assertArrayEquals(new byte[] {(byte) 0x89, 'P', 'N', 'G'}, head, name);
+        }
+        assertFalse(Files.exists(samples.resolve("step-0000002.png")), "no Euler grid for a consistency run");
+        String out = consoleBytes.toString(StandardCharsets.UTF_8);
+        assertTrue(out.contains(samples.resolve("step-0000002-nfe1.png") + " and "
+                + samples.resolve("step-0000002-nfe2.png") + " (EMA power_0.2, consistency sampler at NFE 1 and 2"), out);
+    }
+
+    @Test
+    void cpuMetricsLinesHaveNoPeakMemory(@TempDir Path dir) throws IOException {
+        train(options(dir, 3, 0, 0), Set.of(), -1, false);
+        for (String l : Files.readAllLines(dir.resolve("metrics.jsonl"))) {
+            assertFalse(l.contains("peak_mem_gib"), l);
+        }
     }
 }

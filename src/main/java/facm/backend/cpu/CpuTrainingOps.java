@@ -83,6 +83,76 @@ public final class CpuTrainingOps implements TrainingOps {
         });
     }
 
+    /**
+     * The consistency losses (contract in {@link TrainingOps#consistencyLoss}), per sample in float64 and split over
+     * samples: (a) when normEps &gt; 0, S = Σ Δ² of the unnormalized Δ and the divisor rms + normEps = √(S/N) + normEps;
+     * (b) e = Σ Δ²/N of the final Δ; (c) L = β·e/w with w = (e + weightEps)^weightPower (exactly 1 when the power is
+     * 0), and gradPred = (gradScale·β/w·2/N)·Δ. Δ is recomputed from the inputs in each pass instead of being stored.
+     * The clip is written with comparisons so that a NaN residual stays NaN (Math.min/max would too, but the CUDA
+     * kernel's fmin/fmax would not: both backends use the same form).
+     */
+    @Override
+    public void consistencyLoss(Tensor pred, Tensor tangent, Tensor velocity, Tensor coefs, float clip,
+                                float normEps, float weightPower, float weightEps, Tensor perSample, Tensor gradPred,
+                                float gradScale) {
+        String op = "consistencyLoss";
+        TrainingChecks.consistencyLoss(pred, tangent, velocity, coefs, clip, normEps, weightPower, weightEps,
+                perSample, gradPred, gradScale);
+        CpuTensor f = f32(op, "pred", pred);
+        float[] fs = f.f32(), ts = f32(op, "tangent", tangent).f32(), vs = f32(op, "velocity", velocity).f32();
+        float[] cs = f32(op, "coefs", coefs).f32(), ls = f32(op, "perSample", perSample).f32();
+        float[] gs = gradPred == null ? null : f32(op, "gradPred", gradPred).f32();
+        int b = f.dim(0);
+        if (b == 0) {
+            return;
+        }
+        int n = (int) (f.numel() / b);
+        double limit = clip > 0 && clip < Float.POSITIVE_INFINITY ? clip : Double.POSITIVE_INFINITY;
+        backend.parallel().forRange(b, CpuNetworkOps.grain(12L * n), (s, e) -> {
+            for (int sample = (int) s; sample < e; sample++) {
+                int base = sample * n;
+                double k = cs[3 * sample], alpha = cs[3 * sample + 1], beta = cs[3 * sample + 2];
+                double divisor = 1.0;
+                if (normEps > 0) {
+                    double squares = 0;
+                    for (int i = base; i < base + n; i++) {
+                        double d = consistencyDelta(fs[i], ts[i], vs[i], k, alpha, limit);
+                        squares += d * d;
+                    }
+                    divisor = Math.sqrt(squares / n) + normEps;
+                }
+                double squares = 0;
+                for (int i = base; i < base + n; i++) {
+                    double d = consistencyDelta(fs[i], ts[i], vs[i], k, alpha, limit) / divisor;
+                    squares += d * d;
+                }
+                double meanSquare = squares / n;
+                double weight = weightPower == 0 ? 1.0 : Math.pow(meanSquare + weightEps, weightPower);
+                ls[sample] = (float) (beta * meanSquare / weight);
+                if (gs != null) {
+                    double factor = gradScale * beta / weight * 2.0 / n;
+                    for (int i = base; i < base + n; i++) {
+                        gs[i] = (float) (factor * (consistencyDelta(fs[i], ts[i], vs[i], k, alpha, limit) / divisor));
+                    }
+                }
+            }
+        });
+    }
+
+    /**
+     * Δ = α·clip(F − (v + k·Ḟ), ±limit) before the normalization, in the operation order of kernels/loss.cu (which
+     * rounds each step the same way), so both backends agree exactly on Δ even where the residual cancels.
+     */
+    static double consistencyDelta(float pred, float tangent, float velocity, double k, double alpha, double limit) {
+        double d = (double) pred - ((double) velocity + k * tangent);
+        if (d > limit) {
+            d = limit;
+        } else if (d < -limit) {
+            d = -limit;
+        }
+        return alpha * d;
+    }
+
     /** acc[0] += Σ x², summed in float64 over fixed blocks of {@link #SUM_BLOCK} elements added in block order. */
     @Override
     public void sumOfSquares(Tensor x, Tensor acc) {

@@ -348,6 +348,22 @@ public final class CudaBackend implements Backend {
         stream.synchronize();
     }
 
+    /**
+     * The device arena's peak of bytes in use (size-class rounded blocks handed out, not counting the arena's cache of
+     * freed blocks): every backend on this device shares it, so a teacher model on the same GPU counts too.
+     */
+    @Override
+    public long peakMemoryBytes() {
+        requireOpenBackend("peakMemoryBytes");
+        return device.arena().stats().peakInUseBytes();
+    }
+
+    @Override
+    public void resetPeakMemory() {
+        requireOpenBackend("resetPeakMemory");
+        device.arena().resetPeak();
+    }
+
     /** Queues the empty kernel of kernels/launch.cu (one block of one thread): the fixed cost of a launch. */
     public void launchNoop() {
         requireOpenBackend("launchNoop");

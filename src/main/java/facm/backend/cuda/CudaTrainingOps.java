@@ -19,15 +19,15 @@ import static facm.cuda.KernelArg.I64;
 import static facm.cuda.KernelArg.PTR;
 
 /**
- * Losses and optimizer steps on the GPU (contract {@link TrainingOps}): the flow-matching loss with its gradient
- * (kernels/loss.cu), the sum of squares behind global gradient-norm clipping and the fused AdamW step
+ * Losses and optimizer steps on the GPU (contract {@link TrainingOps}): the flow-matching and consistency losses with
+ * their gradients (kernels/loss.cu), the sum of squares behind global gradient-norm clipping and the fused AdamW step
  * (kernels/adamw.cu). Every op queues its kernels on the device's main stream and returns; only the caller's read-back
  * of the accumulated squared norm synchronizes.
  *
  * <p>Numerics, against the CPU reference (facm.backend.cpu.CpuTrainingOps, same argument rules and messages): AdamW
- * and the loss gradient are bit-identical to it (the same fp64 operations in the same order); the per-sample loss and
- * the sum of squares are fp64 sums in a different but fixed order, so they may differ from the CPU's in the last bit
- * of the fp32 result. Every result is bit-identical from run to run. The only state kept between calls is the 8 KiB of
+ * and the flow-matching gradient are bit-identical to it (the same fp64 operations in the same order); the per-sample
+ * losses, the consistency gradient (scaled by a per-sample sum) and the sum of squares come from fp64 sums in a
+ * different but fixed order, so they may differ from the CPU's in the last bit of the fp32 result. Every result is bit-identical from run to run. The only state kept between calls is the 8 KiB of
  * fp64 block partials of {@link #sumOfSquares}.
  */
 public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
@@ -42,6 +42,7 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
     private final CudaStream stream;
     private final ScratchBuffer scratch;
     private final Kernel loss;
+    private final Kernel consistency;
     private final Kernel sumPartial;
     private final Kernel sumFinish;
     private final Kernel adamw;
@@ -52,6 +53,8 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
         this.scratch = new ScratchBuffer(backend.cudaDevice().arena(), "training ops");
         KernelLibrary lib = backend.cudaDevice().kernels();
         loss = lib.kernel("flow_matching_loss_f32", PTR, PTR, PTR, PTR, I32, I32, I32, F32);
+        consistency = lib.kernel("consistency_loss_f32", PTR, PTR, PTR, PTR, PTR, PTR, I32, I64, F32, F32, F32, F32,
+                F32);
         sumPartial = lib.kernel("sum_squares_partial", PTR, I64, PTR, PTR);
         sumFinish = lib.kernel("sum_squares_finish", PTR, I32, PTR);
         adamw = lib.kernel("adamw_f32", PTR, PTR, PTR, PTR, I64, F32, F32, F32, F32, F32, F64, F64, F32);
@@ -75,6 +78,34 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
         }
         loss.launch(stream, Math.min(b, CudaNetworkOps.MAX_GRID), 1, 1, LOSS_THREADS, 1, 1, 0, p.address(),
                 u.address(), l.address(), g == null ? 0L : g.address(), b, c, (int) pixels, gradScale);
+    }
+
+    /**
+     * One block of {@code LOSS_THREADS} per sample (kernels/loss.cu consistency_loss_f32): fp64 inside with the CPU's
+     * operation order, so Δ is bit-identical to the CPU's and L_b, gradPred differ from it only through the sums'
+     * order (last fp32 bit).
+     */
+    @Override
+    public void consistencyLoss(Tensor pred, Tensor tangent, Tensor velocity, Tensor coefs, float clip,
+                                float normEps, float weightPower, float weightEps, Tensor perSample, Tensor gradPred,
+                                float gradScale) {
+        String op = "consistencyLoss";
+        TrainingChecks.consistencyLoss(pred, tangent, velocity, coefs, clip, normEps, weightPower, weightEps,
+                perSample, gradPred, gradScale);
+        CudaTensor f = f32(op, "pred", pred);
+        CudaTensor t = f32(op, "tangent", tangent);
+        CudaTensor v = f32(op, "velocity", velocity);
+        CudaTensor c = f32(op, "coefs", coefs);
+        CudaTensor l = f32(op, "perSample", perSample);
+        CudaTensor g = gradPred == null ? null : f32(op, "gradPred", gradPred);
+        int b = f.dim(0);
+        if (b == 0) {
+            return;
+        }
+        long n = f.numel() / b;
+        consistency.launch(stream, Math.min(b, CudaNetworkOps.MAX_GRID), 1, 1, LOSS_THREADS, 1, 1, 0, f.address(),
+                t.address(), v.address(), c.address(), l.address(), g == null ? 0L : g.address(), b, n, clip,
+                normEps, weightPower, weightEps, gradScale);
     }
 
     @Override

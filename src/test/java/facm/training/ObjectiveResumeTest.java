@@ -7,10 +7,12 @@ import facm.checkpoint.SafetensorsReader;
 import facm.model.ModelConfig;
 import facm.model.ModelWeights;
 import facm.model.Presets;
+import facm.objectives.ConsistencyObjective;
 import facm.objectives.FlowMatchingObjective;
 import facm.tensor.Backend;
 import facm.tensor.GemmPrecision;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.IOException;
@@ -25,15 +27,19 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** The real stage-1 objective on the tiny preset: a stopped and resumed run equals the uninterrupted one bit for bit. */
-class FlowMatchingResumeTest {
+/**
+ * The real objectives on the tiny preset (stage-1 fm; stage-2 facm distilling a fixed teacher): a stopped and
+ * resumed run equals the uninterrupted one bit for bit.
+ */
+class ObjectiveResumeTest {
     private static final int BATCH = 2;
     private static final int STEPS = 4;
     private final Backend be = new CpuBackend(2);
     private final PrintStream quiet = new PrintStream(OutputStream.nullOutputStream());
 
-    private Trainer.Result train(Path out, long stopAt, boolean resume) throws IOException {
+    private Trainer.Result train(String objective, Path out, long stopAt, boolean resume) throws IOException {
         JsonObject o = new JsonObject();
+        o.addProperty("objective", objective);
         o.addProperty("steps", STEPS);
         o.addProperty("batch", BATCH);
         o.addProperty("lr", 1e-3);
@@ -45,8 +51,11 @@ class FlowMatchingResumeTest {
         TrainOptions opts = TrainOptions.resolve(o);
         ModelConfig c = Presets.get("tiny");
         try (ModelWeights w = ModelInitializer.initialize(c, be, opts.seed());
-             FlowMatchingObjective fm = new FlowMatchingObjective(opts.seed(), GemmPrecision.FP32,
-                     FlowMatchingObjective.Options.defaults())) {
+             ModelWeights teacher = ModelWeights.philox(c, be, 77);
+             Objective fm = objective.equals("fm") ? new FlowMatchingObjective(opts.seed(), GemmPrecision.FP32,
+                     FlowMatchingObjective.Options.defaults())
+                     : new ConsistencyObjective(opts.seed(), GemmPrecision.FP32, ConsistencyObjective.Options.defaults(
+                             ConsistencyObjective.Kind.FACM), teacher)) {
             Trainer[] holder = new Trainer[1];
             Objective stopping = new Objective() {
                 @Override
@@ -88,13 +97,14 @@ class FlowMatchingResumeTest {
         return lines;
     }
 
-    @Test
-    void resumedFlowMatchingRunIsBitExact(@TempDir Path dir) throws IOException {
+    @ParameterizedTest
+    @ValueSource(strings = {"fm", "facm"})
+    void resumedRunIsBitExact(String objective, @TempDir Path dir) throws IOException {
         Path full = dir.resolve("full");
-        train(full, -1, false);
+        train(objective, full, -1, false);
         Path parts = dir.resolve("parts");
-        assertEquals(2, train(parts, 1, false).step());
-        assertEquals(STEPS, train(parts, -1, true).step());
+        assertEquals(2, train(objective, parts, 1, false).step());
+        assertEquals(STEPS, train(objective, parts, -1, true).step());
         List<String> a = metrics(full);
         assertEquals(STEPS, a.size());
         assertEquals(a, metrics(parts));

@@ -1,0 +1,330 @@
+package facm.objectives;
+
+import facm.autograd.Dual;
+import facm.autograd.Gradients;
+import facm.autograd.Tape;
+import facm.data.Batch;
+import facm.model.LightningDiT;
+import facm.model.ModelWeights;
+import facm.tensor.Backend;
+import facm.tensor.BinaryOp;
+import facm.tensor.DType;
+import facm.tensor.GemmPrecision;
+import facm.tensor.Tensor;
+import facm.tensor.TensorScope;
+import facm.training.Objective;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * Stage 2 of facm-spec.md: the FACM objective (§5.2) and the two baselines shipped beside it (§5.7: MeanFlow and
+ * sCM), one code path with a {@link Kind}. Per step: time(s) from {@link TimeSampler}, ε ~ N(0, I),
+ * x_t = t·x₁ + (1 − t)·ε, u = x₁ − ε, the guided velocity v of {@link TeacherVelocity} (no gradient), then
+ * <ul>
+ *   <li>FACM only, the FM anchor: F_FM = F_θ(x_t, 2 − t, y) (auxiliary-time model: (t, r = t)) against v with
+ *       MSE + cosine ({@link facm.tensor.TrainingOps#flowMatchingLoss}), forward and backward on its own tape, so its
+ *       activations are freed before the CM pass starts (peak memory = one student pass, not two);</li>
+ *   <li>the CM term: one forward-mode pass (F, Ḟ) = JVP of (x, τ) ↦ F_θ(x, τ, y [, r]) at (x_t, t) along (v, 1) on a
+ *       second tape (gradient through the primal only, §6.1), then {@link facm.tensor.TrainingOps#consistencyLoss}
+ *       with the kind's coefficients: FACM k = 1 − t, α = 1 − t^p, elementwise clip, β = cos(πt/2), norm-L2 power 0.5;
+ *       MeanFlow (auxiliary-time model, t ≤ r, r has zero tangent) k = r − t, α = β = 1, power 1; sCM
+ *       k = (1 − t)·min(1, step/warmup), α = cos(πt/2), tangent normalization g/(rms(g) + 0.1), power 0 and
+ *       weight 1 (the official sCM reproduction's learned weighting is commented out of its model, §5.7).</li>
+ * </ul>
+ * Total = mean_B L_CM + mean_B L_FM (FACM; the other kinds have no FM term). A non-finite total is returned as is:
+ * the trainer then skips the update and counts it (§11.18), instead of the reference's "NaN → 0" that still lets NaN
+ * gradients through.
+ *
+ * <p>Randomness is a pure function of (seed, step, sample index), see {@link TimeSampler} and
+ * {@link FlowMatchingObjective#noise}, so a resumed run repeats the uninterrupted one exactly.
+ */
+public final class ConsistencyObjective implements Objective {
+
+    /** The three objectives of §5 and §5.7 ({@code train --objective NAME}). */
+    public enum Kind {
+        FACM("facm"), SCM("scm"), MEANFLOW("meanflow");
+
+        private final String id;
+
+        Kind(String id) {
+            this.id = id;
+        }
+
+        public String id() {
+            return id;
+        }
+
+        public static Kind of(String id) {
+            for (Kind k : values()) {
+                if (k.id.equals(id)) {
+                    return k;
+                }
+            }
+            throw new IllegalArgumentException("unknown consistency objective '" + id + "' (facm, scm or meanflow)");
+        }
+    }
+
+    /**
+     * The hyper-parameters of §5.1 and §5.7, with the reference defaults in {@link #defaults}.
+     *
+     * @param timeSampler "default" (t = 1 − (2/π)·atan(e^n)) or "log" (t = 1 − sigmoid(n)), n ~ N(timeMean, timeStd²)
+     * @param relaxP      p of the relaxation α(t) = 1 − t^p (FACM)
+     * @param cfgScale    w of the guided teacher velocity; ≤ 1: no guidance
+     * @param cfgLow      guidance only for cfgLow ≤ t ≤ cfgHigh
+     * @param clip        elementwise clip of the FACM residual (≤ 0: none)
+     * @param normEps     c of the norm-L2 weighting e / sg((e + c)^power)
+     * @param scmWarmup   sCM tangent warm-up steps (ramp = min(1, step / warmup))
+     * @param r2tRatio    MeanFlow: probability per sample that r = t
+     */
+    public record Options(Kind kind, String timeSampler, float timeMean, float timeStd, float relaxP, float cfgScale,
+                          float cfgLow, float cfgHigh, float clip, float normEps, int scmWarmup, float r2tRatio) {
+        public Options {
+            String what = kind == null ? "consistency objective" : kind.id() + " objective";
+            require(kind != null, what + ": kind is missing");
+            require(TimeSampler.KINDS.contains(timeSampler), what + ": time sampler must be one of "
+                    + TimeSampler.KINDS + ", got '" + timeSampler + "'");
+            require(Float.isFinite(timeMean), what + ": time mean must be finite, got " + timeMean);
+            require(timeStd > 0 && Float.isFinite(timeStd), what + ": time std must be > 0, got " + timeStd);
+            require(relaxP > 0 && Float.isFinite(relaxP), what + ": relaxation exponent p must be > 0, got " + relaxP);
+            require(cfgScale >= 0 && Float.isFinite(cfgScale), what + ": cfg scale must be >= 0, got " + cfgScale);
+            require(cfgLow <= cfgHigh, what + ": cfg interval low " + cfgLow + " is above high " + cfgHigh);
+            require(!Float.isNaN(clip), what + ": clip is NaN");
+            require(normEps > 0 && Float.isFinite(normEps), what + ": norm-L2 constant must be > 0, got " + normEps);
+            require(scmWarmup >= 0, what + ": sCM warm-up must be >= 0, got " + scmWarmup);
+            require(r2tRatio >= 0 && r2tRatio <= 1, what + ": r2t ratio must be in [0, 1], got " + r2tRatio);
+        }
+
+        /** §5.1 and §5.7: default sampler N(−0.8, 1.6²), p 0.5, w 1.75 on [0.125, 1], clip 1, c 1e-3, warm-up 10k. */
+        public static Options defaults(Kind kind) {
+            return new Options(kind, "default", -0.8f, 1.6f, 0.5f, 1.75f, 0.125f, 1.0f, 1f, 1e-3f, 10_000, 0f);
+        }
+
+        private static void require(boolean ok, String message) {
+            if (!ok) {
+                throw new IllegalArgumentException(message);
+            }
+        }
+    }
+
+    private final long seed;
+    private final GemmPrecision precision;
+    private final Options options;
+    private final ModelWeights teacherWeights;
+    private final TimeSampler times;
+    private LightningDiT student;
+    private LightningDiT teacher;
+    private Map<String, Double> lastMetrics = Map.of();
+
+    /** {@code teacher} (may be null: no distillation, §5.2b) stays owned by the caller and is never written. */
+    public ConsistencyObjective(long seed, GemmPrecision precision, Options options, ModelWeights teacher) {
+        this.seed = seed;
+        this.precision = precision;
+        this.options = options;
+        this.teacherWeights = teacher;
+        this.times = new TimeSampler(options);
+    }
+
+    @Override
+    public String name() {
+        return options.kind().id();
+    }
+
+    public Options options() {
+        return options;
+    }
+
+    @Override
+    public float lossAndGradients(ModelWeights weights, Gradients grads, Batch batch, long step) {
+        LightningDiT s = studentFor(weights);
+        LightningDiT t = teacherModel();
+        requireCompatible(s, t);
+        int b = batch.size();
+        TimeSampler.Draws d = times.draws(FlowMatchingObjective.stepKey(seed, step), b);
+        Backend be = weights.backend();
+        try (TensorScope scope = new TensorScope()) {
+            Tensor x1 = scope.track(be.upload("x1", batch.images(), batch.shape()));
+            Tensor eps = scope.track(be.empty("eps", DType.F32, batch.shape()));
+            be.randomNormal(eps, FlowMatchingObjective.stepKey(seed, step), FlowMatchingObjective.STREAM_NOISE);
+            Tensor y = scope.track(be.upload("y", batch.labels(), b));
+            return loss(s, t, grads, x1, eps, d.t(), d.r(), y, step);
+        }
+    }
+
+    /**
+     * The deterministic core of one step (also what the reference-fixture test calls): x₁, ε {@code [B,C,H,W]};
+     * t (host, per sample); r (host; MeanFlow only, t ≤ r; else null); y {@code [B]} I32 labels (stage 2 has no
+     * label dropout). Accumulates the parameter gradients into {@code grads} (null: the loss only). Returns the total;
+     * {@link #lastMetrics()} then holds loss_fm and loss_cm (batch means).
+     */
+    public float loss(LightningDiT student, LightningDiT teacher, Gradients grads, Tensor x1, Tensor eps, float[] t,
+                      float[] r, Tensor y, long step) {
+        requireCompatible(student, teacher);
+        Backend be = x1.backend();
+        int b = x1.dim(0);
+        if (t.length != b || (options.kind() == Kind.MEANFLOW) != (r != null) || (r != null && r.length != b)) {
+            throw new IllegalArgumentException(name() + " objective: need t" + (options.kind() == Kind.MEANFLOW
+                    ? " and r" : " (and no r)") + " for each of the " + b + " samples");
+        }
+        try (TensorScope s = new TensorScope()) {
+            Tensor u = s.track(be.empty("u", DType.F32, x1.shape()));
+            be.axpby(1f, x1, -1f, eps, u);
+            Tensor xt = s.track(be.upload("x_t", perElement(t, x1), x1.shape()));
+            be.binary(BinaryOp.MUL, xt, u, xt);
+            be.binary(BinaryOp.ADD, xt, eps, xt);
+            Tensor tT = s.track(be.upload("t", t, b));
+            Tensor v = s.track(TeacherVelocity.velocity(options, student, teacher, xt, u, t, tT, y));
+
+            double lossFm = options.kind() == Kind.FACM ? anchorLoss(student, grads, xt, t, tT, y, v) : 0;
+            double lossCm = consistencyLoss(student, grads, xt, t, r, tT, y, v, step);
+            float total = (float) (lossCm + lossFm);
+            Map<String, Double> m = new LinkedHashMap<>();
+            m.put("loss_fm", lossFm);
+            m.put("loss_cm", lossCm);
+            lastMetrics = Map.copyOf(m);
+            return total;
+        }
+    }
+
+    /** §5.2c: the FM anchor at time 2 − t (auxiliary-time model: (t, r = t)); returns its batch mean. */
+    private double anchorLoss(LightningDiT m, Gradients grads, Tensor xt, float[] t, Tensor tT, Tensor y, Tensor v) {
+        Backend be = xt.backend();
+        int b = t.length;
+        boolean aux = m.config().auxTime();
+        try (TensorScope s = new TensorScope();
+             Tape tape = grads == null ? null : Tape.forParameters(m.weights(), grads)) {
+            Tensor tau = aux ? tT : s.track(be.empty("2-t", DType.F32, b));
+            if (!aux) {
+                be.affine(tT, -1f, 2f, tau);
+            }
+            Tensor pred = s.track(m.forward(xt, tau, y, aux ? tT : null, tape));
+            Tensor perSample = s.track(be.empty("loss_fm", DType.F32, b));
+            Tensor grad = tape == null ? null : s.track(be.empty("dL_fm/dF", DType.F32, pred.shape()));
+            be.training().flowMatchingLoss(pred, v, perSample, grad, 1f / b);
+            if (tape != null) {
+                tape.backward(pred, grad);
+            }
+            return mean(be.download(perSample));
+        }
+    }
+
+    /** §5.2d / §5.7: the CM term through one forward-mode pass; returns its batch mean. */
+    private double consistencyLoss(LightningDiT m, Gradients grads, Tensor xt, float[] t, float[] r, Tensor tT,
+                                   Tensor y, Tensor v, long step) {
+        Backend be = xt.backend();
+        int b = t.length;
+        try (TensorScope s = new TensorScope();
+             Tape tape = grads == null ? null : Tape.forParameters(m.weights(), grads)) {
+            Tensor ones = s.track(be.empty("dt", DType.F32, b));
+            be.fill(ones, 1f);
+            Tensor rT = switch (options.kind()) {
+                case MEANFLOW -> s.track(be.upload("r", r, b));
+                case FACM -> m.config().auxTime() ? ones : null; // §3.7: CM on (t, r = 1)
+                case SCM -> null;
+            };
+            Dual out = m.jvp(xt, v, tT, ones, y, rT, tape);
+            s.track(out.primal());
+            s.track(out.tangent());
+            Tensor coefs = s.track(be.upload("k,alpha,beta", coefficients(t, r, step), b, 3));
+            Tensor perSample = s.track(be.empty("loss_cm", DType.F32, b));
+            Tensor grad = tape == null ? null : s.track(be.empty("dL_cm/dF", DType.F32, out.primal().shape()));
+            Kind k = options.kind();
+            float clip = k == Kind.FACM ? options.clip() : 0f;
+            float normEps = k == Kind.SCM ? 0.1f : 0f;
+            float power = switch (k) {
+                case FACM -> 0.5f;
+                case MEANFLOW -> 1f;
+                case SCM -> 0f;
+            };
+            be.training().consistencyLoss(out.primal(), out.tangent(), v, coefs, clip, normEps, power,
+                    options.normEps(), perSample, grad, 1f / b);
+            if (tape != null) {
+                tape.backward(out.primal(), grad);
+            }
+            return mean(be.download(perSample));
+        }
+    }
+
+    /** Per sample (k, α, β) of {@link facm.tensor.TrainingOps#consistencyLoss}, computed in double. */
+    float[] coefficients(float[] t, float[] r, long step) {
+        float[] c = new float[3 * t.length];
+        double ramp = options.scmWarmup() == 0 ? 1 : Math.min(1.0, (double) step / options.scmWarmup());
+        for (int i = 0; i < t.length; i++) {
+            double ti = t[i];
+            double trig = Math.cos(Math.PI * ti / 2);
+            switch (options.kind()) {
+                case FACM -> {
+                    c[3 * i] = (float) (1 - ti);
+                    c[3 * i + 1] = (float) (1 - Math.pow(ti, options.relaxP()));
+                    c[3 * i + 2] = (float) trig;
+                }
+                case MEANFLOW -> {
+                    c[3 * i] = (float) ((double) r[i] - ti);
+                    c[3 * i + 1] = 1f;
+                    c[3 * i + 2] = 1f;
+                }
+                case SCM -> {
+                    c[3 * i] = (float) ((1 - ti) * ramp);
+                    c[3 * i + 1] = (float) trig;
+                    c[3 * i + 2] = 1f;
+                }
+            }
+        }
+        return c;
+    }
+
+    /** The objective's model rules: MeanFlow needs the auxiliary time embedder (for r), sCM must not have it. */
+    private void requireCompatible(LightningDiT s, LightningDiT t) {
+        boolean aux = s.config().auxTime();
+        if (options.kind() == Kind.MEANFLOW && !aux) {
+            throw new IllegalArgumentException("meanflow objective: the student needs the auxiliary time embedder "
+                    + "for r (train --aux-time)");
+        }
+        if (options.kind() == Kind.SCM && aux) {
+            throw new IllegalArgumentException("scm objective: the student must not have the auxiliary time embedder");
+        }
+        if (t != null && (t.config().inChannels() != s.config().inChannels()
+                || t.config().inputSize() != s.config().inputSize()
+                || t.config().numClasses() != s.config().numClasses())) {
+            throw new IllegalArgumentException(name() + " objective: teacher " + t.config().summary()
+                    + " does not fit student " + s.config().summary() + " (input size, channels and classes differ)");
+        }
+    }
+
+    /** t per sample, repeated over each sample's elements. */
+    private static float[] perElement(float[] t, Tensor like) {
+        int per = (int) (like.numel() / t.length);
+        float[] out = new float[(int) like.numel()];
+        for (int i = 0; i < t.length; i++) {
+            java.util.Arrays.fill(out, i * per, (i + 1) * per, t[i]);
+        }
+        return out;
+    }
+
+    private static double mean(float[] v) {
+        double sum = 0;
+        for (float x : v) {
+            sum += x;
+        }
+        return sum / v.length;
+    }
+
+    @Override
+    public Map<String, Double> lastMetrics() {
+        return lastMetrics;
+    }
+
+    private LightningDiT studentFor(ModelWeights weights) {
+        if (student == null || student.weights() != weights) {
+            student = new LightningDiT(weights).precision(precision);
+        }
+        return student;
+    }
+
+    private LightningDiT teacherModel() {
+        if (teacherWeights != null && teacher == null) {
+            teacher = new LightningDiT(teacherWeights).precision(precision);
+        }
+        return teacher;
+    }
+}

@@ -1,0 +1,56 @@
+package facm.objectives;
+
+import facm.tensor.Philox;
+
+import java.util.List;
+
+/**
+ * Stage-2 time sampling (facm-spec.md §5.2a): n ~ N(mean, std²) and t = 1 − (2/π)·atan(eⁿ) ("default", the
+ * reference's arctan-of-lognormal sampler, skewed toward data: median t ≈ 0.73 at the defaults N(−0.8, 1.6²)) or
+ * t = 1 − sigmoid(n) ("log"). MeanFlow (§5.7) draws a second time the same way and orders the pair, t = min and
+ * r = max, after setting r := t for a fraction of samples.
+ *
+ * <p>Every draw is a function of (step key, sample index) only: Philox counters (1 &lt;&lt; 60) + i for t,
+ * (2 &lt;&lt; 60) + i for r and (4 &lt;&lt; 60) + i for the r := t choice (the noise uses 3 &lt;&lt; 60), so a sample's
+ * times do not depend on the batch size and a resumed run repeats them. The reference picks exactly
+ * ⌊ratio·B⌋ random samples for r := t; here each sample is chosen with probability ratio (same expectation, and
+ * independent of the batch).
+ */
+final class TimeSampler {
+    static final List<String> KINDS = List.of("default", "log");
+    private static final long STREAM_T = 1L << 60;
+    private static final long STREAM_R = 2L << 60;
+    private static final long STREAM_R2T = 4L << 60;
+
+    /** t per sample, and r (MeanFlow only, else null) with t ≤ r. */
+    record Draws(float[] t, float[] r) {
+    }
+
+    private final ConsistencyObjective.Options options;
+
+    TimeSampler(ConsistencyObjective.Options options) {
+        this.options = options;
+    }
+
+    Draws draws(long key, int batch) {
+        float[] t = new float[batch];
+        float[] r = options.kind() == ConsistencyObjective.Kind.MEANFLOW ? new float[batch] : null;
+        for (int i = 0; i < batch; i++) {
+            t[i] = time(key, STREAM_T + i);
+            if (r != null) {
+                float other = Philox.uniform(key, STREAM_R2T + i) < options.r2tRatio() ? t[i] : time(key, STREAM_R + i);
+                r[i] = Math.max(t[i], other);
+                t[i] = Math.min(t[i], other);
+            }
+        }
+        return new Draws(t, r);
+    }
+
+    /** One time from Philox normal number {@code counter} of {@code key}, in double, rounded once to float. */
+    float time(long key, long counter) {
+        double n = (double) Philox.normal(key, counter) * options.timeStd() + options.timeMean();
+        double t = options.timeSampler().equals("log") ? 1 - 1 / (1 + Math.exp(-n))
+                : 1 - (2 / Math.PI) * Math.atan(Math.exp(n));
+        return (float) t;
+    }
+}
