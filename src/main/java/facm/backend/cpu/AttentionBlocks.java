@@ -54,10 +54,11 @@ final class AttentionBlocks {
      * token-major [B,T,H·dh] layout: rowStride H·dh) transposed into [dh][ROWS].
      */
     static void loadTransposed(float[] src, int start, int rowStride, int rows, int dh, double[][] dst) {
-        for (int i = 0; i < rows; i++) {
-            int from = start + i * rowStride;
-            for (int d = 0; d < dh; d++) {
-                dst[d][i] = src[from + d];
+        for (int d = 0; d < dh; d++) {
+            double[] row = dst[d];
+            int at = start + d;
+            for (int i = 0; i < rows; i++) {
+                row[i] = src[at + i * rowStride];
             }
         }
     }
@@ -234,12 +235,26 @@ final class AttentionBlocks {
         }
     }
 
-    /** dst[i][j] = src[j][i] for i &lt; rows, j &lt; tokens: a [j][i] block as [i][j]. */
+    /**
+     * dst[i][j] = src[j][i] for i &lt; rows, j &lt; tokens: a [j][i] block as [i][j], four destination rows per pass so
+     * that each source row is fetched once per four elements.
+     */
     static void transpose(double[][] src, int tokens, int rows, double[][] dst) {
-        for (int j = 0; j < tokens; j++) {
-            double[] from = src[j];
-            for (int i = 0; i < rows; i++) {
-                dst[i][j] = from[i];
+        int i = 0;
+        for (; i + 4 <= rows; i += 4) {
+            double[] d0 = dst[i], d1 = dst[i + 1], d2 = dst[i + 2], d3 = dst[i + 3];
+            for (int j = 0; j < tokens; j++) {
+                double[] from = src[j];
+                d0[j] = from[i];
+                d1[j] = from[i + 1];
+                d2[j] = from[i + 2];
+                d3[j] = from[i + 3];
+            }
+        }
+        for (; i < rows; i++) {
+            double[] d0 = dst[i];
+            for (int j = 0; j < tokens; j++) {
+                d0[j] = src[j][i];
             }
         }
     }

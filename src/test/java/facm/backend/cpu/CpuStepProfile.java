@@ -8,6 +8,7 @@ import facm.model.LightningDiT;
 import facm.model.ModelConfig;
 import facm.model.ModelWeights;
 import facm.model.Presets;
+import facm.objectives.ConsistencyObjective;
 import facm.objectives.FlowMatchingObjective;
 import facm.tensor.Backend;
 import facm.tensor.DType;
@@ -30,8 +31,8 @@ import java.util.function.Supplier;
 
 /**
  * Manual timing of the CPU backend on the training work of the default CPU job (not a unit test): a stage-1 FM step
- * (forward with tape, backward, gradient norm, AdamW, as the Trainer runs it), a no-grad forward, and a forward-mode
- * JVP with and without a tape (the FACM step's pieces). With {@code --ops}, every Backend/NetworkOps/TrainingOps call
+ * and a FACM step without a teacher (the default {@code train}: objective, gradient norm, AdamW, as the Trainer runs
+ * them), then the FACM step's pieces: a no-grad forward, and a forward-mode JVP with and without a tape. With {@code --ops}, every Backend/NetworkOps/TrainingOps call
  * made through the model's backend is timed (calls counted; GEMMs split by shape), so the report shows where a
  * step's time goes: wall clock, or with {@code --threads 1} the thread's CPU time, which other load on a shared
  * machine does not inflate. Run after {@code tools/mvn.sh -q -o test-compile}:
@@ -82,6 +83,16 @@ public final class CpuStepProfile {
                 report("FM train step", warm, steps, batch, () -> {
                     grads.zero();
                     float loss = fm.lossAndGradients(w, grads, data, step[0]++);
+                    double n = norm.compute(grads);
+                    adam.update(w, grads, GradientNorm.clipFactor(n, 1.0));
+                    return loss;
+                });
+                // The default job: FACM without a teacher (CFG on the student's own unguided forward).
+                ConsistencyObjective facm = new ConsistencyObjective(1, GemmPrecision.FP32,
+                        ConsistencyObjective.Options.defaults(ConsistencyObjective.Kind.FACM), null);
+                report("FACM train step (no teacher)", warm, steps, batch, () -> {
+                    grads.zero();
+                    float loss = facm.lossAndGradients(w, grads, data, step[0]++);
                     double n = norm.compute(grads);
                     adam.update(w, grads, GradientNorm.clipFactor(n, 1.0));
                     return loss;
