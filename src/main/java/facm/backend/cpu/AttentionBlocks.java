@@ -34,7 +34,7 @@ final class AttentionBlocks {
         /** [d][query i]: Σ_j p v (or the query gradient), and the JVP's tangent sum. */
         final double[][] acc;
         final double[][] accDot;
-        final long[] expBits = new long[ROWS];
+        final DoubleExp.Scratch exp = new DoubleExp.Scratch(ROWS);
         final double[] rowMax = new double[ROWS];
         final double[] rowSum = new double[ROWS];
         final double[] rowExtra = new double[ROWS];
@@ -128,7 +128,8 @@ final class AttentionBlocks {
      * The softmax numerators of a score block: s ← s·scale, rowMax = max_j s (per query), then s ← e^(s − rowMax)
      * (through {@link DoubleExp}).
      */
-    static void softmaxNumerators(double[][] s, int tokens, int rows, double scale, double[] rowMax, long[] expBits) {
+    static void softmaxNumerators(double[][] s, int tokens, int rows, double scale, double[] rowMax,
+                                  DoubleExp.Scratch exp) {
         java.util.Arrays.fill(rowMax, 0, rows, Double.NEGATIVE_INFINITY);
         for (int j = 0; j < tokens; j++) {
             double[] o = s[j];
@@ -143,7 +144,7 @@ final class AttentionBlocks {
             for (int i = 0; i < rows; i++) {
                 o[i] = o[i] - rowMax[i];
             }
-            DoubleExp.inPlace(o, 0, rows, expBits);
+            DoubleExp.inPlace(o, 0, rows, exp);
         }
     }
 

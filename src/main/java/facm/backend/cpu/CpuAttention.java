@@ -108,7 +108,7 @@ final class CpuAttention {
                 int kvBase = bh * tokens * dh;
                 AttentionBlocks.loadTransposed(q, kvBase + i0 * dh, dh, rows, dh, w.queries);
                 AttentionBlocks.dots(k, kvBase, tokens, dh, w.queries, rows, w.scores, false);
-                AttentionBlocks.softmaxNumerators(w.scores, tokens, rows, scale, w.rowMax, w.expBits);
+                AttentionBlocks.softmaxNumerators(w.scores, tokens, rows, scale, w.rowMax, w.exp);
                 AttentionBlocks.weightedValues(w.scores, v, kvBase, tokens, dh, rows, w.rowSum, w.acc);
                 writeRows(l, bh, i0, rows, w.acc, w.rowSum, out);
                 if (lse != null) {
@@ -278,7 +278,7 @@ final class CpuAttention {
                         for (int i = 0; i < rows; i++) {
                             p[i] = p[i] * scale - w.rowMax[i];
                         }
-                        DoubleExp.inPlace(p, 0, rows, w.expBits);
+                        DoubleExp.inPlace(p, 0, rows, w.exp);
                         for (int i = 0; i < rows; i++) {
                             ds[i] = p[i] * (ds[i] - w.rowExtra[i]) * scale;
                         }

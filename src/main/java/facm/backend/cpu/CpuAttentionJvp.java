@@ -109,7 +109,7 @@ final class CpuAttentionJvp {
                         sDot[i] = (qDot == null && kDot == null ? 0.0 : sDot[i]) * scale;
                     }
                 }
-                AttentionBlocks.softmaxNumerators(w.scores, tokens, rows, scale, w.rowMax, w.expBits);
+                AttentionBlocks.softmaxNumerators(w.scores, tokens, rows, scale, w.rowMax, w.exp);
                 AttentionBlocks.weightedValues(w.scores, v, kvBase, tokens, dh, rows, w.rowSum, w.acc);
                 tangentSums(w, v, vDot, kvBase, tokens, dh, rows);
                 CpuAttention.writeRows(l, bh, i0, rows, w.acc, w.rowSum, out);

@@ -25,7 +25,7 @@ final class CpuSwiglu {
         final double[] e;
         final double[] in;
         final double[] in2;
-        final long[] bits;
+        final DoubleExp.Scratch exp;
 
         Rows(int f) {
             g = new double[f];
@@ -33,7 +33,7 @@ final class CpuSwiglu {
             e = new double[f];
             in = new double[f];
             in2 = new double[f];
-            bits = new long[f];
+            exp = new DoubleExp.Scratch(f);
         }
 
         /** g, u of row r and e = e^−g. */
@@ -48,7 +48,7 @@ final class CpuSwiglu {
             for (int j = 0; j < f; j++) {
                 e[j] = Math.min(-g[j], MAX_EXP_ARG);
             }
-            DoubleExp.inPlace(e, 0, f, bits);
+            DoubleExp.inPlace(e, 0, f, exp);
         }
 
         /** e ← σ(g) = 1/(1 + e^−g). */
