@@ -89,55 +89,47 @@ final class CpuAttention {
     }
 
     /**
-     * O = softmax(q kᵀ·scale) v per (batch, head), one query row at a time: the row's scores go to a per-task buffer,
-     * the softmax is shifted by the row maximum, and out [B, T, H·dh] gets Σ_j p_j v_j / Σ_j p_j. lse [B, H, T]
-     * receives log Σ_j exp(s_j − max) + max. Work is split over (batch, head, query) rows, each of which writes its own
-     * slice of out and one lse value.
+     * O = softmax(q kᵀ·scale) v per (batch, head), in blocks of {@link AttentionBlocks#ROWS} query rows (the loops and
+     * why they are laid out so: {@link AttentionBlocks}): the block's scores q_i·k_j·scale, the row maximum, p = e^(s −
+     * max), then out [B, T, H·dh] gets Σ_j p_j v_j / Σ_j p_j and lse [B, H, T] log Σ_j p_j + max. Every sum runs over
+     * j (or d) in increasing order, as a one-row-at-a-time loop would. Work is split over (batch, head, block), each of
+     * which writes its own rows of out and lse.
      */
     static void attention(ParallelRanges par, Layout l, float[] q, float[] k, float[] v, float scale, float[] out,
                           float[] lse) {
         int heads = l.heads(), tokens = l.tokens(), dh = l.headDim();
-        long rows = (long) l.batch() * heads * tokens;
-        par.forRange(rows, CpuNetworkOps.grain(2L * tokens * dh), (s, e) -> {
-            double[] scores = new double[tokens];
-            double[] query = new double[dh];
-            double[] acc = new double[dh];
-            for (int r = (int) s; r < e; r++) {
-                int bh = r / tokens, i = r % tokens;
+        int blocks = (tokens + AttentionBlocks.ROWS - 1) / AttentionBlocks.ROWS;
+        long units = (long) l.batch() * heads * blocks;
+        par.forRange(units, CpuNetworkOps.grain(2L * tokens * dh * AttentionBlocks.ROWS), (s, e) -> {
+            AttentionBlocks.Scratch w = new AttentionBlocks.Scratch(tokens, dh);
+            for (long u = s; u < e; u++) {
+                int bh = (int) (u / blocks), i0 = (int) (u % blocks) * AttentionBlocks.ROWS;
+                int rows = Math.min(AttentionBlocks.ROWS, tokens - i0);
                 int kvBase = bh * tokens * dh;
-                for (int d = 0; d < dh; d++) {
-                    query[d] = q[r * dh + d];
-                }
-                double max = Double.NEGATIVE_INFINITY;
-                for (int j = 0; j < tokens; j++) {
-                    int key = kvBase + j * dh;
-                    double dot = 0;
-                    for (int d = 0; d < dh; d++) {
-                        dot += query[d] * k[key + d];
-                    }
-                    scores[j] = dot * scale;
-                    max = Math.max(max, scores[j]);
-                }
-                Arrays.fill(acc, 0);
-                double sum = 0;
-                for (int j = 0; j < tokens; j++) {
-                    double p = Math.exp(scores[j] - max);
-                    sum += p;
-                    int value = kvBase + j * dh;
-                    for (int d = 0; d < dh; d++) {
-                        acc[d] += p * v[value + d];
-                    }
-                }
-                int b = bh / heads, h = bh % heads;
-                int dst = ((b * tokens + i) * heads + h) * dh;
-                for (int d = 0; d < dh; d++) {
-                    out[dst + d] = (float) (acc[d] / sum);
-                }
+                AttentionBlocks.loadTransposed(q, kvBase + i0 * dh, dh, rows, dh, w.queries);
+                AttentionBlocks.dots(k, kvBase, tokens, dh, w.queries, rows, w.scores, false);
+                AttentionBlocks.softmaxNumerators(w.scores, tokens, rows, scale, w.rowMax, w.exp);
+                AttentionBlocks.weightedValues(w.scores, v, kvBase, tokens, dh, rows, w.rowSum, w.acc);
+                writeRows(l, bh, i0, rows, w.acc, w.rowSum, out);
                 if (lse != null) {
-                    lse[r] = (float) (Math.log(sum) + max);
+                    for (int i = 0; i < rows; i++) {
+                        lse[bh * tokens + i0 + i] = (float) (Math.log(w.rowSum[i]) + w.rowMax[i]);
+                    }
                 }
             }
         });
+    }
+
+    /** out[b, i0 + i, h·dh + d] = acc[d][i] / rowSum[i] for the block's rows (token-major output). */
+    static void writeRows(Layout l, int bh, int i0, int rows, double[][] acc, double[] rowSum, float[] out) {
+        int heads = l.heads(), tokens = l.tokens(), dh = l.headDim();
+        int b = bh / heads, h = bh % heads;
+        for (int i = 0; i < rows; i++) {
+            int dst = ((b * tokens + i0 + i) * heads + h) * dh;
+            for (int d = 0; d < dh; d++) {
+                out[dst + d] = (float) (acc[d][i] / rowSum[i]);
+            }
+        }
     }
 
     /**
@@ -239,10 +231,12 @@ final class CpuAttention {
     }
 
     /**
-     * Backward of {@link #attention} recomputing P from the saved lse, one query row at a time (flash style, no score
-     * matrix): D_i = dO_i·O_i, P_ij = exp(scale·q_i·k_j − lse_i), dS_ij = P_ij·(dO_i·v_j − D_i); gradQ_i =
-     * scale·Σ_j dS_ij k_j, gradK_j = scale·Σ_i dS_ij q_i, gradV_j = Σ_i P_ij dO_i. Work is split over (batch, head):
-     * each task owns its head's key/value gradients and adds the query rows in order. Null gradients are skipped.
+     * Backward of {@link #attention} recomputing P from the saved lse (flash style, no full score matrix): per block
+     * of query rows, D_i = dO_i·O_i, P_ij = exp(scale·q_i·k_j − lse_i), dS_ij = P_ij·(dO_i·v_j − D_i)·scale; gradQ_i =
+     * Σ_j dS_ij k_j, gradK_j = Σ_i dS_ij q_i, gradV_j = Σ_i P_ij dO_i. Work is split over (batch, head): each task owns
+     * its head's key/value gradients and adds the query blocks, and the rows inside a block, in increasing order, so
+     * every sum has the order of a one-row-at-a-time loop. The key/value sums need P and dS as [i][j]
+     * ({@link AttentionBlocks#transpose}) to run vectorized over j. Null gradients are skipped.
      */
     static void attentionBackward(ParallelRanges par, Layout l, float[] q, float[] k, float[] v, float scale,
                                   float[] out, float[] lse, float[] gradOut, float[] gradQ, float[] gradK,
@@ -251,55 +245,114 @@ final class CpuAttention {
         if (gradQ == null && gradK == null && gradV == null) {
             return;
         }
+        int rowsMax = AttentionBlocks.ROWS;
         par.forRange((long) l.batch() * heads, CpuNetworkOps.grain(5L * tokens * tokens * dh), (s, e) -> {
-            double[] query = new double[dh], dO = new double[dh], accQ = new double[dh];
-            double[] accK = new double[tokens * dh], accV = new double[tokens * dh];
+            AttentionBlocks.Scratch w = new AttentionBlocks.Scratch(tokens, dh);
+            double[][] pByRow = new double[rowsMax][tokens], dsByRow = new double[rowsMax][tokens];
+            double[][] accK = new double[dh][tokens], accV = new double[dh][tokens];
             for (int bh = (int) s; bh < e; bh++) {
                 int b = bh / heads, h = bh % heads;
                 int kvBase = bh * tokens * dh;
-                Arrays.fill(accK, 0);
-                Arrays.fill(accV, 0);
-                for (int i = 0; i < tokens; i++) {
-                    int row = bh * tokens + i;
-                    int tokenRow = ((b * tokens + i) * heads + h) * dh;
-                    double rowDot = 0;
-                    for (int d = 0; d < dh; d++) {
-                        query[d] = q[row * dh + d];
-                        dO[d] = gradOut[tokenRow + d];
-                        rowDot += dO[d] * out[tokenRow + d];
-                    }
-                    double rowLse = lse[row];
-                    Arrays.fill(accQ, 0);
-                    for (int j = 0; j < tokens; j++) {
-                        int key = kvBase + j * dh;
-                        double score = 0, dP = 0;
+                for (int d = 0; d < dh; d++) {
+                    Arrays.fill(accK[d], 0);
+                    Arrays.fill(accV[d], 0);
+                }
+                for (int i0 = 0; i0 < tokens; i0 += rowsMax) {
+                    int rows = Math.min(rowsMax, tokens - i0);
+                    int tokenRow0 = ((b * tokens + i0) * heads + h) * dh;
+                    AttentionBlocks.loadTransposed(q, kvBase + i0 * dh, dh, rows, dh, w.queries);
+                    AttentionBlocks.loadTransposed(gradOut, tokenRow0, heads * dh, rows, dh, w.queriesDot);
+                    for (int i = 0; i < rows; i++) {
+                        double rowDot = 0;
                         for (int d = 0; d < dh; d++) {
-                            score += query[d] * k[key + d];
-                            dP += dO[d] * v[key + d];
+                            rowDot += w.queriesDot[d][i] * out[tokenRow0 + i * heads * dh + d];
                         }
-                        double p = Math.exp(score * scale - rowLse);
-                        double dS = p * (dP - rowDot) * scale;
-                        for (int d = 0; d < dh; d++) {
-                            accV[j * dh + d] += p * dO[d];
-                            accK[j * dh + d] += dS * query[d];
-                            accQ[d] += dS * k[key + d];
+                        w.rowExtra[i] = rowDot;
+                        w.rowMax[i] = lse[bh * tokens + i0 + i];
+                    }
+                    // scores → P = exp(score·scale − lse); dO·v → dS = P·(dP − D)·scale.
+                    AttentionBlocks.dots(k, kvBase, tokens, dh, w.queries, rows, w.scores, false);
+                    AttentionBlocks.dots(v, kvBase, tokens, dh, w.queriesDot, rows, w.second, false);
+                    for (int j = 0; j < tokens; j++) {
+                        double[] p = w.scores[j], ds = w.second[j];
+                        for (int i = 0; i < rows; i++) {
+                            p[i] = p[i] * scale - w.rowMax[i];
+                        }
+                        DoubleExp.inPlace(p, 0, rows, w.exp);
+                        for (int i = 0; i < rows; i++) {
+                            ds[i] = p[i] * (ds[i] - w.rowExtra[i]) * scale;
                         }
                     }
                     if (gradQ != null) {
-                        for (int d = 0; d < dh; d++) {
-                            gradQ[row * dh + d] = (float) accQ[d];
+                        AttentionBlocks.weightedKeys(w.second, k, kvBase, tokens, dh, rows, w.acc);
+                        for (int i = 0; i < rows; i++) {
+                            int row = (bh * tokens + i0 + i) * dh;
+                            for (int d = 0; d < dh; d++) {
+                                gradQ[row + d] = (float) w.acc[d][i];
+                            }
                         }
                     }
-                }
-                for (int n = 0; n < tokens * dh; n++) {
-                    if (gradK != null) {
-                        gradK[kvBase + n] = (float) accK[n];
-                    }
                     if (gradV != null) {
-                        gradV[kvBase + n] = (float) accV[n];
+                        AttentionBlocks.transpose(w.scores, tokens, rows, pByRow);
+                        addRowsTimesColumns(pByRow, w.queriesDot, rows, tokens, dh, accV);
+                    }
+                    if (gradK != null) {
+                        AttentionBlocks.transpose(w.second, tokens, rows, dsByRow);
+                        addRowsTimesColumns(dsByRow, w.queries, rows, tokens, dh, accK);
+                    }
+                }
+                for (int j = 0; j < tokens; j++) {
+                    for (int d = 0; d < dh; d++) {
+                        if (gradK != null) {
+                            gradK[kvBase + j * dh + d] = (float) accK[d][j];
+                        }
+                        if (gradV != null) {
+                            gradV[kvBase + j * dh + d] = (float) accV[d][j];
+                        }
                     }
                 }
             }
         });
+    }
+
+    /**
+     * acc[d][j] += Σ_i w[i][j] · xt[d][i] over the block's rows i in increasing order (the key/value gradient sums
+     * Σ_i dS_ij q_i and Σ_i P_ij dO_i), vectorized over j.
+     */
+    private static void addRowsTimesColumns(double[][] w, double[][] xt, int rows, int tokens, int dh,
+                                            double[][] acc) {
+        int i = 0;
+        for (; i + 4 <= rows; i += 4) {
+            double[] w0 = w[i], w1 = w[i + 1], w2 = w[i + 2], w3 = w[i + 3];
+            int d = 0;
+            for (; d + 2 <= dh; d += 2) {
+                // Two head components per pass share the loads of the four weight rows.
+                double[] x = xt[d], y = xt[d + 1], a = acc[d], c = acc[d + 1];
+                double x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
+                double y0 = y[i], y1 = y[i + 1], y2 = y[i + 2], y3 = y[i + 3];
+                for (int j = 0; j < tokens; j++) {
+                    double p0 = w0[j], p1 = w1[j], p2 = w2[j], p3 = w3[j];
+                    a[j] = a[j] + p0 * x0 + p1 * x1 + p2 * x2 + p3 * x3;
+                    c[j] = c[j] + p0 * y0 + p1 * y1 + p2 * y2 + p3 * y3;
+                }
+            }
+            for (; d < dh; d++) {
+                double[] x = xt[d], a = acc[d];
+                double x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
+                for (int j = 0; j < tokens; j++) {
+                    a[j] = a[j] + w0[j] * x0 + w1[j] * x1 + w2[j] * x2 + w3[j] * x3;
+                }
+            }
+        }
+        for (; i < rows; i++) {
+            double[] w0 = w[i];
+            for (int d = 0; d < dh; d++) {
+                double x0 = xt[d][i];
+                double[] a = acc[d];
+                for (int j = 0; j < tokens; j++) {
+                    a[j] = a[j] + w0[j] * x0;
+                }
+            }
+        }
     }
 }

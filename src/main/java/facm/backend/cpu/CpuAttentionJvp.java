@@ -73,78 +73,109 @@ final class CpuAttentionJvp {
     }
 
     /**
-     * Attention primal and tangent in one pass, one query row at a time (§6.4). The primal statements are those of
-     * {@link CpuAttention#attention} in the same order (scores, row max, p = exp(s − max), Σp, Σ p·v), so out and
-     * lse are bit-identical to the forward op's. Alongside: Ṡ_j = scale·(q̇·k_j + q·k̇_j) into a second row buffer,
-     * and the accumulators Σ_j p_j Ṡ_j and Σ_j p_j (v̇_j + Ṡ_j v_j); then with ℓ = Σp, μ = Σ p Ṡ / ℓ,
-     * outDot = Σ p (v̇ + Ṡ v) / ℓ − μ·O, O taken in float64 (before rounding). qDot, kDot, vDot may be null (zero).
-     * Work is split over (batch, head, query) rows, each of which writes its own slice of out/outDot and one lse value.
+     * Attention primal and tangent in one pass (§6.4), in the query blocks of {@link CpuAttention#attention}. The
+     * primal runs the forward op's loops in the same order ({@link AttentionBlocks}: scores, row max, p = e^(s − max),
+     * Σp, Σ p·v), so out and lse are bit-identical to the forward op's. Alongside: Ṡ_j = scale·(q̇·k_j + q·k̇_j) into a
+     * second score block, and the accumulators Σ_j p_j Ṡ_j and Σ_j p_j (v̇_j + Ṡ_j v_j); then with ℓ = Σp,
+     * μ = Σ p Ṡ / ℓ, outDot = Σ p (v̇ + Ṡ v) / ℓ − μ·O, O taken in float64 (before rounding). qDot, kDot, vDot may be
+     * null (zero). Work is split over (batch, head, query block), each of which writes its own rows of out/outDot and
+     * lse.
      */
     static void attention(ParallelRanges par, CpuAttention.Layout l, float[] q, float[] k, float[] v, float[] qDot,
                           float[] kDot, float[] vDot, float scale, float[] out, float[] outDot, float[] lse) {
         int heads = l.heads(), tokens = l.tokens(), dh = l.headDim();
-        long rows = (long) l.batch() * heads * tokens;
-        par.forRange(rows, CpuNetworkOps.grain(5L * tokens * dh), (s, e) -> {
-            double[] scores = new double[tokens], scoresDot = new double[tokens];
-            double[] query = new double[dh], queryDot = new double[dh];
-            double[] acc = new double[dh], accDot = new double[dh];
-            for (int r = (int) s; r < e; r++) {
-                int bh = r / tokens, i = r % tokens;
+        int rowsMax = AttentionBlocks.ROWS;
+        int blocks = (tokens + rowsMax - 1) / rowsMax;
+        long units = (long) l.batch() * heads * blocks;
+        par.forRange(units, CpuNetworkOps.grain(5L * tokens * dh * rowsMax), (s, e) -> {
+            AttentionBlocks.Scratch w = new AttentionBlocks.Scratch(tokens, dh);
+            for (long u = s; u < e; u++) {
+                int bh = (int) (u / blocks), i0 = (int) (u % blocks) * rowsMax;
+                int rows = Math.min(rowsMax, tokens - i0);
                 int kvBase = bh * tokens * dh;
-                for (int d = 0; d < dh; d++) {
-                    query[d] = q[r * dh + d];
-                    queryDot[d] = qDot == null ? 0.0 : qDot[r * dh + d];
+                AttentionBlocks.loadTransposed(q, kvBase + i0 * dh, dh, rows, dh, w.queries);
+                AttentionBlocks.dots(k, kvBase, tokens, dh, w.queries, rows, w.scores, false);
+                // Ṡ/scale = q̇·k_j, then + q·k̇_j, one running sum per score as the per-row loop had.
+                if (qDot != null) {
+                    AttentionBlocks.loadTransposed(qDot, kvBase + i0 * dh, dh, rows, dh, w.queriesDot);
+                    AttentionBlocks.dots(k, kvBase, tokens, dh, w.queriesDot, rows, w.second, false);
                 }
-                double max = Double.NEGATIVE_INFINITY;
+                if (kDot != null) {
+                    AttentionBlocks.dots(kDot, kvBase, tokens, dh, w.queries, rows, w.second, qDot != null);
+                }
                 for (int j = 0; j < tokens; j++) {
-                    int key = kvBase + j * dh;
-                    double dot = 0;
-                    for (int d = 0; d < dh; d++) {
-                        dot += query[d] * k[key + d];
-                    }
-                    scores[j] = dot * scale;
-                    max = Math.max(max, scores[j]);
-                    double dotDot = 0;
-                    if (qDot != null) {
-                        for (int d = 0; d < dh; d++) {
-                            dotDot += queryDot[d] * k[key + d];
-                        }
-                    }
-                    if (kDot != null) {
-                        for (int d = 0; d < dh; d++) {
-                            dotDot += query[d] * kDot[key + d];
-                        }
-                    }
-                    scoresDot[j] = dotDot * scale;
-                }
-                Arrays.fill(acc, 0);
-                Arrays.fill(accDot, 0);
-                double sum = 0, weightedScoreDot = 0;
-                for (int j = 0; j < tokens; j++) {
-                    double p = Math.exp(scores[j] - max);
-                    sum += p;
-                    int value = kvBase + j * dh;
-                    for (int d = 0; d < dh; d++) {
-                        acc[d] += p * v[value + d];
-                    }
-                    double sDot = scoresDot[j];
-                    weightedScoreDot += p * sDot;
-                    for (int d = 0; d < dh; d++) {
-                        double valueDot = vDot == null ? 0.0 : vDot[value + d];
-                        accDot[d] += p * (valueDot + sDot * v[value + d]);
+                    double[] sDot = w.second[j];
+                    for (int i = 0; i < rows; i++) {
+                        sDot[i] = (qDot == null && kDot == null ? 0.0 : sDot[i]) * scale;
                     }
                 }
-                int b = bh / heads, h = bh % heads;
-                int dst = ((b * tokens + i) * heads + h) * dh;
-                double mu = weightedScoreDot / sum;
-                for (int d = 0; d < dh; d++) {
-                    out[dst + d] = (float) (acc[d] / sum);
-                    outDot[dst + d] = (float) (accDot[d] / sum - mu * (acc[d] / sum));
-                }
+                AttentionBlocks.softmaxNumerators(w.scores, tokens, rows, scale, w.rowMax, w.exp);
+                AttentionBlocks.weightedValues(w.scores, v, kvBase, tokens, dh, rows, w.rowSum, w.acc);
+                tangentSums(w, v, vDot, kvBase, tokens, dh, rows);
+                CpuAttention.writeRows(l, bh, i0, rows, w.acc, w.rowSum, out);
+                writeTangentRows(l, bh, i0, rows, w, outDot);
                 if (lse != null) {
-                    lse[r] = (float) (Math.log(sum) + max);
+                    for (int i = 0; i < rows; i++) {
+                        lse[bh * tokens + i0 + i] = (float) (Math.log(w.rowSum[i]) + w.rowMax[i]);
+                    }
                 }
             }
         });
+    }
+
+    /**
+     * rowExtra[i] = Σ_j p_ij Ṡ_ij and accDot[d][i] = Σ_j p_ij (v̇_jd + Ṡ_ij v_jd), over j in increasing order from
+     * 0.0, with p in w.scores and Ṡ in w.second ([j][i]); a null vDot counts as 0.0.
+     */
+    private static void tangentSums(AttentionBlocks.Scratch w, float[] v, float[] vDot, int kvBase, int tokens,
+                                    int dh, int rows) {
+        Arrays.fill(w.rowExtra, 0, rows, 0.0);
+        for (int d = 0; d < dh; d++) {
+            Arrays.fill(w.accDot[d], 0, rows, 0.0);
+        }
+        for (int j = 0; j < tokens; j++) {
+            double[] p = w.scores[j], sDot = w.second[j];
+            for (int i = 0; i < rows; i++) {
+                w.rowExtra[i] = w.rowExtra[i] + p[i] * sDot[i];
+            }
+            int value = kvBase + j * dh;
+            int d = 0;
+            for (; d + 2 <= dh; d += 2) {
+                // Two head components per pass share the loads of p and Ṡ.
+                double x = v[value + d], y = v[value + d + 1];
+                double xDot = vDot == null ? 0.0 : vDot[value + d];
+                double yDot = vDot == null ? 0.0 : vDot[value + d + 1];
+                double[] a = w.accDot[d], c = w.accDot[d + 1];
+                for (int i = 0; i < rows; i++) {
+                    double pi = p[i], si = sDot[i];
+                    a[i] = a[i] + pi * (xDot + si * x);
+                    c[i] = c[i] + pi * (yDot + si * y);
+                }
+            }
+            for (; d < dh; d++) {
+                double x = v[value + d];
+                double xDot = vDot == null ? 0.0 : vDot[value + d];
+                double[] a = w.accDot[d];
+                for (int i = 0; i < rows; i++) {
+                    a[i] = a[i] + p[i] * (xDot + sDot[i] * x);
+                }
+            }
+        }
+    }
+
+    /** outDot rows of the block: accDot/ℓ − μ·(acc/ℓ) with μ = rowExtra/ℓ, token-major like out. */
+    private static void writeTangentRows(CpuAttention.Layout l, int bh, int i0, int rows, AttentionBlocks.Scratch w,
+                                         float[] outDot) {
+        int heads = l.heads(), tokens = l.tokens(), dh = l.headDim();
+        int b = bh / heads, h = bh % heads;
+        for (int i = 0; i < rows; i++) {
+            int dst = ((b * tokens + i0 + i) * heads + h) * dh;
+            double sum = w.rowSum[i];
+            double mu = w.rowExtra[i] / sum;
+            for (int d = 0; d < dh; d++) {
+                double acc = w.acc[d][i];
+                outDot[dst + d] = (float) (w.accDot[d][i] / sum - mu * (acc / sum));
+            }
+        }
     }
 }

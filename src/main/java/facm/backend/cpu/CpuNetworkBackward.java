@@ -266,16 +266,7 @@ final class CpuNetworkBackward {
         CpuTensor o = args.f32(op, "gradGu", gradGu);
         Shapes.requireSame(op + " (gradGu vs gu)", o, in);
         requireNoSharing(op, o, in, g);
-        float[] gus = in.f32(), gs = g.f32(), os = o.f32();
-        args.parallel().forRange(g.numel(), CpuNetworkOps.ELEMENTS_PER_TASK, (s, e) -> {
-            for (int i = (int) s; i < e; i++) {
-                int gate = (i / f) * 2 * f + i % f;
-                double x = gus[gate], u = gus[gate + f], dy = gs[i];
-                double sigma = 1.0 / (1.0 + Math.exp(-x));
-                os[gate] = (float) (dy * u * sigma * (1.0 + x * (1.0 - sigma)));
-                os[gate + f] = (float) (dy * x * sigma);
-            }
-        });
+        CpuSwiglu.backward(args.parallel(), in.f32(), g.f32(), o.f32(), (int) (g.numel() / Math.max(1, f)), f);
     }
 
     /** gradIn = gradOut·σ(x)·(1 + x·(1 − σ(x))); elementwise, so gradIn may be gradOut or x. */

@@ -274,15 +274,6 @@ final class CpuNetworkJvp {
             Arrays.fill(ods, 0f);
             return;
         }
-        float[] gus = in.f32(), gds = gd.f32();
-        args.parallel().forRange(od.numel(), CpuNetworkOps.ELEMENTS_PER_TASK, (s, e) -> {
-            for (int i = (int) s; i < e; i++) {
-                int gate = (i / f) * 2 * f + i % f;
-                double g = gus[gate], u = gus[gate + f];
-                double sigma = 1.0 / (1.0 + Math.exp(-g));
-                double siluPrime = sigma * (1.0 + g * (1.0 - sigma));
-                ods[i] = (float) (siluPrime * gds[gate] * u + g * sigma * gds[gate + f]);
-            }
-        });
+        CpuSwiglu.tangent(args.parallel(), in.f32(), gd.f32(), ods, (int) (od.numel() / Math.max(1, f)), f);
     }
 }

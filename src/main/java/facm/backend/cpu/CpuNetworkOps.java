@@ -175,16 +175,8 @@ public final class CpuNetworkOps implements NetworkOps {
         CpuTensor o = args.f32(op, "out", out);
         int f = args.swigluWidth(op, in, "out", o);
         requireNoSharing(op, o, in);
-        float[] gs = in.f32(), os = o.f32();
-        backend.parallel().forRange(o.numel(), ELEMENTS_PER_TASK, (s, e) -> {
-            for (int i = (int) s; i < e; i++) {
-                int row = i / f, j = i % f;
-                double g = gs[row * 2 * f + j];
-                double u = gs[row * 2 * f + f + j];
-                // SiLU(g)·u = g/(1+e^−g)·u (§3.2 SwiGLU).
-                os[i] = (float) (g / (1.0 + Math.exp(-g)) * u);
-            }
-        });
+        // SiLU(g)·u = g/(1+e^−g)·u (§3.2 SwiGLU).
+        CpuSwiglu.forward(backend.parallel(), in.f32(), o.f32(), (int) (o.numel() / Math.max(1, f)), f);
     }
 
     // ---------------------------------------------------------------- backward: checks and loops in CpuNetworkBackward

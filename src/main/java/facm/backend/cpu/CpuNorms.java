@@ -30,12 +30,15 @@ final class CpuNorms {
                                 int shiftChunk, int scaleChunk, int rows, int tokens, int d, float[] out,
                                 float[] rstd) {
         par.forRange(rows, CpuNetworkOps.grain(3L * d), (s, e) -> {
+            double[] xr = new double[d], y = new double[d];
             for (int r = (int) s; r < e; r++) {
                 int base = r * d;
+                for (int j = 0; j < d; j++) {
+                    xr[j] = x[base + j];
+                }
                 double sumSquares = 0;
                 for (int j = 0; j < d; j++) {
-                    double xj = x[base + j];
-                    sumSquares += xj * xj;
+                    sumSquares += xr[j] * xr[j];
                 }
                 double rho = 1.0 / Math.sqrt(sumSquares / d + eps);
                 if (rstd != null) {
@@ -43,17 +46,17 @@ final class CpuNorms {
                 }
                 if (mod == null) {
                     for (int j = 0; j < d; j++) {
-                        out[base + j] = (float) (x[base + j] * rho * w[j]);
+                        y[j] = xr[j] * rho * w[j];
                     }
                 } else {
                     int batchBase = (r / tokens) * modWidth;
                     int shift = batchBase + shiftChunk * d;
                     int scale = batchBase + scaleChunk * d;
                     for (int j = 0; j < d; j++) {
-                        double normed = x[base + j] * rho * w[j];
-                        out[base + j] = (float) (normed * (1.0 + mod[scale + j]) + mod[shift + j]);
+                        y[j] = xr[j] * rho * w[j] * (1.0 + mod[scale + j]) + mod[shift + j];
                     }
                 }
+                store(y, out, base, d);
             }
         });
     }
@@ -66,14 +69,38 @@ final class CpuNorms {
                               int tokens, int d) {
         int rows = h.length / d;
         par.forRange(rows, CpuNetworkOps.grain(d), (s, e) -> {
+            double[] g = new double[d];
+            int staged = -1;
             for (int r = (int) s; r < e; r++) {
                 int base = r * d;
-                int gate = (r / tokens) * modWidth + gateChunk * d;
+                staged = stageGate(mod, modWidth, gateChunk, r / tokens, staged, d, g);
                 for (int j = 0; j < d; j++) {
-                    h[base + j] = (float) (h[base + j] + (double) mod[gate + j] * a[base + j]);
+                    h[base + j] = (float) (h[base + j] + g[j] * a[base + j]);
                 }
             }
         });
+    }
+
+    /**
+     * g ← chunk gateChunk of mod row {@code batch} (widened), unless {@code staged} says it already holds it; returns
+     * the batch now staged. Loops that read the gate from this row instead of from mod at an offset index all their
+     * float arrays alike, which lets the JIT vectorize them (see {@link CpuGemm}).
+     */
+    private static int stageGate(float[] mod, int modWidth, int gateChunk, int batch, int staged, int d, double[] g) {
+        if (batch != staged) {
+            int gate = batch * modWidth + gateChunk * d;
+            for (int j = 0; j < d; j++) {
+                g[j] = mod[gate + j];
+            }
+        }
+        return batch;
+    }
+
+    /** dst[at + j] = (float) row[j] for j &lt; d. */
+    private static void store(double[] row, float[] dst, int at, int d) {
+        for (int j = 0; j < d; j++) {
+            dst[at + j] = (float) row[j];
+        }
     }
 
     /**
@@ -86,14 +113,23 @@ final class CpuNorms {
                                        float[] modDot, int modWidth, int shiftChunk, int scaleChunk, int rows,
                                        int tokens, int d, float[] outDot) {
         par.forRange(rows, CpuNetworkOps.grain(5L * d), (s, e) -> {
+            double[] xr = new double[d], xd = new double[d], y = new double[d];
             for (int r = (int) s; r < e; r++) {
                 int base = r * d;
+                for (int j = 0; j < d; j++) {
+                    xr[j] = x[base + j];
+                }
+                if (xDot != null) {
+                    for (int j = 0; j < d; j++) {
+                        xd[j] = xDot[base + j];
+                    }
+                }
                 double sumSquares = 0, crossSum = 0;
                 for (int j = 0; j < d; j++) {
-                    double xj = x[base + j];
+                    double xj = xr[j];
                     sumSquares += xj * xj;
                     if (xDot != null) {
-                        crossSum += xj * xDot[base + j];
+                        crossSum += xj * xd[j];
                     }
                 }
                 double rho = 1.0 / Math.sqrt(sumSquares / d + eps);
@@ -101,16 +137,21 @@ final class CpuNorms {
                 double rhoDotOverRho = -rho * rho * crossSum / d;
                 int batchBase = mod == null ? 0 : (r / tokens) * modWidth;
                 int shift = batchBase + shiftChunk * d, scale = batchBase + scaleChunk * d;
+                // xd is all 0.0 when xDot is null (never written), the per-element rule's zero tangent.
                 for (int j = 0; j < d; j++) {
-                    double xj = x[base + j];
-                    double xDotJ = xDot == null ? 0.0 : xDot[base + j];
-                    double normedDot = rho * (xDotJ + xj * rhoDotOverRho) * w[j];
-                    double y = mod == null ? normedDot : normedDot * (1.0 + mod[scale + j]);
-                    if (modDot != null) {
-                        y += xj * rho * w[j] * modDot[scale + j] + modDot[shift + j];
-                    }
-                    outDot[base + j] = (float) y;
+                    y[j] = rho * (xd[j] + xr[j] * rhoDotOverRho) * w[j];
                 }
+                if (mod != null) {
+                    for (int j = 0; j < d; j++) {
+                        y[j] = y[j] * (1.0 + mod[scale + j]);
+                    }
+                }
+                if (modDot != null) {
+                    for (int j = 0; j < d; j++) {
+                        y[j] += xr[j] * rho * w[j] * modDot[scale + j] + modDot[shift + j];
+                    }
+                }
+                store(y, outDot, base, d);
             }
         });
     }
@@ -121,20 +162,32 @@ final class CpuNorms {
      */
     static void gatedResidualTangent(ParallelRanges par, float[] hDot, float[] a, float[] aDot, float[] mod,
                                      float[] modDot, int modWidth, int gateChunk, int tokens, int d) {
+        if (modDot == null && aDot == null) {
+            return; // ḣ += 0
+        }
         int rows = hDot.length / d;
         par.forRange(rows, CpuNetworkOps.grain(2L * d), (s, e) -> {
+            double[] g = new double[d], gDot = new double[d];
+            int staged = -1, stagedDot = -1;
             for (int r = (int) s; r < e; r++) {
                 int base = r * d;
-                int gate = (r / tokens) * modWidth + gateChunk * d;
-                for (int j = 0; j < d; j++) {
-                    double y = hDot[base + j];
-                    if (modDot != null) {
-                        y += (double) modDot[gate + j] * a[base + j];
+                int batch = r / tokens;
+                if (modDot != null && aDot != null) {
+                    stagedDot = stageGate(modDot, modWidth, gateChunk, batch, stagedDot, d, gDot);
+                    staged = stageGate(mod, modWidth, gateChunk, batch, staged, d, g);
+                    for (int j = 0; j < d; j++) {
+                        hDot[base + j] = (float) (hDot[base + j] + gDot[j] * a[base + j] + g[j] * aDot[base + j]);
                     }
-                    if (aDot != null) {
-                        y += (double) mod[gate + j] * aDot[base + j];
+                } else if (modDot != null) {
+                    stagedDot = stageGate(modDot, modWidth, gateChunk, batch, stagedDot, d, gDot);
+                    for (int j = 0; j < d; j++) {
+                        hDot[base + j] = (float) (hDot[base + j] + gDot[j] * a[base + j]);
                     }
-                    hDot[base + j] = (float) y;
+                } else {
+                    staged = stageGate(mod, modWidth, gateChunk, batch, staged, d, g);
+                    for (int j = 0; j < d; j++) {
+                        hDot[base + j] = (float) (hDot[base + j] + g[j] * aDot[base + j]);
+                    }
                 }
             }
         });
@@ -197,10 +250,17 @@ final class CpuNorms {
                     int base = r * d;
                     double rho = rstd[r];
                     int scale = mod == null ? 0 : (r / tokens) * modWidth + scaleChunk * d;
+                    if (mod == null) {
+                        for (int j = 0; j < d; j++) {
+                            g[j] = gradOut[base + j] * w[j];
+                        }
+                    } else {
+                        for (int j = 0; j < d; j++) {
+                            g[j] = gradOut[base + j] * w[j] * (1.0 + mod[scale + j]);
+                        }
+                    }
                     double dot = 0;
                     for (int j = 0; j < d; j++) {
-                        double s1 = mod == null ? 1.0 : 1.0 + mod[scale + j];
-                        g[j] = gradOut[base + j] * w[j] * s1;
                         dot += g[j] * x[base + j] * rho;
                     }
                     double mean = dot / d;

@@ -18,6 +18,8 @@ final class ElementwiseOps {
     static final long CHEAP_GRAIN = 1 << 15;
     /** Indices per task for an op that calls exp/log/tanh/cos. */
     static final long COSTLY_GRAIN = 1 << 12;
+    /** A repeating operand this long or longer is applied through a staging row (see {@link #binary}). */
+    private static final int STAGED_PERIOD = 16;
 
     private ElementwiseOps() {
     }
@@ -101,6 +103,11 @@ final class ElementwiseOps {
     /**
      * out[i] = op(a[i], b[i mod b.length]): covers b of a's shape, b equal to a's trailing dimensions (its
      * elements repeat every b.length), and a one-element b.
+     *
+     * <p>The JIT vectorizes a loop over float arrays only when every array is indexed alike (it cannot rule out that
+     * out and b are one array, see {@link CpuGemm}). So a's shape and the scalar case index everything by i, and a
+     * repeating b is applied one whole period at a time through a staging row: a's period copied in, combined with
+     * b at the same index, copied out. Runs cut by a chunk boundary take the plain loop.
      */
     static void binary(ParallelRanges par, BinaryOp op, float[] a, float[] b, float[] out) {
         int period = b.length;
@@ -111,15 +118,61 @@ final class ElementwiseOps {
                 binaryScalar(op, a, b[0], out, from, to);
                 return;
             }
-            // Walk the chunk in runs along which b's index is contiguous.
+            if (period == a.length) {
+                binarySame(op, a, b, out, from, to);
+                return;
+            }
+            float[] stage = period >= STAGED_PERIOD ? new float[period] : null;
             int i = from;
             while (i < to) {
                 int j = i % period;
                 int run = Math.min(to - i, period - j);
-                binaryRun(op, a, i, b, j, out, run);
+                if (stage != null && run == period) {
+                    System.arraycopy(a, i, stage, 0, period);
+                    binarySame(op, stage, b, stage, 0, period);
+                    System.arraycopy(stage, 0, out, i, period);
+                } else {
+                    binaryRun(op, a, i, b, j, out, run);
+                }
                 i += run;
             }
         });
+    }
+
+    /** out[i] = op(a[i], b[i]) for i in [from, to). */
+    private static void binarySame(BinaryOp op, float[] a, float[] b, float[] out, int from, int to) {
+        switch (op) {
+            case ADD -> {
+                for (int i = from; i < to; i++) {
+                    out[i] = a[i] + b[i];
+                }
+            }
+            case SUB -> {
+                for (int i = from; i < to; i++) {
+                    out[i] = a[i] - b[i];
+                }
+            }
+            case MUL -> {
+                for (int i = from; i < to; i++) {
+                    out[i] = a[i] * b[i];
+                }
+            }
+            case DIV -> {
+                for (int i = from; i < to; i++) {
+                    out[i] = a[i] / b[i];
+                }
+            }
+            case MAX -> {
+                for (int i = from; i < to; i++) {
+                    out[i] = Math.max(a[i], b[i]);
+                }
+            }
+            case MIN -> {
+                for (int i = from; i < to; i++) {
+                    out[i] = Math.min(a[i], b[i]);
+                }
+            }
+        }
     }
 
     private static void binaryRun(BinaryOp op, float[] a, int ai, float[] b, int bi, float[] out, int n) {
