@@ -4,12 +4,13 @@
 # src/main/resources/facm/classifier/fashion-mnist-classifier.safetensors (or OUT). Finds the training split in
 # $FASHION_MNIST, /usr/share/datasets/fashion-mnist or target/fashion-mnist, and otherwise downloads Debian's
 # dataset-fashion-mnist package (MIT licence, Zalando SE) into target/fashion-mnist with apt-get download.
-# Usage: tools/train-classifier.sh [OUT.safetensors] [more train-classifier flags, e.g. --device cuda]
-# CPU (2 cores): about 1 minute per epoch when the machine is idle; any CUDA GPU: seconds.
+# Usage: [EPOCHS=N] tools/train-classifier.sh [OUT.safetensors] [more train-classifier flags, e.g. --device cuda]
+# The shipped file: the recipe below with EPOCHS=12 on a 2-core CPU (13 minutes on a shared machine), test accuracy
+# 89.49 %. More epochs reach higher (a GPU does an epoch in seconds): EPOCHS=30 tools/train-classifier.sh --device cuda
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=${1:-$root/src/main/resources/facm/classifier/fashion-mnist-classifier.safetensors}
-if [ $# -gt 0 ]; then shift; fi
+out=$root/src/main/resources/facm/classifier/fashion-mnist-classifier.safetensors
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then out=$1; shift; fi
 
 has_train_split() { [ -f "$1/train-images-idx3-ubyte.gz" ] || [ -f "$1/train-images-idx3-ubyte" ]; }
 
@@ -21,14 +22,14 @@ done
 if [ -z "$data" ]; then
   echo "downloading the Fashion-MNIST training split (Debian package dataset-fashion-mnist)..." >&2
   work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
   (cd "$work" && apt-get download dataset-fashion-mnist >&2)
   mkdir -p "$root/target/fashion-mnist"
   dpkg -x "$work"/dataset-fashion-mnist_*.deb "$root/target/fashion-mnist"
+  rm -rf "$work"
   data="$root/target/fashion-mnist/usr/share/datasets/fashion-mnist"
   has_train_split "$data" || { echo "no training split in $data after the download" >&2; exit 1; }
 fi
 
 exec "$root/tools/facm" train-classifier --data "$data" --test-data fashion-mnist --out "$out" \
-  --epochs 20 --batch 64 --lr 1e-3 --patch 16 --width 128 --depth 2 --heads 4 --mlp 256 --augment flip-shift \
-  --seed 0 "$@"
+  --epochs "${EPOCHS:-12}" --batch 64 --lr 1e-3 --patch 8 --width 128 --depth 2 --heads 4 --mlp 256 \
+  --augment flip-shift:1 --seed 0 "$@"

@@ -135,6 +135,27 @@ public final class Classifier implements AutoCloseable {
         }
     }
 
+    /** Features and logits of the same images from one pass; closing closes both. */
+    public record Outputs(Tensor features, Tensor logits) implements AutoCloseable {
+        @Override
+        public void close() {
+            try {
+                features.close();
+            } finally {
+                logits.close();
+            }
+        }
+    }
+
+    /** {@link #features} and {@link #logits} of {@code images} in one pass (the head runs on the features). */
+    public Outputs featuresAndLogits(Tensor images) {
+        try (ForwardPass pass = new ForwardPass(backend(), precision, null)) {
+            Tensor f = network.features(pass, images);
+            Tensor z = network.head(pass, f);
+            return new Outputs(pass.keep(f), pass.keep(z));
+        }
+    }
+
     /**
      * Training: logits recorded on {@code tape} (its parameters are this classifier's weights, registered by the
      * caller); images must stay open until the backward has run. The caller closes the result.

@@ -44,12 +44,13 @@ public record ClassifierConfig(int channels, int imageSize, int patch, int width
     }
 
     /**
-     * The shipped Fashion-MNIST classifier's architecture: 32×32×1 images as facm.data pads them, 16×16 patches (4
-     * tokens), width 128, 2 blocks of 4 heads, SwiGLU 256, 10 classes. Few, large tokens: on a 2-core CPU it learns
-     * far more per second than 4×4 patches (64 tokens), which need many more epochs (see train-classifier).
+     * The shipped Fashion-MNIST classifier's architecture: 32×32×1 images as facm.data pads them, 8×8 patches (16
+     * tokens), width 128, 2 blocks of 4 heads, SwiGLU 256, 10 classes (340,234 parameters). Few, large tokens: on a
+     * 2-core CPU this learns far more per second than 4×4 patches (64 tokens; 82.9 % after 3 epochs and 17 minutes),
+     * and more accurately than 16×16 patches (4 tokens) for the same time.
      */
     public static ClassifierConfig fashionMnist() {
-        return new ClassifierConfig(1, 32, 16, 128, 2, 4, 256, 10);
+        return new ClassifierConfig(1, 32, 8, 128, 2, 4, 256, 10);
     }
 
     /** The same architecture for other images and classes. */

@@ -45,9 +45,14 @@ final class ClassifierNetwork implements AutoCloseable {
     /** Logits {@code [N, K]}, a temporary of {@code pass}. */
     Tensor logits(ForwardPass pass, Tensor images) {
         Tensor features = features(pass, images);
-        Tensor logits = pass.linear("head", features, w.get("head.weight"), w.get("head.bias"));
+        Tensor logits = head(pass, features);
         pass.release(features);
         return logits;
+    }
+
+    /** The linear head: features {@code [N, D]} → logits {@code [N, K]} (a temporary of the pass). */
+    Tensor head(ForwardPass pass, Tensor features) {
+        return pass.linear("head", features, w.get("head.weight"), w.get("head.bias"));
     }
 
     /** The feature vectors {@code [N, D]}: the normalized tokens averaged over the tokens (a temporary of the pass). */

@@ -29,7 +29,7 @@ public final class ClassifierTrainer {
      * @param schedule    "cosine" (warm-up then cosine to 0) or "constant" (warm-up then lr)
      * @param warmupSteps linear warm-up from 0 (capped at a tenth of the run)
      * @param gradClip    clip the global gradient norm to this (0: off)
-     * @param augment     "none", "flip" or "flip-shift"
+     * @param augment     "none", "flip", "flip-shift" or "flip-shift:N" (see ImageAugmentation)
      * @param seed        seed of every random choice
      * @param evalBatch   images per inference pass when measuring accuracy
      * @param logEvery    steps per progress line
@@ -45,13 +45,13 @@ public final class ClassifierTrainer {
                     "schedule must be cosine or constant, not '" + schedule + "'");
             require(warmupSteps >= 0, "warm-up steps must be >= 0, got " + warmupSteps);
             require(gradClip >= 0 && Float.isFinite(gradClip), "grad clip must be >= 0, got " + gradClip);
-            ImageAugmentation.Mode.parse(augment);
+            ImageAugmentation.parse(augment, seed);
             require(evalBatch >= 1 && logEvery >= 1, "eval batch and log interval must be >= 1");
         }
 
         /** The defaults of train-classifier: those the shipped Fashion-MNIST classifier was trained with. */
         public static Options defaults() {
-            return new Options(20, 64, 1e-3f, 0.05f, "cosine", 300, 1f, "flip-shift", 0, 500, 200);
+            return new Options(12, 64, 1e-3f, 0.05f, "cosine", 300, 1f, "flip-shift:1", 0, 500, 200);
         }
 
         private static void require(boolean ok, String message) {
@@ -101,7 +101,7 @@ public final class ClassifierTrainer {
                     + " does not fit");
         }
         Backend be = model.backend();
-        ImageAugmentation augmentation = new ImageAugmentation(ImageAugmentation.Mode.parse(o.augment()), o.seed());
+        ImageAugmentation augmentation = ImageAugmentation.parse(o.augment(), o.seed());
         List<EpochResult> results = new ArrayList<>();
         try (ClassifierOptimizer opt = new ClassifierOptimizer(model.weights(), o.weightDecay());
              BatchLoader loader = new BatchLoader(train, o.batch(), o.seed(), 0)) {

@@ -46,7 +46,7 @@ final class TrainClassifierCommand implements Runnable {
     String testData;
     @Option(names = "--out", required = true, description = "classifier file to write (.safetensors)")
     Path out;
-    @Option(names = "--epochs", description = "passes over the training data (default 20)")
+    @Option(names = "--epochs", description = "passes over the training data (default 12)")
     Integer epochs;
     @Option(names = "--batch", description = "images per step (default 64)")
     Integer batch;
@@ -60,8 +60,8 @@ final class TrainClassifierCommand implements Runnable {
     Integer warmup;
     @Option(names = "--grad-clip", description = "clip the global gradient norm (0 = off; default 1)")
     Float gradClip;
-    @Option(names = "--augment", description = "none | flip | flip-shift (random horizontal flips and shifts of "
-            + "up to 2 pixels; default flip-shift)")
+    @Option(names = "--augment", description = "none | flip | flip-shift | flip-shift:N (random horizontal flips, "
+            + "and shifts of up to N pixels, 2 if not given; default flip-shift:1)")
     String augment;
     @Option(names = "--device", defaultValue = "auto", description = "cpu | cuda | cuda:N | auto (default)")
     String device;
@@ -74,7 +74,7 @@ final class TrainClassifierCommand implements Runnable {
     @Option(names = "--test-limit", defaultValue = "0", description = "measure accuracy on the first N test samples "
             + "only (0 = all)")
     int testLimit;
-    @Option(names = "--patch", description = "architecture: patch side (default 16: 4 tokens of 32×32 images)")
+    @Option(names = "--patch", description = "architecture: patch side (default 8: 16 tokens of 32×32 images)")
     Integer patch;
     @Option(names = "--width", description = "architecture: token width = feature dimension (default 128)")
     Integer width;

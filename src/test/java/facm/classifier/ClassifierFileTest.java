@@ -68,6 +68,10 @@ class ClassifierFileTest {
                 }
                 assertArrayEquals(CPU.download(la), CPU.download(lb));
                 assertArrayEquals(CPU.download(fa), CPU.download(fb));
+                try (Classifier.Outputs both = b.featuresAndLogits(x)) {
+                    assertArrayEquals(CPU.download(lb), CPU.download(both.logits()), "one pass, same logits");
+                    assertArrayEquals(CPU.download(fb), CPU.download(both.features()), "one pass, same features");
+                }
                 assertArrayEquals(new int[] {3, 4}, lb.shape());
                 assertArrayEquals(new int[] {3, 8}, fb.shape());
                 assertEquals(8, b.featureDim());

@@ -47,7 +47,13 @@ class ClassifierTrainerTest {
                 () -> new ClassifierTrainer.Options(1, 8, 0f, 0f, "cosine", 0, 1f, "none", 0, 10, 10));
         var e = assertThrows(IllegalArgumentException.class,
                 () -> new ClassifierTrainer.Options(1, 8, 1e-3f, 0f, "cosine", 0, 1f, "rotate", 0, 10, 10));
-        assertEquals("--augment must be none, flip or flip-shift, not 'rotate'", e.getMessage());
+        assertEquals("--augment must be none, flip, flip-shift or flip-shift:N (N = 1..4), not 'rotate'",
+                e.getMessage());
+        assertThrows(IllegalArgumentException.class,
+                () -> new ClassifierTrainer.Options(1, 8, 1e-3f, 0f, "cosine", 0, 1f, "flip-shift:5", 0, 10, 10));
+        assertThrows(IllegalArgumentException.class,
+                () -> new ClassifierTrainer.Options(1, 8, 1e-3f, 0f, "cosine", 0, 1f, "flip-shift:x", 0, 10, 10));
+        new ClassifierTrainer.Options(1, 8, 1e-3f, 0f, "cosine", 0, 1f, "flip-shift:1", 0, 10, 10);
     }
 
     /** Two 1×4×4 images with distinct pixel values. */
@@ -62,7 +68,7 @@ class ClassifierTrainerTest {
     @Test
     void augmentationIsAPureFunctionOfSeedEpochAndIndex() {
         int[] shape = {2, 1, 4, 4};
-        ImageAugmentation aug = new ImageAugmentation(ImageAugmentation.Mode.FLIP_SHIFT, 7);
+        ImageAugmentation aug = ImageAugmentation.parse("flip-shift", 7);
         float[] a = images(), b = images();
         aug.apply(a, shape, new int[] {3, 9}, 2);
         aug.apply(b, shape, new int[] {3, 9}, 2);
@@ -82,7 +88,7 @@ class ClassifierTrainerTest {
         assertTrue(someEpochDiffers, "other epochs draw other flips and shifts");
 
         float[] none = images();
-        new ImageAugmentation(ImageAugmentation.Mode.NONE, 7).apply(none, shape, new int[] {3, 9}, 2);
+        ImageAugmentation.parse("none", 7).apply(none, shape, new int[] {3, 9}, 2);
         assertArrayEquals(images(), none);
     }
 
@@ -92,7 +98,7 @@ class ClassifierTrainerTest {
         int flips = 0, shifted = 0;
         for (int index = 0; index < 64; index++) {
             float[] flipOnly = java.util.Arrays.copyOf(images(), 16);
-            new ImageAugmentation(ImageAugmentation.Mode.FLIP, 1).apply(flipOnly, shape, new int[] {index}, 0);
+            ImageAugmentation.parse("flip", 1).apply(flipOnly, shape, new int[] {index}, 0);
             float[] original = java.util.Arrays.copyOf(images(), 16);
             if (!java.util.Arrays.equals(flipOnly, original)) {
                 flips++;
@@ -103,7 +109,7 @@ class ClassifierTrainerTest {
                 }
             }
             float[] moved = java.util.Arrays.copyOf(images(), 16);
-            new ImageAugmentation(ImageAugmentation.Mode.FLIP_SHIFT, 1).apply(moved, shape, new int[] {index}, 0);
+            ImageAugmentation.parse("flip-shift", 1).apply(moved, shape, new int[] {index}, 0);
             int background = 0;
             for (float v : moved) {
                 background += v == ImageAugmentation.BACKGROUND ? 1 : 0;

@@ -54,7 +54,7 @@ class TrainClassifierCommandTest {
     void badInputIsOneLineAndExitCodeOne(@TempDir Path dir) {
         Path out = dir.resolve("x.safetensors");
         assertOneLineError(concat(TINY, "--width", "16", "--out", out.toString(), "--augment", "sideways"),
-                "--augment must be none, flip or flip-shift");
+                "--augment must be none, flip, flip-shift or flip-shift:N");
         assertOneLineError(concat(TINY, "--out", out.toString(), "--width", "18"), "invalid classifier config");
         assertOneLineError(new String[] {"train-classifier", "--data", dir.resolve("nothing").toString(), "--out",
                 out.toString(), "--device", "cpu"}, "no data at");
