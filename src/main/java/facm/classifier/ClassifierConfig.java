@@ -22,7 +22,8 @@ import java.util.Map;
  * @param patch      patch side p (S must be a multiple of it)
  * @param width      token width D (a multiple of 4 for the position table, and of heads)
  * @param depth      transformer blocks
- * @param heads      attention heads; the head dimension D/heads must be even (the CUDA attention kernels)
+ * @param heads      attention heads; the head dimension D/heads must be even, and on CUDA one the attention kernels
+ *                   are built for (16, 32, 64, 72 or 128; the CPU takes any)
  * @param mlpHidden  SwiGLU hidden width F
  * @param numClasses classes K
  */

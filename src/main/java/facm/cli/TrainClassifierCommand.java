@@ -114,6 +114,10 @@ final class TrainClassifierCommand implements Runnable {
             System.out.println("data:    " + train.describe());
             System.out.println("test:    " + test.describe());
             System.out.println("options: " + options);
+            if (data.equals(testData) && !hasIdxTestSplit(testData)) {
+                System.out.println("warning: the test data is the training data, so its accuracy says little about "
+                        + "unseen images");
+            }
             try (Backend be = sel.backend();
                  Classifier model = Classifier.initialize(config, be, options.seed()).precision(gemm)) {
                 long start = System.nanoTime();
@@ -143,14 +147,17 @@ final class TrainClassifierCommand implements Runnable {
 
     /** The test split of an IDX folder that holds one (the same folder as --data is then fine), else the data set. */
     private static Dataset openTestData(String spec) {
-        if (!spec.equals(Datasets.BUNDLED)) {
-            Path folder = Path.of(spec);
-            String images = IdxDataset.Split.TEST.imagesName();
-            if (Files.isRegularFile(folder.resolve(images)) || Files.isRegularFile(folder.resolve(images + ".gz"))) {
-                return Datasets.open(spec, "test");
-            }
+        return hasIdxTestSplit(spec) ? Datasets.open(spec, "test") : Datasets.open(spec);
+    }
+
+    /** A folder (not the bundled set) with the IDX test images t10k-images-idx3-ubyte[.gz]. */
+    private static boolean hasIdxTestSplit(String spec) {
+        if (spec.equals(Datasets.BUNDLED)) {
+            return false;
         }
-        return Datasets.open(spec);
+        Path folder = Path.of(spec);
+        String images = IdxDataset.Split.TEST.imagesName();
+        return Files.isRegularFile(folder.resolve(images)) || Files.isRegularFile(folder.resolve(images + ".gz"));
     }
 
     /** The flags given, the defaults (ClassifierTrainer.Options.defaults()) for the rest. */
