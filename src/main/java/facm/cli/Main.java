@@ -11,7 +11,7 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "facm-engine", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "Flow-Anchored Consistency Models: training and one-step sampling on CUDA or CPU.",
-        subcommands = {InfoCommand.class, TrainCommand.class, SampleCommand.class, ConvertCommand.class, CommandLine.HelpCommand.class},
+        subcommands = {InfoCommand.class, TrainCommand.class, SampleCommand.class, EvalCommand.class, ConvertCommand.class, CommandLine.HelpCommand.class},
         commandListHeading = "%nCommands:%n")
 public final class Main implements Runnable {
 

@@ -3,6 +3,7 @@ package facm.cli;
 import facm.backend.Backends;
 import facm.checkpoint.SafetensorsWriter;
 import facm.io.PngWriter;
+import facm.io.SampleNpz;
 import facm.model.LightningDiT;
 import facm.model.ModelCheckpoint;
 import facm.model.ModelConfig;
@@ -25,7 +26,8 @@ import java.util.Map;
 
 /** {@code sample}: generate with the consistency (1–2 NFE) or Euler sampler and write latents or a PNG grid. */
 @Command(name = "sample", mixinStandardHelpOptions = true, sortOptions = false,
-        description = "Generate samples from a checkpoint. Writes .safetensors (samples [N,C,H,W] f32, labels [N] i32) "
+        description = "Generate samples from a checkpoint. Writes .safetensors (samples [N,C,H,W] f32, labels [N] i32), "
+                + ".npz (arr_0: images [N,H,W,C] uint8 0..255, or latents [N,C,H,W] f32; arr_1 and labels: [N] int64) "
                 + "or, for 1- or 3-channel image models, a .png grid. Same seed, same device: same output.")
 final class SampleCommand implements Runnable {
     @Option(names = "--ckpt", required = true, description = "checkpoint (.safetensors or PyTorch .pt)")
@@ -63,15 +65,15 @@ final class SampleCommand implements Runnable {
     String device;
     @Option(names = "--precision", defaultValue = "fp32", description = "fp32 | tf32 | bf16 matrix products")
     String precision;
-    @Option(names = "--out", required = true, description = "output .safetensors or .png")
+    @Option(names = "--out", required = true, description = "output .safetensors, .npz or .png")
     Path out;
 
     @Override
     public void run() {
         String name = out.getFileName().toString().toLowerCase(Locale.ROOT);
         boolean png = name.endsWith(".png");
-        if (!png && !name.endsWith(".safetensors")) {
-            throw new IllegalArgumentException("--out must end in .safetensors or .png, got " + out);
+        if (!png && !name.endsWith(".safetensors") && !name.endsWith(".npz")) {
+            throw new IllegalArgumentException("--out must end in .safetensors, .npz or .png, got " + out);
         }
         if (n < 1 || batch < 1) {
             throw new IllegalArgumentException("--n and --batch must be >= 1");
@@ -86,13 +88,11 @@ final class SampleCommand implements Runnable {
             Backends.Selection sel = Backends.select(device);
             System.out.println("device: " + sel.why());
             System.out.println("model:  " + cfg0.summary());
-            String prefix = ema == null ? null : "ema." + ema.replace(':', '_') + ".";
-            if (prefix != null) {
-                System.out.println("weights: EMA copy '" + ema.replace(':', '_') + "'");
+            if (ema != null) {
+                System.out.println("weights: " + weightsName(ema));
             }
             try (Backend be = sel.backend();
-                 ModelWeights w = prefix == null ? ModelCheckpoint.load(ckpt, cfg0, be)
-                         : ModelCheckpoint.load(ckpt, cfg0, be, prefix)) {
+                 ModelWeights w = loadWeights(ckpt, cfg0, ema, be)) {
                 LightningDiT net = new LightningDiT(w).precision(GemmPrecision.valueOf(precision.toUpperCase(Locale.ROOT)));
                 float[] all = generate(be, net, labels);
                 write(cfg0, all, labels, png);
@@ -120,23 +120,66 @@ final class SampleCommand implements Runnable {
         return y;
     }
 
+    /** "EMA copy 'NAME'" or "raw model weights", for the run's header. */
+    static String weightsName(String ema) {
+        return ema == null ? "raw model weights" : "EMA copy '" + ema.replace(':', '_') + "'";
+    }
+
+    /** The model's own weights, or with {@code ema} (e.g. power_0.2 or power:0.2) its EMA copy ema.NAME.*. */
+    static ModelWeights loadWeights(Path ckpt, ModelConfig config, String ema, Backend be) throws java.io.IOException {
+        return ema == null ? ModelCheckpoint.load(ckpt, config, be)
+                : ModelCheckpoint.load(ckpt, config, be, "ema." + ema.replace(':', '_') + ".");
+    }
+
+    /** A sampler applied to one batch: noise z drawn at Philox counters from noiseOffset of a run of totalElements. */
+    @FunctionalInterface
+    interface BatchSampler {
+        Tensor sample(LightningDiT net, Tensor z, Tensor y, long noiseOffset, long totalElements);
+    }
+
+    /**
+     * Samples {@code start .. start+labels.length-1} of an {@code n}-sample run: the noise of sample i is Philox(seed)
+     * at counters from i·C·H·W, so every sample is the same whatever the batching (and the same in sample and eval).
+     */
+    static Tensor sampleBatch(LightningDiT net, BatchSampler sampler, int[] labels, int start, int n, long seed) {
+        ModelConfig c = net.config();
+        Backend be = net.weights().backend();
+        int b = labels.length;
+        long per = (long) c.inChannels() * c.inputSize() * c.inputSize();
+        try (Tensor z = be.empty("z", DType.F32, b, c.inChannels(), c.inputSize(), c.inputSize());
+             Tensor y = be.upload("y", labels, b)) {
+            be.randomNormal(z, seed, start * per);
+            return sampler.sample(net, z, y, start * per, n * per);
+        }
+    }
+
+    /** The consistency sampler with {@code nfe} steps, re-noise from Philox(seed) (facm-spec.md §7). */
+    static BatchSampler consistencySampler(int nfe, long seed) {
+        return (net, z, y, offset, total) -> ConsistencySampler.sample(net, z, y, nfe, seed, offset, total);
+    }
+
+    private BatchSampler chosenSampler() {
+        return switch (sampler) {
+            case "consistency" -> consistencySampler(nfe, seed);
+            case "euler" -> {
+                EulerSampler.Options o = new EulerSampler.Options(steps, cfg, cfgInterval[0],
+                        cfgInterval.length > 1 ? cfgInterval[1] : 1f, shift, heun, fmBranch);
+                yield (net, z, y, offset, total) -> EulerSampler.sample(net, z, y, o);
+            }
+            default -> throw new IllegalArgumentException("unknown --sampler '" + sampler + "': consistency or euler");
+        };
+    }
+
     private float[] generate(Backend be, LightningDiT net, int[] labels) {
         ModelConfig c = net.config();
         int per = c.inChannels() * c.inputSize() * c.inputSize();
         float[] all = new float[n * per];
-        long total = (long) n * per;
+        BatchSampler chosen = chosenSampler();
         long start = System.nanoTime();
         for (int s = 0; s < n; s += batch) {
             int b = Math.min(batch, n - s);
-            try (Tensor z = be.empty("z", DType.F32, b, c.inChannels(), c.inputSize(), c.inputSize());
-                 Tensor y = be.upload("y", java.util.Arrays.copyOfRange(labels, s, s + b), b)) {
-                be.randomNormal(z, seed, (long) s * per);
-                try (Tensor x = sampler.equals("euler")
-                        ? EulerSampler.sample(net, z, y, new EulerSampler.Options(steps, cfg, cfgInterval[0],
-                        cfgInterval.length > 1 ? cfgInterval[1] : 1f, shift, heun, fmBranch))
-                        : consistency(net, z, y, (long) s * per, total)) {
-                    System.arraycopy(be.download(x), 0, all, s * per, b * per);
-                }
+            try (Tensor x = sampleBatch(net, chosen, java.util.Arrays.copyOfRange(labels, s, s + b), s, n, seed)) {
+                System.arraycopy(be.download(x), 0, all, s * per, b * per);
             }
             double secs = (System.nanoTime() - start) / 1e9;
             System.out.printf(Locale.ROOT, "sampled %d/%d  (%.1f samples/s)%n", s + b, n, (s + b) / secs);
@@ -144,17 +187,12 @@ final class SampleCommand implements Runnable {
         return all;
     }
 
-    private Tensor consistency(LightningDiT net, Tensor z, Tensor y, long offset, long total) {
-        if (!sampler.equals("consistency")) {
-            throw new IllegalArgumentException("unknown --sampler '" + sampler + "': consistency or euler");
-        }
-        return ConsistencySampler.sample(net, z, y, nfe, seed, offset, total);
-    }
-
     private void write(ModelConfig c, float[] all, int[] labels, boolean png) throws java.io.IOException {
         if (png) {
             int cols = (int) Math.ceil(Math.sqrt(n));
             PngWriter.writeGrid(out, all, n, c.inChannels(), c.inputSize(), c.inputSize(), cols);
+        } else if (out.getFileName().toString().toLowerCase(Locale.ROOT).endsWith(".npz")) {
+            SampleNpz.write(out, all, labels, c.inChannels(), c.inputSize(), c.inputSize());
         } else {
             Map<String, String> meta = new LinkedHashMap<>();
             meta.put("config", c.toJson());

@@ -121,8 +121,11 @@ final class TrainCommand implements Runnable {
             + "embedder (facm-spec §3.7; required by meanflow; default off = FACM's expanded interval)")
     Boolean auxTime;
     @Option(names = "--config", description = "JSON file of options (keys as the flags: \"steps\", \"weight_decay\", "
-            + "...); flags override it")
+            + "...), or 'default' for the embedded default job; flags override it")
     Path config;
+
+    /** {@code train} with no arguments at all runs this embedded config: the main job (README, first command). */
+    static final String DEFAULT_JOB = "/facm/train/default-job.json";
 
     /** Preset names for the help text. */
     static final class PresetNames extends java.util.ArrayList<String> {
@@ -197,8 +200,7 @@ final class TrainCommand implements Runnable {
     }
 
     private void train() throws IOException {
-        JsonObject fromFile = config == null ? null
-                : TrainOptions.parseObject(Files.readString(config, StandardCharsets.UTF_8), config.toString());
+        JsonObject fromFile = configLayer();
         JsonObject fromFlags = flags();
         TrainOptions options = TrainOptions.resolve(fromFile, fromFlags);
         Path runDir = Path.of(options.out());
@@ -267,6 +269,29 @@ final class TrainCommand implements Runnable {
                 }
             }
         }
+    }
+
+    /**
+     * The --config layer: the file, or the embedded default job for {@code --config default} and for a bare
+     * {@code train} (no flags at all; the flags' own defaults are the reference values of facm-spec §5.1, sized for
+     * XL/1 on 64 GPUs, while the default job is sized to finish on a 2-core CPU).
+     */
+    private JsonObject configLayer() throws IOException {
+        boolean bare = flags().isEmpty() && config == null && !resume;
+        if (bare || (config != null && config.toString().equals("default"))) {
+            try (java.io.InputStream in = TrainCommand.class.getResourceAsStream(DEFAULT_JOB)) {
+                if (in == null) {
+                    throw new IllegalStateException("the jar lacks its default job " + DEFAULT_JOB);
+                }
+                if (bare) {
+                    System.out.println("no arguments: the default job (" + DEFAULT_JOB + " in the jar; the same as "
+                            + "train --config default); train --help lists the options");
+                }
+                return TrainOptions.parseObject(new String(in.readAllBytes(), StandardCharsets.UTF_8), DEFAULT_JOB);
+            }
+        }
+        return config == null ? null
+                : TrainOptions.parseObject(Files.readString(config, StandardCharsets.UTF_8), config.toString());
     }
 
     /** The stage-2 objective's options (null for fm), validated. */

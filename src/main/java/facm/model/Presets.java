@@ -5,7 +5,8 @@ import java.util.Map;
 
 /**
  * The LightningDiT family (facm-spec.md §3.5, qk-norm on as FACM uses it, 32×16×16 latents, 1000 classes) and two
- * small presets of ours for tests and CPU runs on 32×32×1 images with 10 classes (Fashion-MNIST).
+ * small presets of ours for tests and CPU runs on 32×32×1 images with 10 classes (Fashion-MNIST): tiny and small
+ * (patch 2, 256 tokens) and tiny4 (tiny with patch 4: 64 tokens, about four times cheaper; the CPU's default job).
  */
 public final class Presets {
     private static final Map<String, ModelConfig> ALL = new LinkedHashMap<>();
@@ -22,6 +23,7 @@ public final class Presets {
         latent("1p6B/2", 28, 1792, 28, 2);
         put(new ModelConfig("tiny", 2, 64, 4, 2, 32, 1, 10, true, true, false));
         put(new ModelConfig("small", 6, 256, 4, 2, 32, 1, 10, true, true, false));
+        put(new ModelConfig("tiny4", 2, 64, 4, 4, 32, 1, 10, true, true, false));
     }
 
     private Presets() {

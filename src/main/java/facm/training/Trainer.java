@@ -26,7 +26,8 @@ import java.util.stream.Collectors;
  * {@code log_every} steps a metrics line (with the peak device memory of its steps where the backend tracks it),
  * every {@code ckpt_every} steps and at the end a checkpoint, every {@code sample_every} steps sample grids of the
  * sampling EMA (1- or 3-channel image models only; Euler for "fm", the consistency sampler at NFE 1 and 2 for the
- * consistency objectives, see {@link SampleGrid}).
+ * consistency objectives, see {@link SampleGrid}). With every checkpoint, {@code loss.png} next to {@code metrics.jsonl}
+ * is redrawn from it ({@link LossChart}).
  *
  * <p>A run resumed from its last checkpoint repeats the uninterrupted run bit for bit on the CPU: the checkpoint holds
  * every tensor and counter of the state, the objective's randomness is a function of (seed, step, sample), the loader's
@@ -245,7 +246,21 @@ public final class Trainer implements AutoCloseable {
         log.breakLine();
         console.printf(Locale.ROOT, "checkpoint %s (%.1f MB, %.1f s)%n", file, Files.size(file) / 1e6,
                 (System.nanoTime() - t0) / 1e9);
+        writeLossChart();
         return last;
+    }
+
+    /** Redraws OUT/loss.png from metrics.jsonl; a chart that cannot be drawn is a warning, never a failed run. */
+    private void writeLossChart() {
+        Path metrics = outDir.resolve("metrics.jsonl");
+        Path png = outDir.resolve(LossChart.FILE);
+        try {
+            if (Files.exists(metrics)) {
+                LossChart.write(metrics, png, "training loss (" + options.objective() + ")");
+            }
+        } catch (IOException | RuntimeException e) {
+            console.println("warning: could not draw " + png + ": " + e.getMessage());
+        }
     }
 
     /**

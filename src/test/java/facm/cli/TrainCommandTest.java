@@ -79,6 +79,21 @@ class TrainCommandTest {
     }
 
     @Test
+    void defaultJobIsTheEmbeddedConfig(@TempDir Path dir) throws Exception {
+        Path out = dir.resolve("job");
+        assertEquals(0, train("--config", "default", "--steps", "2", "--log-every", "1", "--sample-every", "2",
+                "--device", "cpu", "--out", out.toString()));
+        TrainOptions written = TrainOptions.fromJson(Files.readString(out.resolve("config.json")));
+        assertEquals("facm", written.objective());
+        assertEquals("tiny4", written.model());
+        assertEquals(1e-3f, written.lr());
+        assertEquals(32, written.batch());
+        assertEquals(null, written.stage2().teacher(), "the default job trains from scratch");
+        assertTrue(Files.exists(out.resolve("samples").resolve("step-0000002-nfe1.png")));
+        assertTrue(Files.exists(out.resolve("samples").resolve("step-0000002-nfe2.png")));
+    }
+
+    @Test
     void distillsFromATeacherWithEachStageTwoObjective(@TempDir Path dir) throws Exception {
         Path teacherRun = dir.resolve("teacher");
         assertEquals(0, train(common(teacherRun, "--steps", "2")));
