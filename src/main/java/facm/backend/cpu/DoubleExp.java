@@ -26,6 +26,8 @@ final class DoubleExp {
     private static final double LN2_HI = 6.93147180369123816490e-01;
     private static final double LN2_LO = 1.90821492927058770002e-10;
     private static final double MIN_ARG = -708.0;
+    /** Shorter runs multiply bit by bit: the bulk copy's fixed cost would outweigh the vectorized multiply. */
+    private static final int BULK_COPY_MIN = 128;
 
     private DoubleExp() {
     }
@@ -56,6 +58,12 @@ final class DoubleExp {
             p = Math.fma(p, r, 1.0);
             x[i] = Math.fma(p, r, 1.0);
             scaleBits[i] = ((long) k + 1023L) << 52;
+        }
+        if (to - from < BULK_COPY_MIN) {
+            for (int i = from; i < to; i++) {
+                x[i] *= Double.longBitsToDouble(scaleBits[i]);
+            }
+            return;
         }
         MemorySegment.copy(s.bitsSegment, ValueLayout.JAVA_DOUBLE, (long) from * Long.BYTES, scale, from, to - from);
         for (int i = from; i < to; i++) {
