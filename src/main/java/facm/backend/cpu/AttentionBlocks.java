@@ -51,7 +51,7 @@ final class AttentionBlocks {
 
     /**
      * dst[d][i] = src[start + i·rowStride + d] for i &lt; rows, d &lt; dh: a block of rows (heads layout: rowStride dh;
-     * token-major [B,T,H·dh] layout: rowStride H·dh) transposed into [dh][ROWS].
+     * token-major [B,T,H·dh] layout: rowStride H·dh) transposed into [dh][rows].
      */
     static void loadTransposed(float[] src, int start, int rowStride, int rows, int dh, double[][] dst) {
         for (int d = 0; d < dh; d++) {
@@ -237,25 +237,25 @@ final class AttentionBlocks {
     }
 
     /**
-     * dst[i][j] = src[j][i] for i &lt; rows, j &lt; tokens: a [j][i] block as [i][j], four destination rows per pass so
-     * that each source row is fetched once per four elements.
+     * dst[c][r] = src[r][c] for r &lt; srcRows, c &lt; srcCols (a block of rows as a block of columns), four destination
+     * rows per pass so that each source row is fetched once per four elements.
      */
-    static void transpose(double[][] src, int tokens, int rows, double[][] dst) {
-        int i = 0;
-        for (; i + 4 <= rows; i += 4) {
-            double[] d0 = dst[i], d1 = dst[i + 1], d2 = dst[i + 2], d3 = dst[i + 3];
-            for (int j = 0; j < tokens; j++) {
-                double[] from = src[j];
-                d0[j] = from[i];
-                d1[j] = from[i + 1];
-                d2[j] = from[i + 2];
-                d3[j] = from[i + 3];
+    static void transpose(double[][] src, int srcRows, int srcCols, double[][] dst) {
+        int c = 0;
+        for (; c + 4 <= srcCols; c += 4) {
+            double[] d0 = dst[c], d1 = dst[c + 1], d2 = dst[c + 2], d3 = dst[c + 3];
+            for (int r = 0; r < srcRows; r++) {
+                double[] from = src[r];
+                d0[r] = from[c];
+                d1[r] = from[c + 1];
+                d2[r] = from[c + 2];
+                d3[r] = from[c + 3];
             }
         }
-        for (; i < rows; i++) {
-            double[] d0 = dst[i];
-            for (int j = 0; j < tokens; j++) {
-                d0[j] = src[j][i];
+        for (; c < srcCols; c++) {
+            double[] d0 = dst[c];
+            for (int r = 0; r < srcRows; r++) {
+                d0[r] = src[r][c];
             }
         }
     }

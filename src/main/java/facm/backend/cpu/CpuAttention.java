@@ -4,8 +4,9 @@ import java.util.Arrays;
 
 /**
  * The attention loops of {@link CpuNetworkOps} and {@link CpuNetworkBackward} on raw arrays (shapes and aliasing are
- * checked there): qk-RMSNorm with RoPE (§3.2 Attention, §3.4) and softmax attention, each with its backward.
- * Everything is accumulated in float64 and each output element is rounded to fp32 once.
+ * checked there): qk-RMSNorm with RoPE (§3.2 Attention, §3.4) with its backward, and the softmax attention forward
+ * (its backward is {@link CpuAttentionBackward}, its JVP {@link CpuAttentionJvp}, the blocked loops all three use
+ * {@link AttentionBlocks}). Everything is accumulated in float64 and each output element is rounded to fp32 once.
  */
 final class CpuAttention {
     /**
@@ -227,132 +228,6 @@ final class CpuAttention {
             double even = grad[headRow + j], odd = grad[headRow + j + 1];
             gz[j] = even * c + odd * s;
             gz[j + 1] = odd * c - even * s;
-        }
-    }
-
-    /**
-     * Backward of {@link #attention} recomputing P from the saved lse (flash style, no full score matrix): per block
-     * of query rows, D_i = dO_i·O_i, P_ij = exp(scale·q_i·k_j − lse_i), dS_ij = P_ij·(dO_i·v_j − D_i)·scale; gradQ_i =
-     * Σ_j dS_ij k_j, gradK_j = Σ_i dS_ij q_i, gradV_j = Σ_i P_ij dO_i. Work is split over (batch, head): each task owns
-     * its head's key/value gradients and adds the query blocks, and the rows inside a block, in increasing order, so
-     * every sum has the order of a one-row-at-a-time loop. The key/value sums need P and dS as [i][j]
-     * ({@link AttentionBlocks#transpose}) to run vectorized over j. Null gradients are skipped.
-     */
-    static void attentionBackward(ParallelRanges par, Layout l, float[] q, float[] k, float[] v, float scale,
-                                  float[] out, float[] lse, float[] gradOut, float[] gradQ, float[] gradK,
-                                  float[] gradV) {
-        int heads = l.heads(), tokens = l.tokens(), dh = l.headDim();
-        if (gradQ == null && gradK == null && gradV == null) {
-            return;
-        }
-        int rowsMax = AttentionBlocks.ROWS;
-        par.forRange((long) l.batch() * heads, CpuNetworkOps.grain(5L * tokens * tokens * dh), (s, e) -> {
-            AttentionBlocks.Scratch w = new AttentionBlocks.Scratch(tokens, dh);
-            double[][] pByRow = new double[rowsMax][tokens], dsByRow = new double[rowsMax][tokens];
-            double[][] accK = new double[dh][tokens], accV = new double[dh][tokens];
-            for (int bh = (int) s; bh < e; bh++) {
-                int b = bh / heads, h = bh % heads;
-                int kvBase = bh * tokens * dh;
-                for (int d = 0; d < dh; d++) {
-                    Arrays.fill(accK[d], 0);
-                    Arrays.fill(accV[d], 0);
-                }
-                for (int i0 = 0; i0 < tokens; i0 += rowsMax) {
-                    int rows = Math.min(rowsMax, tokens - i0);
-                    int tokenRow0 = ((b * tokens + i0) * heads + h) * dh;
-                    AttentionBlocks.loadTransposed(q, kvBase + i0 * dh, dh, rows, dh, w.queries);
-                    AttentionBlocks.loadTransposed(gradOut, tokenRow0, heads * dh, rows, dh, w.queriesDot);
-                    for (int i = 0; i < rows; i++) {
-                        double rowDot = 0;
-                        for (int d = 0; d < dh; d++) {
-                            rowDot += w.queriesDot[d][i] * out[tokenRow0 + i * heads * dh + d];
-                        }
-                        w.rowExtra[i] = rowDot;
-                        w.rowMax[i] = lse[bh * tokens + i0 + i];
-                    }
-                    // scores → P = exp(score·scale − lse); dO·v → dS = P·(dP − D)·scale.
-                    AttentionBlocks.dots(k, kvBase, tokens, dh, w.queries, rows, w.scores, false);
-                    AttentionBlocks.dots(v, kvBase, tokens, dh, w.queriesDot, rows, w.second, false);
-                    for (int j = 0; j < tokens; j++) {
-                        double[] p = w.scores[j], ds = w.second[j];
-                        for (int i = 0; i < rows; i++) {
-                            p[i] = p[i] * scale - w.rowMax[i];
-                        }
-                        DoubleExp.inPlace(p, 0, rows, w.exp);
-                        for (int i = 0; i < rows; i++) {
-                            ds[i] = p[i] * (ds[i] - w.rowExtra[i]) * scale;
-                        }
-                    }
-                    if (gradQ != null) {
-                        AttentionBlocks.weightedKeys(w.second, k, kvBase, tokens, dh, rows, w.acc);
-                        for (int i = 0; i < rows; i++) {
-                            int row = (bh * tokens + i0 + i) * dh;
-                            for (int d = 0; d < dh; d++) {
-                                gradQ[row + d] = (float) w.acc[d][i];
-                            }
-                        }
-                    }
-                    if (gradV != null) {
-                        AttentionBlocks.transpose(w.scores, tokens, rows, pByRow);
-                        addRowsTimesColumns(pByRow, w.queriesDot, rows, tokens, dh, accV);
-                    }
-                    if (gradK != null) {
-                        AttentionBlocks.transpose(w.second, tokens, rows, dsByRow);
-                        addRowsTimesColumns(dsByRow, w.queries, rows, tokens, dh, accK);
-                    }
-                }
-                for (int j = 0; j < tokens; j++) {
-                    for (int d = 0; d < dh; d++) {
-                        if (gradK != null) {
-                            gradK[kvBase + j * dh + d] = (float) accK[d][j];
-                        }
-                        if (gradV != null) {
-                            gradV[kvBase + j * dh + d] = (float) accV[d][j];
-                        }
-                    }
-                }
-            }
-        });
-    }
-
-    /**
-     * acc[d][j] += Σ_i w[i][j] · xt[d][i] over the block's rows i in increasing order (the key/value gradient sums
-     * Σ_i dS_ij q_i and Σ_i P_ij dO_i), vectorized over j.
-     */
-    private static void addRowsTimesColumns(double[][] w, double[][] xt, int rows, int tokens, int dh,
-                                            double[][] acc) {
-        int i = 0;
-        for (; i + 4 <= rows; i += 4) {
-            double[] w0 = w[i], w1 = w[i + 1], w2 = w[i + 2], w3 = w[i + 3];
-            int d = 0;
-            for (; d + 2 <= dh; d += 2) {
-                // Two head components per pass share the loads of the four weight rows.
-                double[] x = xt[d], y = xt[d + 1], a = acc[d], c = acc[d + 1];
-                double x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
-                double y0 = y[i], y1 = y[i + 1], y2 = y[i + 2], y3 = y[i + 3];
-                for (int j = 0; j < tokens; j++) {
-                    double p0 = w0[j], p1 = w1[j], p2 = w2[j], p3 = w3[j];
-                    a[j] = a[j] + p0 * x0 + p1 * x1 + p2 * x2 + p3 * x3;
-                    c[j] = c[j] + p0 * y0 + p1 * y1 + p2 * y2 + p3 * y3;
-                }
-            }
-            for (; d < dh; d++) {
-                double[] x = xt[d], a = acc[d];
-                double x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
-                for (int j = 0; j < tokens; j++) {
-                    a[j] = a[j] + w0[j] * x0 + w1[j] * x1 + w2[j] * x2 + w3[j] * x3;
-                }
-            }
-        }
-        for (; i < rows; i++) {
-            double[] w0 = w[i];
-            for (int d = 0; d < dh; d++) {
-                double x0 = xt[d][i];
-                double[] a = acc[d];
-                for (int j = 0; j < tokens; j++) {
-                    a[j] = a[j] + w0[j] * x0;
-                }
-            }
         }
     }
 }

@@ -18,8 +18,9 @@ import java.util.Objects;
 
 /**
  * The backward twins of {@link CpuNetworkOps} (the contracts are in {@link facm.tensor.NetworkOps}): argument checks
- * here, loops next to their forwards in {@link CpuPatches}, {@link CpuNorms} and {@link CpuAttention}, and the small
- * elementwise ones (embedding, SwiGLU, SiLU) here.
+ * here, loops next to their forwards in {@link CpuPatches}, {@link CpuNorms}, {@link CpuAttention} and
+ * {@link CpuAttentionBackward} (softmax attention), {@link CpuSwiglu}, and the small elementwise ones (embedding,
+ * SiLU) here.
  *
  * <p>Numerics: float64 throughout, each output element rounded to fp32 once; a parameter gradient adds its float64
  * sum to the stored fp32 value and rounds once. Every sum runs in an order fixed by the shapes alone (never by the
@@ -248,7 +249,7 @@ final class CpuNetworkBackward {
                 }
             }
         }
-        CpuAttention.attentionBackward(args.parallel(), in.layout(), in.q().f32(), in.k().f32(), in.v().f32(), scale,
+        CpuAttentionBackward.attentionBackward(args.parallel(), in.layout(), in.q().f32(), in.k().f32(), in.v().f32(), scale,
                 in.out().f32(), l.f32(), g.f32(), array(grads[0]), array(grads[1]), array(grads[2]));
     }
 

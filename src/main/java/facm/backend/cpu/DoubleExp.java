@@ -26,16 +26,20 @@ final class DoubleExp {
     private static final double LN2_HI = 6.93147180369123816490e-01;
     private static final double LN2_LO = 1.90821492927058770002e-10;
     private static final double MIN_ARG = -708.0;
+    /** Shorter runs multiply bit by bit: the bulk copy's fixed cost would outweigh the vectorized multiply. */
+    private static final int BULK_COPY_MIN = 128;
 
     private DoubleExp() {
     }
 
     /**
-     * x[i] ← e^x[i] for i in [from, to), x[i] ≤ 709. {@code scaleBits} and {@code scale} are scratch of at least
-     * {@code to} elements each: 2^k is built as bits in the first, moved into the second as doubles with one bulk
-     * copy (a bit move per element would keep the final multiply scalar), then multiplied in.
+     * x[i] ← e^x[i] for i in [from, to), x[i] ≤ 709, with scratch {@code s} of at least {@code to} elements: 2^k is
+     * built as bits, moved into doubles with one bulk copy (a bit move per element would keep the final multiply
+     * scalar), then multiplied in.
      */
-    static void inPlace(double[] x, int from, int to, long[] scaleBits, double[] scale) {
+    static void inPlace(double[] x, int from, int to, Scratch s) {
+        long[] scaleBits = s.bits;
+        double[] scale = s.scale;
         for (int i = from; i < to; i++) {
             double v = Math.max(x[i], MIN_ARG);
             double k = Math.rint(v * LOG2_E);
@@ -55,26 +59,28 @@ final class DoubleExp {
             x[i] = Math.fma(p, r, 1.0);
             scaleBits[i] = ((long) k + 1023L) << 52;
         }
-        MemorySegment.copy(MemorySegment.ofArray(scaleBits), ValueLayout.JAVA_DOUBLE, (long) from * Long.BYTES, scale,
-                from, to - from);
+        if (to - from < BULK_COPY_MIN) {
+            for (int i = from; i < to; i++) {
+                x[i] *= Double.longBitsToDouble(scaleBits[i]);
+            }
+            return;
+        }
+        MemorySegment.copy(s.bitsSegment, ValueLayout.JAVA_DOUBLE, (long) from * Long.BYTES, scale, from, to - from);
         for (int i = from; i < to; i++) {
             x[i] *= scale[i];
         }
     }
 
-    /** Scratch for {@link #inPlace} on runs of up to {@code n} elements. */
+    /** Per-task scratch of {@link #inPlace} for runs of up to {@code n} elements (made once: a segment costs). */
     static final class Scratch {
         final long[] bits;
         final double[] scale;
+        final MemorySegment bitsSegment;
 
         Scratch(int n) {
             bits = new long[n];
             scale = new double[n];
+            bitsSegment = MemorySegment.ofArray(bits);
         }
-    }
-
-    /** {@link #inPlace(double[], int, int, long[], double[])} with the scratch arrays of {@code s}. */
-    static void inPlace(double[] x, int from, int to, Scratch s) {
-        inPlace(x, from, to, s.bits, s.scale);
     }
 }
