@@ -1,6 +1,8 @@
 package facm.eval;
 
+import facm.classifier.Classifier;
 import facm.tensor.Backend;
+import facm.tensor.Tensor;
 
 import java.nio.file.Path;
 
@@ -24,14 +26,39 @@ public final class FeatureNetworks {
         }
     }
 
-    /**
-     * The classifier in {@code file}, or the bundled one when {@code file} is null, on {@code be}.
-     *
-     * <p>Stand-in until facm.classifier is on this branch: the classifier (Classifier.load / bundledFashionMnist)
-     * has exactly the {@link FeatureExtractor} methods, so wiring it is an adapter of a few lines here.
-     */
+    /** The classifier in {@code file}, or the bundled Fashion-MNIST one when {@code file} is null, on {@code be}. */
     public static Opened open(Path file, Backend be) {
-        throw new IllegalStateException("this build has no classifier yet (facm.classifier): eval needs one for "
-                + "its features" + (file == null ? "" : "; cannot load " + file));
+        Classifier c = file == null ? Classifier.bundledFashionMnist(be) : Classifier.load(file, be);
+        return new Opened(of(c), file == null ? "bundled Fashion-MNIST classifier" : file.toString(), c);
+    }
+
+    /** The classifier as a feature network (the same methods; the classifier stays the caller's to close). */
+    public static FeatureExtractor of(Classifier c) {
+        return new FeatureExtractor() {
+            @Override
+            public int featureDim() {
+                return c.featureDim();
+            }
+
+            @Override
+            public int numClasses() {
+                return c.numClasses();
+            }
+
+            @Override
+            public Tensor features(Tensor images) {
+                return c.features(images);
+            }
+
+            @Override
+            public Tensor logits(Tensor images) {
+                return c.logits(images);
+            }
+
+            @Override
+            public String describe() {
+                return c.describe();
+            }
+        };
     }
 }

@@ -98,6 +98,21 @@ class EvalCommandTest {
     }
 
     @Test
+    void evalWithTheBundledClassifierThroughTheCommandLine(@TempDir Path dir) throws Exception {
+        Path ckpt = SampleAndConvertCommandTest.fixture(dir, "tiny_ema.pt");
+        Path out = dir.resolve("cli");
+        assertEquals(0, Main.run("eval", "--ckpt", ckpt.toString(), "--model", "tiny", "--n", "20", "--ref-n", "100",
+                "--nfe", "1", "--batch", "20", "--device", "cpu", "--out", out.toString()));
+        JsonObject r = JsonParser.parseString(Files.readString(out.resolve("eval.json"), StandardCharsets.UTF_8))
+                .getAsJsonObject();
+        assertEquals("bundled Fashion-MNIST classifier", r.getAsJsonObject("classifier").get("file").getAsString());
+        assertTrue(r.getAsJsonObject("classifier").get("accuracy_on_reference").getAsDouble() >= 0);
+        assertTrue(fid(r, 0) > 0);
+        assertEquals(1, Main.run("eval", "--ckpt", ckpt.toString(), "--model", "tiny", "--device", "cpu", "--classifier",
+                dir.resolve("missing.safetensors").toString(), "--out", out.toString()), "a missing classifier file");
+    }
+
+    @Test
     void badArgumentsAreOneLineErrors(@TempDir Path dir) throws Exception {
         Path ckpt = SampleAndConvertCommandTest.fixture(dir, "tiny_ema.pt");
         String[] common = {"eval", "--ckpt", ckpt.toString(), "--model", "tiny", "--device", "cpu", "--out",
