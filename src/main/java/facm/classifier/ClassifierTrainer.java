@@ -51,7 +51,7 @@ public final class ClassifierTrainer {
 
         /** The defaults of train-classifier: those the shipped Fashion-MNIST classifier was trained with. */
         public static Options defaults() {
-            return new Options(12, 64, 1e-3f, 0.05f, "cosine", 300, 1f, "flip-shift:1", 0, 500, 200);
+            return new Options(20, 64, 1e-3f, 0.05f, "cosine", 300, 1f, "flip-shift:1", 0, 500, 200);
         }
 
         private static void require(boolean ok, String message) {

@@ -46,7 +46,7 @@ final class TrainClassifierCommand implements Runnable {
     String testData;
     @Option(names = "--out", required = true, description = "classifier file to write (.safetensors)")
     Path out;
-    @Option(names = "--epochs", description = "passes over the training data (default 12)")
+    @Option(names = "--epochs", description = "passes over the training data (default 20)")
     Integer epochs;
     @Option(names = "--batch", description = "images per step (default 64)")
     Integer batch;

@@ -27,7 +27,7 @@ class BundledClassifierTest {
             assertEquals(new ClassifierConfig(1, 32, c.config().patch(), c.featureDim(), c.config().depth(),
                     c.config().heads(), c.config().mlpHidden(), 10), c.config());
             double recorded = Double.parseDouble(c.metadata().get("test_accuracy"));
-            assertTrue(recorded >= 0.89, "the shipped classifier records test accuracy " + recorded);
+            assertTrue(recorded >= 0.9, "the shipped classifier records test accuracy " + recorded);
             assertTrue(c.metadata().get("command").startsWith("train-classifier "), c.metadata().get("command"));
             assertTrue(c.describe().startsWith("bundled fashion-mnist-classifier.safetensors"), c.describe());
 
