@@ -147,7 +147,7 @@ public final class ConsistencyObjective implements Objective {
             Tensor eps = scope.track(be.empty("eps", DType.F32, batch.shape()));
             be.randomNormal(eps, FlowMatchingObjective.stepKey(seed, step), FlowMatchingObjective.STREAM_NOISE);
             Tensor y = scope.track(be.upload("y", batch.labels(), b));
-            return loss(s, t, grads, x1, eps, d.t(), d.r(), y, step);
+            return loss(s, t, grads, x1, eps, d.t(), d.r(), y, batch.labels(), step);
         }
     }
 
@@ -159,6 +159,12 @@ public final class ConsistencyObjective implements Objective {
      */
     public float loss(LightningDiT student, LightningDiT teacher, Gradients grads, Tensor x1, Tensor eps, float[] t,
                       float[] r, Tensor y, long step) {
+        return loss(student, teacher, grads, x1, eps, t, r, y, y.backend().downloadInts(y), step);
+    }
+
+    /** As above, with y's values on the host too (the training loop has them), so no device read is needed. */
+    public float loss(LightningDiT student, LightningDiT teacher, Gradients grads, Tensor x1, Tensor eps, float[] t,
+                      float[] r, Tensor y, int[] hostLabels, long step) {
         requireCompatible(student, teacher);
         Backend be = x1.backend();
         int b = x1.dim(0);
@@ -173,7 +179,8 @@ public final class ConsistencyObjective implements Objective {
             be.binary(BinaryOp.MUL, xt, u, xt);
             be.binary(BinaryOp.ADD, xt, eps, xt);
             Tensor tT = s.track(be.upload("t", t, b));
-            Tensor v = s.track(TeacherVelocity.velocity(options, student, teacher, xt, u, t, tT, y));
+            Tensor v = s.track(TeacherVelocity.velocity(options, student, teacher, xt, u, t, tT, y,
+                    hostLabels));
 
             double lossFm = options.kind() == Kind.FACM ? anchorLoss(student, grads, xt, t, tT, y, v) : 0;
             double lossCm = consistencyLoss(student, grads, xt, t, r, tT, y, v, step);

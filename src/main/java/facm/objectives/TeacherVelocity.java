@@ -17,9 +17,9 @@ final class TeacherVelocity {
     private TeacherVelocity() {
     }
 
-    /** v {@code [B,C,H,W]}, the caller's to close. */
+    /** v {@code [B,C,H,W]}, the caller's to close; hostLabels are y's values (no device read on the hot path). */
     static Tensor velocity(ConsistencyObjective.Options o, LightningDiT student, LightningDiT teacher, Tensor xt,
-                           Tensor u, float[] t, Tensor tT, Tensor y) {
+                           Tensor u, float[] t, Tensor tT, Tensor y, int[] hostLabels) {
         Backend be = xt.backend();
         Tensor v = be.empty("v", DType.F32, xt.shape());
         try {
@@ -34,7 +34,7 @@ final class TeacherVelocity {
                 return v;
             }
             LightningDiT unguidedModel = teacher != null ? teacher : student;
-            try (Tensor yUnguided = be.upload("y'", unguidedLabels(o, be.downloadInts(y), t,
+            try (Tensor yUnguided = be.upload("y'", unguidedLabels(o, hostLabels, t,
                          unguidedModel.config().numClasses()), t.length);
                  Tensor vu = unguidedModel.forward(xt, tT, yUnguided,
                          unguidedModel.config().auxTime() ? tT : null)) {

@@ -126,12 +126,12 @@ class ConsistencyObjectiveTest {
                  Tensor yNull = be.upload("y'", new int[] {3, 10, 10}, b);
                  Tensor vc = teacher.forward(x, tt, yy); Tensor vuT = teacher.forward(x, tt, yNull);
                  Tensor vuS = student.forward(x, tt, yNull);
-                 Tensor distilled = TeacherVelocity.velocity(facm(), student, teacher, x, u, t, tt, yy);
-                 Tensor scratch = TeacherVelocity.velocity(facm(), student, null, x, u, t, tt, yy);
+                 Tensor distilled = TeacherVelocity.velocity(facm(), student, teacher, x, u, t, tt, yy, y);
+                 Tensor scratch = TeacherVelocity.velocity(facm(), student, null, x, u, t, tt, yy, y);
                  Tensor plainT = TeacherVelocity.velocity(with(ConsistencyObjective.Kind.FACM, 1f, 0), student,
-                         teacher, x, u, t, tt, yy);
+                         teacher, x, u, t, tt, yy, y);
                  Tensor plainU = TeacherVelocity.velocity(with(ConsistencyObjective.Kind.FACM, 1f, 0), student, null,
-                         x, u, t, tt, yy)) {
+                         x, u, t, tt, yy, y)) {
                 float[] c = be.download(vc);
                 float[] ut = be.download(vuT);
                 float[] us2 = be.download(vuS);
