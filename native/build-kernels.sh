@@ -208,7 +208,7 @@ else
     JOBS="${FACM_KERNEL_JOBS:-$(nproc 2> /dev/null || echo 2)}"
     echo "build-kernels: compiling ${#TODO[@]} of ${#MODULES[@]} modules with $NVCC_VERSION" \
          "(SASS sm_$SASS_LIST, PTX compute_$PTX_ARCH, $JOBS parallel)"
-    export KDIR OUT STATE NVCC GENCODE
+    export KDIR OUT STATE NVCC GENCODE PTX_ARCH
     rm -f "$PROPS"   # a failed build must not leave a stale built=true behind
     start=$(date +%s)
     if ! printf '%s\n' "${TODO[@]}" | xargs -P "$JOBS" -I{} bash "${BASH_SOURCE[0]}" --compile-one {}; then
