@@ -99,10 +99,13 @@ public final class DistributedTraining {
         return new WorkerLauncher(cmd, n, device, System.out).run();
     }
 
-    /** The arguments without --gpus N / --workers N (also in the --gpus=N form). */
+    /**
+     * The arguments without --gpus N / --workers N (also in the --gpus=N form), and without the command name when
+     * the parser's original arguments start with it.
+     */
     static List<String> workerArgs(List<String> args) {
         List<String> out = new ArrayList<>();
-        for (int i = 0; i < args.size(); i++) {
+        for (int i = !args.isEmpty() && args.getFirst().equals("train") ? 1 : 0; i < args.size(); i++) {
             String a = args.get(i);
             if (a.equals("--gpus") || a.equals("--workers")) {
                 i++;
