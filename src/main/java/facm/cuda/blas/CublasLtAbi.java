@@ -48,6 +48,15 @@ final class CublasLtAbi {
     static final int CUBLASLT_MATMUL_DESC_POINTER_MODE = 2;
     static final int CUBLASLT_MATMUL_DESC_TRANSA = 3;
     static final int CUBLASLT_MATMUL_DESC_TRANSB = 4;
+    /** int32_t, a cublasLtEpilogue_t. */
+    static final int CUBLASLT_MATMUL_DESC_EPILOGUE = 7;
+    /** const void* (8 bytes): the bias vector, of D's data type unless CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE says. */
+    static final int CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8;
+
+    // cublasLtEpilogue_t (cublasLt.h). BIAS: D = alpha·A·B + beta·C + bias broadcast along D's columns (bias length =
+    // D's row count, packed), added in the compute type before the conversion to D's type.
+    static final int CUBLASLT_EPILOGUE_DEFAULT = 1;
+    static final int CUBLASLT_EPILOGUE_BIAS = 4;
 
     // cublasLtMatrixLayoutAttribute_t (cublasLt.h): BATCH_COUNT is int32_t, STRIDED_BATCH_OFFSET is int64_t
     static final int CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT = 5;

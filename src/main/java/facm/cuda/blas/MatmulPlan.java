@@ -31,13 +31,23 @@ import java.lang.foreign.MemorySegment;
  */
 final class MatmulPlan {
 
-    /** What a plan depends on: the shape without alpha/beta, the pointers' alignments and the workspace limit. */
+    /**
+     * What a plan depends on: the shape without alpha/beta, the epilogue (a fused bias or none), the pointers'
+     * alignments (the bias's too: the heuristic reads it) and the workspace limit.
+     */
     record Key(GemmKind kind, boolean transA, boolean transB, int m, int n, int k, int batch, long strideA,
-               long strideB, long strideC, int alignA, int alignB, int alignC, long workspaceBytes) {
+               long strideB, long strideC, int alignA, int alignB, int alignC, long workspaceBytes, boolean bias,
+               int alignBias) {
 
         static Key of(RowMajorGemm g, long a, long b, long c, long workspaceBytes) {
+            return of(g, a, b, c, 0L, workspaceBytes);
+        }
+
+        /** {@code bias} 0: no epilogue; otherwise the device address of the bias vector (CUBLASLT_EPILOGUE_BIAS). */
+        static Key of(RowMajorGemm g, long a, long b, long c, long bias, long workspaceBytes) {
             return new Key(g.kind(), g.transA(), g.transB(), g.m(), g.n(), g.k(), g.batch(), g.strideA(),
-                    g.strideB(), g.strideC(), alignment(a), alignment(b), alignment(c), workspaceBytes);
+                    g.strideB(), g.strideC(), alignment(a), alignment(b), alignment(c), workspaceBytes, bias != 0,
+                    bias == 0 ? 0 : alignment(bias));
         }
 
         /** The largest power of two up to 256 dividing the address: what the heuristic may assume about it. */
@@ -80,6 +90,17 @@ final class MatmulPlan {
      */
     static MatmulPlan create(CublasLtFunctions f, long handle, Key key, String context, MemorySegment scratch,
                              MemorySegment heuristic, Arena arena) {
+        return create(f, handle, key, 0L, context, scratch, heuristic, arena);
+    }
+
+    /**
+     * As {@link #create(CublasLtFunctions, long, Key, String, MemorySegment, MemorySegment, Arena)}, with the bias
+     * epilogue when {@code key.bias()}: {@code bias} is the vector the heuristic sees (its alignment matters); each
+     * call sets its own bias pointer with {@link #setBias} before cublasLtMatmul, so one plan serves every layer of
+     * the shape.
+     */
+    static MatmulPlan create(CublasLtFunctions f, long handle, Key key, long bias, String context,
+                             MemorySegment scratch, MemorySegment heuristic, Arena arena) {
         GemmKind kind = key.kind();
         long desc = 0;
         long layoutOfB = 0;
@@ -94,6 +115,13 @@ final class MatmulPlan {
                     key.transB() ? CUBLAS_OP_T : CUBLAS_OP_N, scratch, context);
             f.setMatmulDescInt(desc, CUBLASLT_MATMUL_DESC_TRANSB, "CUBLASLT_MATMUL_DESC_TRANSB",
                     key.transA() ? CUBLAS_OP_T : CUBLAS_OP_N, scratch, context);
+            if (key.bias()) {
+                // The bias runs along cuBLAS's rows of D (= our n output columns): one value per output feature,
+                // of D's data type (the default CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE).
+                f.setMatmulDescInt(desc, CublasLtAbi.CUBLASLT_MATMUL_DESC_EPILOGUE, "CUBLASLT_MATMUL_DESC_EPILOGUE",
+                        CublasLtAbi.CUBLASLT_EPILOGUE_BIAS, scratch, context);
+                setBias(f, desc, bias, scratch, context);
+            }
 
             // Our B, stored [k,n] (or [n,k] if transB), is column-major n×k (or k×n).
             long bRows = key.transB() ? key.k() : key.n();
@@ -149,6 +177,12 @@ final class MatmulPlan {
                 f.destroyPreference(preference);
             }
         }
+    }
+
+    /** Points the bias epilogue of {@code desc} at {@code bias} (read by cublasLtMatmul when it enqueues). */
+    static void setBias(CublasLtFunctions f, long desc, long bias, MemorySegment scratch, String context) {
+        f.setMatmulDescLong(desc, CublasLtAbi.CUBLASLT_MATMUL_DESC_BIAS_POINTER, "CUBLASLT_MATMUL_DESC_BIAS_POINTER",
+                bias, scratch, context);
     }
 
     /** Destroys the descriptor and layouts; returns the first failing status, or CUBLAS_STATUS_SUCCESS. */
