@@ -21,7 +21,9 @@ import java.util.function.Function;
  *
  * <p>The graphs read the model's weight tensors at the addresses they had when captured: update weights in place
  * (as the optimizer and EMA do) and the next replay sees the new values, but do not replace or close the weight
- * tensors while this object is open. Each graph holds its activations in its own memory pool for as long as it
+ * tensors while this object is open. With {@link LightningDiT#cacheBf16Weights} on, a graph reads the bf16 copies
+ * that existed when it was captured, so invalidating the cache does not reach it: after in-place weight updates,
+ * close this object and make a new one (samplers of a frozen model need neither). Each graph holds its activations in its own memory pool for as long as it
  * lives (for LightningDiT-XL/1 at batch 256 in fp32 that is a few GiB); {@link #close()} releases everything. One
  * thread at a time, like the backend's stream.
  */
