@@ -27,6 +27,14 @@ final class CudaNetworkChecks {
         return c;
     }
 
+    /** t as an open F32 or BF16 tensor of this backend (an activation of the bf16-activation forms). */
+    CudaTensor floating(String op, String role, Tensor t) {
+        Objects.requireNonNull(t, () -> op + ": " + role + " is null");
+        CudaTensor c = backend.require(op + " " + role, t);
+        Shapes.requireDType(op + ": " + role, c, DType.F32, DType.BF16);
+        return c;
+    }
+
     /** t as an open I32 tensor of this backend. */
     CudaTensor i32(String op, String role, Tensor t) {
         Objects.requireNonNull(t, () -> op + ": " + role + " is null");
