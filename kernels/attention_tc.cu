@@ -17,9 +17,17 @@
 // not stored.
 #include "attention_tc_common.cuh"
 
+// Keys per K/V tile for dh ≤ 80 (64 above). 32 halves the score accumulators, which lets four blocks share an SM
+// (≤ 128 registers) without spills; 64 halves the barriers. With T = 256 a block runs only a few tiles, so its start
+// (Q fragments, first tile) is a large part of its life and resident blocks hide it. The harness times both.
+#ifndef TC_FWD_BK_SMALL_DH
+#define TC_FWD_BK_SMALL_DH 32
+#endif
+
 template <int DH>
 struct TcFwdTiling {
-    static constexpr int BK = 64;  // keys per tile
+    static constexpr int BK = DH <= 80 ? TC_FWD_BK_SMALL_DH : 64;  // keys per tile
+    static constexpr int MIN_BLOCKS = DH <= 80 ? (BK == 32 ? 4 : 3) : 1;  // per SM, for __launch_bounds__
     static constexpr int TILE_ELEMS = BK * TcDims<DH>::LDS;
     // K and V of two tiles in flight where they fit the static 48 KB (dh ≤ 80), else one.
     static constexpr int STAGES = 4 * TILE_ELEMS * 2 <= 48 * 1024 ? 2 : 1;
@@ -105,16 +113,16 @@ __device__ __forceinline__ void attention_fwd_bf16_body(const uint16_t* __restri
         // the zero accumulators.
         const float mNew0 = fmaxf(m0, tc_quad_max(mx0));
         const float mNew1 = fmaxf(m1, tc_quad_max(mx1));
-        const float alpha0 = exp2f(m0 - mNew0), alpha1 = exp2f(m1 - mNew1);
+        const float alpha0 = tc_exp2(m0 - mNew0), alpha1 = tc_exp2(m1 - mNew1);
         m0 = mNew0;
         m1 = mNew1;
         float rs0 = 0.0f, rs1 = 0.0f;
 #pragma unroll
         for (int n = 0; n < NS; n++) {
-            s[n][0] = exp2f(s[n][0] - mNew0);
-            s[n][1] = exp2f(s[n][1] - mNew0);
-            s[n][2] = exp2f(s[n][2] - mNew1);
-            s[n][3] = exp2f(s[n][3] - mNew1);
+            s[n][0] = tc_exp2(s[n][0] - mNew0);
+            s[n][1] = tc_exp2(s[n][1] - mNew0);
+            s[n][2] = tc_exp2(s[n][2] - mNew1);
+            s[n][3] = tc_exp2(s[n][3] - mNew1);
             rs0 += s[n][0] + s[n][1];
             rs1 += s[n][2] + s[n][3];
         }
@@ -163,7 +171,8 @@ __device__ __forceinline__ void attention_fwd_bf16_body(const uint16_t* __restri
 // Grid: ceil(T / 64) · B·H blocks of 128 threads, no dynamic shared memory. q, k, v 16-byte aligned, out 8-byte
 // aligned (checked by the launcher); lse may be nullptr; outBf16 != 0: out is bf16, else fp32.
 #define ATTENTION_FWD_BF16(DH)                                                                                   \
-    extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_fwd_bf16_dh##DH(                           \
+    extern "C" __global__ void __launch_bounds__(TC_THREADS, TcFwdTiling<DH>::MIN_BLOCKS)                         \
+            attention_fwd_bf16_dh##DH(                                                                            \
             const uint16_t* __restrict__ q, const uint16_t* __restrict__ k, const uint16_t* __restrict__ v,       \
             void* __restrict__ out, float* __restrict__ lse, int H, int T, float scale, int outBf16) {            \
         attention_fwd_bf16_body<DH>(q, k, v, out, lse, H, T, scale, outBf16 != 0);                                \

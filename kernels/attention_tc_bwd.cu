@@ -7,10 +7,10 @@
 // q, k, v bf16 [B, H, T, dh]; gradQ, gradK, gradV fp32 [B, H, T, dh] (overwritten). Launcher:
 // facm.backend.cuda.CudaTensorCoreAttention; CPU reference: facm.backend.cpu.CpuAttentionBackward.
 //   1. attention_bwd_dq_bf16_dh<dh> (query-stationary, 4 warps × 16 query rows): Q and dO rows as bf16 A fragments
-//      in registers, D_i (stored to delta for kernel 2), K/V tiles through shared memory (cp.async, double-buffered):
+//      in registers, D_i and dO rounded to bf16 head-major (stored to delta and dOBf16 for kernel 2), K/V tiles through shared memory (cp.async, double-buffered):
 //      S = Q·Kᵀ and dP = dO·Vᵀ on tensor cores, P and dS on the accumulators, dQ += dS·K (ldmatrix.trans of K).
 //   2. attention_bwd_dkdv_bf16_dh<dh> (key-stationary, 4 warps × 16 keys): the block's K and V rows in shared memory,
-//      Q, dO (rounded to bf16), lse and D tiles streamed: Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ, Pᵀ and dSᵀ on the accumulators,
+//      Q, dO (the bf16 copy), lse and D tiles streamed with cp.async (double-buffered for dh ≤ 80): Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ, Pᵀ and dSᵀ on the accumulators,
 //      dV += Pᵀ·dO and dK += dSᵀ·Q (ldmatrix.trans of the dO and Q tiles).
 // P and dS enter the second products rounded to bf16 (as dO does), which is FlashAttention-2's precision; gradients
 // agree with the fp32 reference to about 1e-2 of their largest magnitude.
@@ -18,15 +18,19 @@
 
 template <int DH>
 struct TcBwdTiling {
-    // dq: keys per K/V tile; two stages of K and V in the static 48 KB.
-    static constexpr int BK = DH <= 80 ? 64 : 32;
+    // dq: keys per K/V tile; two stages of K and V in the static 48 KB. 32 rather than 64 keys for dh ≤ 80: the
+    // S and dP accumulators of 64 keys took the kernel to 184 registers (two blocks per SM), and the short T = 256
+    // rows of the DiT are latency-bound, so more resident blocks beat fewer synchronizations.
+    static constexpr int BK = DH <= 80 ? 32 : 16;
     static constexpr int KV_TILE = BK * TcDims<DH>::LDS;
     static_assert(2 * 2 * KV_TILE * 2 <= 48 * 1024, "dq tiles exceed static shared memory");
-    // dkdv: queries per Q/dO tile beside the block's 64 K and V rows (one stage).
+    // dkdv: queries per Q/dO tile beside the block's 64 K and V rows; two stages where they fit (dh ≤ 80).
     static constexpr int BQ = DH <= 80 ? 32 : 16;
     static constexpr int ROWS_TILE = TC_ROWS * TcDims<DH>::LDS;
     static constexpr int Q_TILE = BQ * TcDims<DH>::LDS;
-    static_assert((2 * ROWS_TILE + 2 * Q_TILE) * 2 + 2 * BQ * 4 <= 48 * 1024, "dkdv tiles exceed static shared memory");
+    static constexpr int STAGE_BYTES = 2 * Q_TILE * 2 + 2 * BQ * 4;  // Q, dO tiles, lse, D
+    static constexpr int Q_STAGES = 2 * ROWS_TILE * 2 + 2 * STAGE_BYTES <= 48 * 1024 ? 2 : 1;
+    static_assert(2 * ROWS_TILE * 2 + Q_STAGES * STAGE_BYTES <= 48 * 1024, "dkdv tiles exceed static shared memory");
 };
 
 template <int DH>
@@ -35,7 +39,8 @@ __device__ __forceinline__ void attention_bwd_dq_bf16_body(const uint16_t* __res
                                                            const uint16_t* __restrict__ v, const void* out,
                                                            const float* __restrict__ lse, const void* gradOut,
                                                            float* __restrict__ gradQ, float* __restrict__ delta,
-                                                           int H, int T, float scale, bool outBf16,
+                                                           uint16_t* __restrict__ dOBf16, int H, int T, float scale,
+                                                           bool outBf16,
                                                            bool gradOutBf16) {
     using D = TcDims<DH>;
     using Tile = TcBwdTiling<DH>;
@@ -79,7 +84,19 @@ __device__ __forceinline__ void attention_bwd_dq_bf16_body(const uint16_t* __res
         if (rowA < T) delta[(int64_t)bh * T + rowA] = dA;
         if (rowB < T) delta[(int64_t)bh * T + rowB] = dB;
     }
-    if (gradQ == nullptr) return;  // only D wanted (uniform over the grid: no barrier is left waiting)
+    // dO rounded to bf16 as A fragments, and the same values stored head-major for the dkdv kernel's cp.async tiles.
+    uint32_t doa[D::KSTEPS][4];
+    tc_load_a_rows_token<DH>(doa, gradOut, gradOutBf16, tokenHead, rowStride, row0, T);
+#pragma unroll
+    for (int kk = 0; kk < D::KSTEPS; kk++) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int r = row0 + g + 8 * (i & 1);
+            const int d = kk * 16 + 2 * t + 8 * (i >> 1);
+            if (r < T && d < DH) *reinterpret_cast<uint32_t*>(dOBf16 + headBase + (int64_t)r * DH + d) = doa[kk][i];
+        }
+    }
+    if (gradQ == nullptr) return;  // only D and dO wanted (uniform over the grid: no barrier is left waiting)
 
     const uint16_t* kHead = k + headBase;
     const uint16_t* vHead = v + headBase;
@@ -89,9 +106,8 @@ __device__ __forceinline__ void attention_bwd_dq_bf16_body(const uint16_t* __res
     tc_load_tile_async<DH, BK>(Vs, vHead, 0, T);
     tc_cp_async_commit();
 
-    uint32_t qa[D::KSTEPS][4], doa[D::KSTEPS][4];
+    uint32_t qa[D::KSTEPS][4];
     tc_load_a_rows<DH>(qa, q + headBase, row0, T);
-    tc_load_a_rows_token<DH>(doa, gradOut, gradOutBf16, tokenHead, rowStride, row0, T);
     const float lseA = rowA < T ? lse[(int64_t)bh * T + rowA] * TC_LOG2E : 0.0f;
     const float lseB = rowB < T ? lse[(int64_t)bh * T + rowB] * TC_LOG2E : 0.0f;
     const float sl2 = scale * TC_LOG2E;
@@ -131,7 +147,7 @@ __device__ __forceinline__ void attention_bwd_dq_bf16_body(const uint16_t* __res
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int key = kb + n * 8 + 2 * t + (e & 1);
-                const float p = key < T ? exp2f(s[n][e] * sl2 - (e < 2 ? lseA : lseB)) : 0.0f;
+                const float p = key < T ? tc_exp2(s[n][e] * sl2 - (e < 2 ? lseA : lseB)) : 0.0f;
                 s[n][e] = p * (dp[n][e] - (e < 2 ? dA : dB));  // dS_ij
             }
         }
@@ -158,62 +174,66 @@ __device__ __forceinline__ void attention_bwd_dq_bf16_body(const uint16_t* __res
     }
 }
 
-// Rows [first, first + R) of a token-major fp32 or bf16 matrix (row r at headOffset + r·rowStride), rounded to bf16,
-// into a shared tile; rows at or past T become zeros. Synchronous (plain loads and stores).
-template <int DH, int R>
-__device__ __forceinline__ void tc_load_tile_token(uint16_t* tile, const void* src, bool isBf16, int64_t headOffset,
-                                                   int64_t rowStride, int first, int T) {
-    using D = TcDims<DH>;
-    for (int c = threadIdx.x; c < R * (DH / 2); c += TC_THREADS) {
-        const int r = c / (DH / 2);
-        const int d = (c % (DH / 2)) * 2;
-        uint32_t x = 0u;
-        if (first + r < T) {
-            const float2 f = tc_load_pair(src, headOffset + (int64_t)(first + r) * rowStride + d, isBf16);
-            x = tc_pack_bf16(f.x, f.y);
-        }
-        *reinterpret_cast<uint32_t*>(tile + r * D::LDS + d) = x;
+template <int DH>
+__device__ __forceinline__ void attention_bwd_dkdv_load_stage(uint16_t* Qs, uint16_t* dOs, float* lseS,
+                                                              float* deltaS, const uint16_t* qHead,
+                                                              const uint16_t* dOHead, const float* lseHead,
+                                                              const float* deltaHead, int qb, int T) {
+    constexpr int BQ = TcBwdTiling<DH>::BQ;
+    tc_load_tile_async<DH, BQ>(Qs, qHead, qb, T);
+    tc_load_tile_async<DH, BQ>(dOs, dOHead, qb, T);
+    for (int r = threadIdx.x; r < 2 * BQ; r += TC_THREADS) {
+        const int row = r % BQ;
+        const bool in = qb + row < T;
+        const float* src = r < BQ ? lseHead : deltaHead;
+        float* dst = r < BQ ? lseS : deltaS;
+        tc_cp_async4(tc_smem_addr(dst + row), in ? src + qb + row : src, in);
     }
+    tc_cp_async_commit();
 }
 
 template <int DH>
 __device__ __forceinline__ void attention_bwd_dkdv_bf16_body(const uint16_t* __restrict__ q,
                                                              const uint16_t* __restrict__ k,
                                                              const uint16_t* __restrict__ v,
-                                                             const float* __restrict__ lse, const void* gradOut,
+                                                             const float* __restrict__ lse,
+                                                             const uint16_t* __restrict__ dOBf16,
                                                              const float* __restrict__ delta,
                                                              float* __restrict__ gradK, float* __restrict__ gradV,
-                                                             int H, int T, float scale, bool gradOutBf16) {
+                                                             int H, int T, float scale) {
     using D = TcDims<DH>;
     using Tile = TcBwdTiling<DH>;
     constexpr int BQ = Tile::BQ;
     constexpr int NS = BQ / 8;
-    __shared__ __align__(128) uint16_t smem[2 * Tile::ROWS_TILE + 2 * Tile::Q_TILE];
-    __shared__ float lseS[BQ];    // lse of the tile's queries in log2 units (+inf past T: P = 0)
-    __shared__ float deltaS[BQ];
+    constexpr int STAGES = Tile::Q_STAGES;
+    __shared__ __align__(128) uint16_t smem[2 * Tile::ROWS_TILE + STAGES * 2 * Tile::Q_TILE];
+    __shared__ float lseS[STAGES][BQ];  // lse of the tile's queries (natural log; zero past T, masked below)
+    __shared__ float deltaS[STAGES][BQ];
     uint16_t* Ks = smem;
     uint16_t* Vs = smem + Tile::ROWS_TILE;
-    uint16_t* Qs = smem + 2 * Tile::ROWS_TILE;
-    uint16_t* dOs = Qs + Tile::Q_TILE;
+    uint16_t* Qbase = smem + 2 * Tile::ROWS_TILE;  // stage st: Q at Qbase + 2·st·Q_TILE, dO right after
 
     const int tilesK = (T + TC_ROWS - 1) / TC_ROWS;
     const int bh = blockIdx.x / tilesK;
-    const int b = bh / H, h = bh % H;
     const int warp = threadIdx.x >> 5;
     const int lane = threadIdx.x & 31;
-    const int g = lane >> 2, t = lane & 3;
+    const int t = lane & 3;
     const int keyBlock = (blockIdx.x % tilesK) * TC_ROWS;
     const int wrow = warp * 16;  // the warp's rows within the block's K and V tiles
-    const int keyA = keyBlock + wrow + g, keyB = keyA + 8;
+    const int keyA = keyBlock + wrow + (lane >> 2), keyB = keyA + 8;
     const int64_t headBase = (int64_t)bh * T * DH;
-    const int64_t tokenHead = (int64_t)b * T * H * DH + (int64_t)h * DH;
-    const int64_t rowStride = (int64_t)H * DH;
     const float sl2 = scale * TC_LOG2E;
+    const uint16_t* qHead = q + headBase;
+    const uint16_t* dOHead = dOBf16 + headBase;
+    const float* lseHead = lse + (int64_t)bh * T;
+    const float* deltaHead = delta + (int64_t)bh * T;
+    const int nTiles = (T + BQ - 1) / BQ;
 
-    tc_zero_padding<DH>(smem, 2 * TC_ROWS + 2 * BQ);
+    tc_zero_padding<DH>(smem, 2 * TC_ROWS + STAGES * 2 * BQ);
     tc_load_tile_async<DH, TC_ROWS>(Ks, k + headBase, keyBlock, T);
     tc_load_tile_async<DH, TC_ROWS>(Vs, v + headBase, keyBlock, T);
-    tc_cp_async_commit();
+    attention_bwd_dkdv_load_stage<DH>(Qbase, Qbase + Tile::Q_TILE, lseS[0], deltaS[0], qHead, dOHead, lseHead,
+                                      deltaHead, 0, T);
 
     float dk[D::DTILES][4], dv[D::DTILES][4];
 #pragma unroll
@@ -222,17 +242,22 @@ __device__ __forceinline__ void attention_bwd_dkdv_bf16_body(const uint16_t* __r
         dv[n][0] = dv[n][1] = dv[n][2] = dv[n][3] = 0.0f;
     }
 
-    for (int qb = 0; qb < T; qb += BQ) {
-        tc_load_tile_async<DH, BQ>(Qs, q + headBase, qb, T);
-        tc_cp_async_commit();
-        tc_load_tile_token<DH, BQ>(dOs, gradOut, gradOutBf16, tokenHead, rowStride, qb, T);
-        for (int r = threadIdx.x; r < BQ; r += TC_THREADS) {
-            const bool in = qb + r < T;
-            lseS[r] = in ? lse[(int64_t)bh * T + qb + r] * TC_LOG2E : INFINITY;
-            deltaS[r] = in ? delta[(int64_t)bh * T + qb + r] : 0.0f;
+    for (int it = 0; it < nTiles; it++) {
+        const int st = STAGES == 2 ? (it & 1) : 0;
+        if (STAGES == 2 && it + 1 < nTiles) {
+            uint16_t* next = Qbase + 2 * (st ^ 1) * Tile::Q_TILE;
+            attention_bwd_dkdv_load_stage<DH>(next, next + Tile::Q_TILE, lseS[st ^ 1], deltaS[st ^ 1], qHead, dOHead,
+                                              lseHead, deltaHead, (it + 1) * BQ, T);
+            tc_cp_async_wait<1>();
+        } else {
+            tc_cp_async_wait<0>();
         }
-        tc_cp_async_wait<0>();
         __syncthreads();
+        const uint16_t* Qs = Qbase + 2 * st * Tile::Q_TILE;
+        const uint16_t* dOs = Qs + Tile::Q_TILE;
+        const float* lseT = lseS[st];
+        const float* deltaT = deltaS[st];
+        const int qb = it * BQ;
 
         float s[NS][4], dp[NS][4];
 #pragma unroll
@@ -253,10 +278,10 @@ __device__ __forceinline__ void attention_bwd_dkdv_bf16_body(const uint16_t* __r
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int col = n * 8 + 2 * t + (e & 1);  // query within the tile
-                const bool keyOk = (e < 2 ? keyA : keyB) < T;
-                const float p = keyOk ? exp2f(s[n][e] * sl2 - lseS[col]) : 0.0f;
+                const bool ok = (e < 2 ? keyA : keyB) < T && qb + col < T;
+                const float p = ok ? tc_exp2(s[n][e] * sl2 - lseT[col] * TC_LOG2E) : 0.0f;
                 s[n][e] = p;                              // Pᵀ_ji
-                dp[n][e] = p * (dp[n][e] - deltaS[col]);  // dSᵀ_ji
+                dp[n][e] = p * (dp[n][e] - deltaT[col]);  // dSᵀ_ji
             }
         }
 #pragma unroll
@@ -267,7 +292,11 @@ __device__ __forceinline__ void attention_bwd_dkdv_bf16_body(const uint16_t* __r
             tc_mma_a_times_tile_rows<DH>(dv, pa, dOs, kk * 16);
             tc_mma_a_times_tile_rows<DH>(dk, dsa, Qs, kk * 16);
         }
-        __syncthreads();  // the tiles are refilled next
+        __syncthreads();  // every warp is done with this stage before it is refilled
+        if (STAGES == 1 && it + 1 < nTiles) {
+            attention_bwd_dkdv_load_stage<DH>(Qbase, Qbase + Tile::Q_TILE, lseS[0], deltaS[0], qHead, dOHead,
+                                              lseHead, deltaHead, (it + 1) * BQ, T);
+        }
     }
 
 #pragma unroll
@@ -287,22 +316,23 @@ __device__ __forceinline__ void attention_bwd_dkdv_bf16_body(const uint16_t* __r
 }
 
 // Grid of both: ceil(T / 64) · B·H blocks of 128 threads, no dynamic shared memory. Launch dq first: it writes delta
-// [B, H, T] fp32 (D_i), which dkdv reads. gradQ nullptr: dq only writes delta; gradK or gradV nullptr: not written.
-// q, k, v 16-byte aligned; out, gradOut, the gradients 8-byte aligned (the launcher checks 16).
+// [B, H, T] fp32 (D_i) and dOBf16 [B, H, T, dh] (gradOut rounded to bf16, head-major), which dkdv reads.
+// gradQ nullptr: dq only writes delta and dOBf16; gradK or gradV nullptr: not written. q, k, v, dOBf16 16-byte
+// aligned; out, gradOut, the gradients 8-byte aligned (the launcher checks 16).
 #define ATTENTION_BWD_BF16(DH)                                                                                    \
     extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_bwd_dq_bf16_dh##DH(                         \
             const uint16_t* __restrict__ q, const uint16_t* __restrict__ k, const uint16_t* __restrict__ v,        \
             const void* out, const float* __restrict__ lse, const void* gradOut, float* __restrict__ gradQ,        \
-            float* __restrict__ delta, int H, int T, float scale, int outBf16, int gradOutBf16) {                  \
-        attention_bwd_dq_bf16_body<DH>(q, k, v, out, lse, gradOut, gradQ, delta, H, T, scale, outBf16 != 0,        \
+            float* __restrict__ delta, uint16_t* __restrict__ dOBf16, int H, int T, float scale, int outBf16,      \
+            int gradOutBf16) {                                                                                     \
+        attention_bwd_dq_bf16_body<DH>(q, k, v, out, lse, gradOut, gradQ, delta, dOBf16, H, T, scale, outBf16 != 0, \
                                        gradOutBf16 != 0);                                                          \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(TC_THREADS) attention_bwd_dkdv_bf16_dh##DH(                       \
             const uint16_t* __restrict__ q, const uint16_t* __restrict__ k, const uint16_t* __restrict__ v,        \
-            const float* __restrict__ lse, const void* gradOut, const float* __restrict__ delta,                   \
-            float* __restrict__ gradK, float* __restrict__ gradV, int H, int T, float scale, int gradOutBf16) {    \
-        attention_bwd_dkdv_bf16_body<DH>(q, k, v, lse, gradOut, delta, gradK, gradV, H, T, scale,                  \
-                                         gradOutBf16 != 0);                                                        \
+            const float* __restrict__ lse, const uint16_t* __restrict__ dOBf16, const float* __restrict__ delta,   \
+            float* __restrict__ gradK, float* __restrict__ gradV, int H, int T, float scale) {                     \
+        attention_bwd_dkdv_bf16_body<DH>(q, k, v, lse, dOBf16, delta, gradK, gradV, H, T, scale);                  \
     }
 
 ATTENTION_BWD_BF16(16)

@@ -177,6 +177,21 @@ __device__ __forceinline__ void tc_load_a_rows_token(uint32_t (&a)[TcDims<DH>::K
     }
 }
 
+// 2^x for the softmax weights: the bare ex2.approx.ftz instruction (relative error ~2^-22). exp2f without fast math
+// adds denormal handling around it; a weight below 2^-126 flushed to zero changes no sum at fp32/bf16 precision.
+// 2^(−inf) = 0 as the masking relies on.
+__device__ __forceinline__ float tc_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// 4 bytes global -> shared, asynchronously (lse and D rows of the backward); valid == false writes zero.
+__device__ __forceinline__ void tc_cp_async4(uint32_t dst, const void* src, bool valid) {
+    const int bytes = valid ? 4 : 0;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
+}
+
 // Quad (the four lanes sharing g) reductions: the row statistics of the C fragments.
 __device__ __forceinline__ float tc_quad_max(float x) {
     x = fmaxf(x, __shfl_xor_sync(FULL_WARP_MASK, x, 1));

@@ -124,7 +124,7 @@ __device__ __forceinline__ void attention_jvp_bf16_body(const uint16_t* __restri
         }
         const float mNew0 = fmaxf(m0, tc_quad_max(mx0));
         const float mNew1 = fmaxf(m1, tc_quad_max(mx1));
-        const float alpha0 = exp2f(m0 - mNew0), alpha1 = exp2f(m1 - mNew1);
+        const float alpha0 = tc_exp2(m0 - mNew0), alpha1 = tc_exp2(m1 - mNew1);
         m0 = mNew0;
         m1 = mNew1;
         float rs0 = 0.0f, rs1 = 0.0f, ms0 = 0.0f, ms1 = 0.0f;
@@ -132,7 +132,7 @@ __device__ __forceinline__ void attention_jvp_bf16_body(const uint16_t* __restri
         for (int n = 0; n < NS; n++) {
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const float p = exp2f(s[n][e] - (e < 2 ? mNew0 : mNew1));
+                const float p = tc_exp2(s[n][e] - (e < 2 ? mNew0 : mNew1));
                 const float ps = p * sd[n][e];
                 if (e < 2) {
                     rs0 += p;

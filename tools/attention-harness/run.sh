@@ -15,5 +15,10 @@ mkdir -p "$out"
     -Xptxas -v -cudart static -o "$out/attention-harness" "$here/harness.cu" > "$out/ptxas.log" 2>&1 \
     || { cat "$out/ptxas.log"; exit 1; }
 if grep -E '[1-9][0-9]* bytes spill' "$out/ptxas.log"; then echo "WARNING: register spills (see $out/ptxas.log)"; fi
+# The forward's alternative tiling (64 keys per tile for dh <= 80, see kernels/attention_tc.cu), for timing only.
+"$NVCC" -std=c++17 -O3 -lineinfo -ftz=false -prec-div=true -prec-sqrt=true -fmad=true -DTC_FWD_BK_SMALL_DH=64 \
+    -gencode arch=compute_90,code=sm_90 -cudart static -o "$out/attention-harness-bk64" "$here/harness.cu"
 [[ $build_only == 1 ]] && exit 0
 "$out/attention-harness" $quick
+echo "--- forward with 64-key tiles (dh <= 80):"
+"$out/attention-harness-bk64" --quick | grep TIME

@@ -195,9 +195,9 @@ final class CudaAttentionBackward implements AutoCloseable {
             throw new ShapeException(op + ": q " + qs.describe() + " has head dimension 0");
         }
         if (qs.dtype() == DType.BF16) {
-            long delta = (long) b * heads * t == 0 ? 0L
-                    : scratch.regions(op, (long) b * heads * t * Float.BYTES)[0];
-            tensorCore.backward(op, qs, ks, vs, scale, o, l, go, gq, gk, gv, delta);
+            long[] regions = (long) b * heads * t == 0 ? new long[] {0L, 0L}
+                    : scratch.regions(op, CudaTensorCoreAttention.backwardScratch(qs));
+            tensorCore.backward(op, qs, ks, vs, scale, o, l, go, gq, gk, gv, regions[0], regions[1]);
             return;
         }
         Kernel[] kernels = attentionByHeadDim.get(dh);

@@ -57,12 +57,19 @@ final class CudaTensorCoreAttention {
                 out.address(), addressOrNull(lse), heads, t, scale, isBf16(out));
     }
 
+    /** Scratch regions of {@link #backward} in bytes: D_i fp32 [B,H,T], gradOut as bf16 [B,H,T,dh]. */
+    static long[] backwardScratch(CudaTensor q) {
+        long rows = (long) q.dim(0) * q.dim(1) * q.dim(2);
+        return new long[] {rows * Float.BYTES, rows * q.dim(3) * 2L};
+    }
+
     /**
-     * The deterministic two-kernel backward: dq (also writes D_i to {@code delta}, fp32 [B,H,T] scratch of the
-     * caller), then dkdv unless both gradK and gradV are null. out and gradOut F32 or BF16; grads F32 or null.
+     * The deterministic two-kernel backward: dq (also writes D_i to {@code delta} and gradOut rounded to bf16,
+     * head-major, to {@code dOBf16}: the caller's scratch of {@link #backwardScratch} sizes), then dkdv unless both
+     * gradK and gradV are null. out and gradOut F32 or BF16; grads F32 or null.
      */
     void backward(String op, CudaTensor q, CudaTensor k, CudaTensor v, float scale, CudaTensor out, CudaTensor lse,
-                  CudaTensor gradOut, CudaTensor gradQ, CudaTensor gradK, CudaTensor gradV, long delta) {
+                  CudaTensor gradOut, CudaTensor gradQ, CudaTensor gradK, CudaTensor gradV, long delta, long dOBf16) {
         int b = q.dim(0), heads = q.dim(1), t = q.dim(2), dh = q.dim(3);
         HeadDimKernels kernels = kernels(op, q, dh);
         requireAligned(op, q, k, v, out, gradOut, lse, gradQ, gradK, gradV);
@@ -70,16 +77,17 @@ final class CudaTensorCoreAttention {
         if (blocks == 0 || (gradQ == null && gradK == null && gradV == null)) {
             return;
         }
-        if (delta == 0L) {
-            throw new IllegalStateException(op + ": no delta scratch for q " + q.describe());
+        if (delta == 0L || dOBf16 == 0L || (dOBf16 & 15L) != 0) {
+            throw new IllegalStateException(op + ": bad backward scratch for q " + q.describe() + ": delta 0x"
+                    + Long.toHexString(delta) + ", dOBf16 0x" + Long.toHexString(dOBf16) + " (16-byte aligned)");
         }
         kernels.backwardDq().launch(stream, blocks, 1, 1, THREADS, 1, 1, 0, q.address(), k.address(), v.address(),
-                out.address(), lse.address(), gradOut.address(), addressOrNull(gradQ), delta, heads, t, scale,
-                isBf16(out), isBf16(gradOut));
+                out.address(), lse.address(), gradOut.address(), addressOrNull(gradQ), delta, dOBf16, heads, t,
+                scale, isBf16(out), isBf16(gradOut));
         if (gradK != null || gradV != null) {
             kernels.backwardDkDv().launch(stream, blocks, 1, 1, THREADS, 1, 1, 0, q.address(), k.address(),
-                    v.address(), lse.address(), gradOut.address(), delta, addressOrNull(gradK), addressOrNull(gradV),
-                    heads, t, scale, isBf16(gradOut));
+                    v.address(), lse.address(), dOBf16, delta, addressOrNull(gradK), addressOrNull(gradV), heads, t,
+                    scale);
         }
     }
 
@@ -114,10 +122,9 @@ final class CudaTensorCoreAttention {
         }
         k = new HeadDimKernels(
                 lib.kernel("attention_fwd_bf16_dh" + dh, PTR, PTR, PTR, PTR, PTR, I32, I32, F32, I32),
-                lib.kernel("attention_bwd_dq_bf16_dh" + dh, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I32, I32, F32,
-                        I32, I32),
-                lib.kernel("attention_bwd_dkdv_bf16_dh" + dh, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I32, I32, F32,
-                        I32),
+                lib.kernel("attention_bwd_dq_bf16_dh" + dh, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I32, I32,
+                        F32, I32, I32),
+                lib.kernel("attention_bwd_dkdv_bf16_dh" + dh, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I32, I32, F32),
                 lib.kernel("attention_jvp_bf16_dh" + dh, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I32, I32, F32,
                         I32));
         byHeadDim.put(dh, k);
