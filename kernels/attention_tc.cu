@@ -6,10 +6,10 @@
 // (bf16-valued) inputs. Building blocks and fragment layouts: attention_tc_common.cuh.
 //
 // FlashAttention-2 layout: a block of 4 warps owns 64 query rows of one (b, h), 16 per warp. Each warp keeps its Q
-// rows as bf16 A fragments in registers (read once from global), and K/V tiles of 64 keys stream through shared
-// memory with cp.async, double-buffered where two stages fit the 48 KB of static shared memory (dh ≤ 80). Per tile:
-// S = Q·Kᵀ (m16n8k16, fp32 accumulators), online softmax on the accumulators in log2 units (scale·log2 e applied to
-// the fp32 scores, exp2f), P packed from the accumulators into bf16 A fragments (no shared-memory round trip), and
+// rows as bf16 A fragments in registers (read once from global), and K/V tiles (TcFwdTiling::BK keys) stream through
+// shared memory with cp.async, double-buffered where two stages fit the 48 KB of static shared memory (dh ≤ 80). Per
+// tile: S = Q·Kᵀ (m16n8k16, fp32 accumulators; m16n8k8 for the last 8 columns of dh 72), online softmax on the
+// accumulators in log2 units (scale·log2 e applied to the fp32 scores, ex2.approx), P packed from the accumulators into bf16 A fragments (no shared-memory round trip), and
 // O += P·V with V read through ldmatrix.trans. The running max and sum are per row (lanes of a quad share a row).
 // P enters the P·V product rounded to bf16 while the normalizer l sums the fp32 P: the standard FlashAttention
 // choice; the output differs from an all-fp32 computation by about 2^-9 of its magnitude (tests allow 1e-2).
@@ -17,17 +17,25 @@
 // not stored.
 #include "attention_tc_common.cuh"
 
-// Keys per K/V tile for dh ≤ 80 (64 above). 32 halves the score accumulators, which lets four blocks share an SM
-// (≤ 128 registers) without spills; 64 halves the barriers. With T = 256 a block runs only a few tiles, so its start
-// (Q fragments, first tile) is a large part of its life and resident blocks hide it. The harness times both.
+// Keys per K/V tile for 64 < dh ≤ 80 (64 otherwise). With T = 256 a block runs only a few tiles, so its start
+// (Q fragments, first tile) is a large part of its life and four resident blocks per SM (≤ 128 registers) hide it
+// best: dh 64 fits that with 64-key tiles (128 registers: 175 TFLOP/s on an H200 against 158 at 149 registers),
+// dh 72 only with 32-key tiles (64 spill at 128 registers). With the m16n8k8 tail both dh 72 variants measured 156
+// TFLOP/s (B256·H16·T256, H200); 32 stays, for its smaller shared memory. The harness times both.
 #ifndef TC_FWD_BK_SMALL_DH
 #define TC_FWD_BK_SMALL_DH 32
+#endif
+// ptxas for sm_80 spills a few bytes under the 128-register cap that sm_90 meets: three blocks per SM there.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#define TC_FWD_MIN_BLOCKS_SMALL_DH 3
+#else
+#define TC_FWD_MIN_BLOCKS_SMALL_DH 4
 #endif
 
 template <int DH>
 struct TcFwdTiling {
-    static constexpr int BK = DH <= 80 ? TC_FWD_BK_SMALL_DH : 64;  // keys per tile
-    static constexpr int MIN_BLOCKS = DH <= 80 ? (BK == 32 ? 4 : 3) : 1;  // per SM, for __launch_bounds__
+    static constexpr int BK = DH > 64 && DH <= 80 ? TC_FWD_BK_SMALL_DH : 64;  // keys per tile
+    static constexpr int MIN_BLOCKS = DH <= 80 ? TC_FWD_MIN_BLOCKS_SMALL_DH : 1;  // per SM, for __launch_bounds__
     static constexpr int TILE_ELEMS = BK * TcDims<DH>::LDS;
     // K and V of two tiles in flight where they fit the static 48 KB (dh ≤ 80), else one.
     static constexpr int STAGES = 4 * TILE_ELEMS * 2 <= 48 * 1024 ? 2 : 1;

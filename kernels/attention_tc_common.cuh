@@ -63,6 +63,15 @@ __device__ __forceinline__ void tc_mma(float (&c)[4], const uint32_t (&a)[4], ui
             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// c += a·b, 16×8×8 (the last half k step of an odd number of 8-column groups, dh 72): a0, a1 are the first two
+// registers of a 16-wide A fragment and b0 the first of a B fragment, the same elements (cols / k rows 2t, 2t+1).
+__device__ __forceinline__ void tc_mma_k8(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t b0) {
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5}, {%6}, "
+                 "{%0, %1, %2, %3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(b0));
+}
+
 // Two floats as bf16x2 (round to nearest even), lo in the low half: the element order of the fragments above.
 __device__ __forceinline__ uint32_t tc_pack_bf16(float lo, float hi) {
     uint32_t r;
@@ -110,9 +119,9 @@ __device__ __forceinline__ void tc_load_tile_async(uint16_t* tile, const uint16_
 template <int DH>
 __device__ __forceinline__ void tc_zero_padding(uint16_t* smem, int rows) {
     using D = TcDims<DH>;
-    if (D::DHP == DH) return;
-    for (int i = threadIdx.x; i < rows * (D::DHP - DH); i += TC_THREADS) {
-        smem[(i / (D::DHP - DH)) * D::LDS + DH + i % (D::DHP - DH)] = 0;
+    constexpr int PAD = D::DHP - DH;
+    if constexpr (PAD > 0) {
+        for (int i = threadIdx.x; i < rows * PAD; i += TC_THREADS) smem[(i / PAD) * D::LDS + DH + i % PAD] = 0;
     }
 }
 
@@ -226,12 +235,27 @@ __device__ __forceinline__ void tc_mma_a_times_tile_rows(float (&acc)[TcDims<DH>
 }
 
 // s[j] += A(k step kk) · tile rowsᵀ for the NCOLS rows [0, NCOLS) of a shared tile as the n dimension (keys or
-// queries) and its columns as k: the Q·Kᵀ pattern (non-transposed ldmatrix: a tile row is a B column).
+// queries) and its columns as k: the Q·Kᵀ pattern (non-transposed ldmatrix: a tile row is a B column). When dh is an
+// odd number of 8-column groups (72), the last k step has only 8 real columns: it runs m16n8k8 on them instead of
+// m16n8k16 on zero padding (one ldmatrix.x4 then covers the B fragments of four n tiles: rows n·8 + lane).
 template <int DH, int NCOLS>
 __device__ __forceinline__ void tc_mma_a_times_tile_t(float (&s)[NCOLS / 8][4], const uint32_t (&a)[4],
                                                       const uint16_t* tile, int kk) {
     using D = TcDims<DH>;
     const int lane = threadIdx.x & 31;
+    if (DH % 16 != 0 && kk == D::KSTEPS - 1) {
+        static_assert(DH % 16 == 0 || NCOLS % 32 == 0, "the k8 tail takes n tiles four at a time");
+#pragma unroll
+        for (int n = 0; n < NCOLS / 8; n += 4) {
+            uint32_t b0, b1, b2, b3;
+            tc_ldsm_x4(tc_smem_addr(tile + (n * 8 + lane) * D::LDS + kk * 16), b0, b1, b2, b3);
+            tc_mma_k8(s[n], a[0], a[1], b0);
+            tc_mma_k8(s[n + 1], a[0], a[1], b1);
+            tc_mma_k8(s[n + 2], a[0], a[1], b2);
+            tc_mma_k8(s[n + 3], a[0], a[1], b3);
+        }
+        return;
+    }
 #pragma unroll
     for (int n = 0; n < NCOLS / 8; n += 2) {
         const int r = n * 8 + (lane & 7) + 8 * (lane >> 4);
