@@ -8,12 +8,31 @@
 // three contiguous rows of the [B,H,T,dh] outputs. Launchers: facm.backend.cuda.CudaAttention (forward),
 // CudaAttentionBackward (backward, at the end of this file).
 #include "common.cuh"
+#include "bf16_pack.cuh"
 
 // Pairs per lane kept in registers: dh ≤ 64·ROPE_MAX_PAIRS_PER_LANE (= 256; LightningDiT uses 64, 72 and 128).
 #define ROPE_MAX_PAIRS_PER_LANE 4
 
 // One head vector of q or k: load, normalize, rotate, store. Called by all 32 lanes of the warp (warp_sum).
-__device__ __forceinline__ void qk_norm_rope_head(const float2* __restrict__ src, float2* __restrict__ dst,
+// Channel pairs of a head row as float2: fp32 rows hold them as float2 (8 bytes), bf16 rows as one packed 32-bit
+// word. Every row starts at an even element, so both are aligned.
+__device__ __forceinline__ float2 rope_load_pair(const float* row, int p) {
+    return reinterpret_cast<const float2*>(row)[p];
+}
+__device__ __forceinline__ float2 rope_load_pair(const uint16_t* row, int p) {
+    return bf16_unpack2(reinterpret_cast<const uint32_t*>(row)[p]);
+}
+__device__ __forceinline__ void rope_store_pair(float* row, int p, float2 v) {
+    reinterpret_cast<float2*>(row)[p] = v;
+}
+__device__ __forceinline__ void rope_store_pair(uint16_t* row, int p, float2 v) {
+    reinterpret_cast<uint32_t*>(row)[p] = bf16_pack2(v.x, v.y);
+}
+
+// IN, OUT = float or uint16_t (bf16): statistics and rotation in fp32 from the exactly widened input, each output
+// rounded once on store.
+template <typename IN, typename OUT>
+__device__ __forceinline__ void qk_norm_rope_head(const IN* __restrict__ src, OUT* __restrict__ dst,
                                                   const float* __restrict__ weight, const float* __restrict__ cosRow,
                                                   const float* __restrict__ sinRow, float* __restrict__ rstdOut,
                                                   int dh, float eps, int lane) {
@@ -22,7 +41,7 @@ __device__ __forceinline__ void qk_norm_rope_head(const float2* __restrict__ src
 #pragma unroll
     for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
         const int p = lane + 32 * j;
-        e[j] = p < pairs ? src[p] : make_float2(0.0f, 0.0f);
+        e[j] = p < pairs ? rope_load_pair(src, p) : make_float2(0.0f, 0.0f);
     }
     if (weight != nullptr) {
         float ss = 0.0f;
@@ -61,16 +80,17 @@ __device__ __forceinline__ void qk_norm_rope_head(const float2* __restrict__ src
 #pragma unroll
     for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
         const int p = lane + 32 * j;
-        if (p < pairs) dst[p] = e[j];
+        if (p < pairs) rope_store_pair(dst, p, e[j]);
     }
 }
 
-// dh even and ≤ 64·ROPE_MAX_PAIRS_PER_LANE (checked by the launcher); every row start is then 8-byte aligned.
-// cosT and sinT are both given or both nullptr; qw, kw, rstd may each be nullptr.
-extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_fwd(
-        const float* __restrict__ qkv, const float* __restrict__ qw, const float* __restrict__ kw,
-        const float* __restrict__ cosT, const float* __restrict__ sinT, float* __restrict__ q,
-        float* __restrict__ k, float* __restrict__ v, float* __restrict__ rstd, int B, int T, int H, int dh,
+// dh even and ≤ 64·ROPE_MAX_PAIRS_PER_LANE (checked by the launcher); every row start is then 8-byte aligned (fp32)
+// or 4-byte aligned (bf16). cosT and sinT are both given or both nullptr; qw, kw, rstd may each be nullptr.
+template <typename IN, typename OUT>
+__device__ __forceinline__ void qk_norm_rope_fwd_body(
+        const IN* __restrict__ qkv, const float* __restrict__ qw, const float* __restrict__ kw,
+        const float* __restrict__ cosT, const float* __restrict__ sinT, OUT* __restrict__ q,
+        OUT* __restrict__ k, OUT* __restrict__ v, float* __restrict__ rstd, int B, int T, int H, int dh,
         float eps) {
     const int lane = threadIdx.x & 31;
     const int warpsPerBlock = blockDim.x >> 5;
@@ -82,21 +102,34 @@ extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_fwd(
         const int64_t bt = w / H;
         const int t = (int)(bt % T);
         const int64_t b = bt / T;
-        const float* tokenIn = qkv + bt * 3 * H * dh;
+        const IN* tokenIn = qkv + bt * 3 * H * dh;
         const int64_t outRow = ((b * H + h) * T + t) * dh;  // [B,H,T,dh]
         const float* cosRow = cosT != nullptr ? cosT + (int64_t)t * dh : nullptr;
         const float* sinRow = sinT != nullptr ? sinT + (int64_t)t * dh : nullptr;
         float* rstdQ = rstd != nullptr ? rstd + (bt * 2 + 0) * H + h : nullptr;
         float* rstdK = rstd != nullptr ? rstd + (bt * 2 + 1) * H + h : nullptr;
-        qk_norm_rope_head(reinterpret_cast<const float2*>(tokenIn + (int64_t)h * dh),
-                          reinterpret_cast<float2*>(q + outRow), qw, cosRow, sinRow, rstdQ, dh, eps, lane);
-        qk_norm_rope_head(reinterpret_cast<const float2*>(tokenIn + (int64_t)(H + h) * dh),
-                          reinterpret_cast<float2*>(k + outRow), kw, cosRow, sinRow, rstdK, dh, eps, lane);
-        const float2* vin = reinterpret_cast<const float2*>(tokenIn + (int64_t)(2 * H + h) * dh);
-        float2* vout = reinterpret_cast<float2*>(v + outRow);
-        for (int p = lane; p < (dh >> 1); p += 32) vout[p] = vin[p];
+        qk_norm_rope_head(tokenIn + (int64_t)h * dh, q + outRow, qw, cosRow, sinRow, rstdQ, dh, eps, lane);
+        qk_norm_rope_head(tokenIn + (int64_t)(H + h) * dh, k + outRow, kw, cosRow, sinRow, rstdK, dh, eps, lane);
+        const IN* vin = tokenIn + (int64_t)(2 * H + h) * dh;
+        OUT* vout = v + outRow;
+        for (int p = lane; p < (dh >> 1); p += 32) rope_store_pair(vout, p, rope_load_pair(vin, p));
     }
 }
+
+// qk_norm_rope_fwd: fp32 qkv → fp32 q, k, v. _bf16: bf16 qkv (the bf16 qkv GEMM's output) → bf16 q, k, v (tensor-core
+// attention operands), 12 bytes per qkv element moved instead of 24 (XL/1 b256: 226 M elements, 0.9 GB). _bf16_f32out:
+// bf16 qkv → fp32 q, k, v, for an fp32 attention.
+#define QK_NORM_ROPE_FWD(NAME, IN, OUT)                                                                            \
+    extern "C" __global__ void __launch_bounds__(256) NAME(                                                        \
+            const IN* __restrict__ qkv, const float* __restrict__ qw, const float* __restrict__ kw,                \
+            const float* __restrict__ cosT, const float* __restrict__ sinT, OUT* __restrict__ q,                   \
+            OUT* __restrict__ k, OUT* __restrict__ v, float* __restrict__ rstd, int B, int T, int H, int dh,       \
+            float eps) {                                                                                           \
+        qk_norm_rope_fwd_body<IN, OUT>(qkv, qw, kw, cosT, sinT, q, k, v, rstd, B, T, H, dh, eps);                  \
+    }
+QK_NORM_ROPE_FWD(qk_norm_rope_fwd, float, float)
+QK_NORM_ROPE_FWD(qk_norm_rope_fwd_bf16, uint16_t, uint16_t)
+QK_NORM_ROPE_FWD(qk_norm_rope_fwd_bf16_f32out, uint16_t, float)
 
 // ------------------------------------------------------------------------------------------- backward
 // For one q or k head vector x (dh values) with y = x·ρ ⊙ w (qk-norm) and z = RoPE(y), given gz:

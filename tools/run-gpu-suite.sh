@@ -16,7 +16,7 @@
 # no GPU for it) only shows in the summary. The GPU tests run with -Dfacm.cuda.syncCheck=true, the CPU tests without.
 set -uo pipefail
 
-default_jmh_args="-f 1 -wi 2 -i 3 -w 1s -r 1s -foe true"
+default_jmh_args="GemmBenchmark -f 1 -wi 2 -i 3 -w 1s -r 1s -foe true"
 jmh_args="$default_jmh_args"
 out_arg="out"
 bundle=""

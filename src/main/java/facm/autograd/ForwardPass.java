@@ -11,6 +11,7 @@ import facm.tensor.UnaryOp;
 import java.util.Collections;
 import java.util.IdentityHashMap;
 import java.util.Set;
+import java.util.function.UnaryOperator;
 
 /**
  * One forward pass of a network: each method runs its op now and, when the pass has a {@link Tape} and an input of
@@ -26,6 +27,15 @@ import java.util.Set;
  * <p>Mixed precision ({@link GemmPrecision#BF16}): activations and weights are cast to bf16 right before each GEMM,
  * which accumulates in fp32 and writes fp32; the master weights, norms, softmax and losses stay fp32 (see
  * {@link LinearLayer}). FP32 and TF32 take the f32 tensors as they are.
+ *
+ * <p>bf16 activations ({@link #bf16Inference}, tape-less BF16 passes only): the activations between GEMM-bound ops
+ * are bf16, written by the op that makes them and read by the op that consumes them, so no cast pass exists:
+ * rmsNormModulate writes bf16 (it always feeds a linear); a linear with a bf16 input writes bf16 with its bias fused
+ * into the GEMM (qkv, w12, attn.proj, w3), except for the weights named in {@link Bf16Forms#f32Outputs} (the final
+ * layer); qkNormRope of a bf16 qkv writes bf16 q, k, v when {@link Bf16Forms#attention} (a tensor-core attention
+ * takes them) and f32 otherwise; attention of bf16 heads writes bf16; swiglu of a bf16 gu writes bf16;
+ * gatedResidual adds a bf16 branch into the f32 residual stream. The residual stream, the conditioning and the
+ * modulation vectors, norms' statistics and the output stay f32.
  */
 public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
     private final Backend be;
@@ -34,14 +44,57 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
     private final Tape tape;
     private final Set<Tensor> live = Collections.newSetFromMap(new IdentityHashMap<>());
     private final LinearLayer linears;
+    private final Bf16Forms bf16;
 
-    /** A pass on {@code backend}; {@code tape} may be null (no gradients). */
+    /**
+     * How a {@link #bf16Inference} pass treats its activations.
+     *
+     * @param attention   whether the backend's attention takes bf16 q, k, v (else qkNormRope writes f32 heads and
+     *                    the attention runs in f32)
+     * @param f32Outputs  weights whose linear writes f32 even from a bf16 input (e.g. the final layer, whose output
+     *                    is the model's)
+     * @param weightCache bf16 copies of weights and biases kept across passes (returns a copy owned by the cache,
+     *                    shaped like its argument), or null: each pass casts the weights it uses once
+     */
+    public record Bf16Forms(boolean attention, Set<Tensor> f32Outputs, UnaryOperator<Tensor> weightCache) {
+        public Bf16Forms {
+            f32Outputs = Collections.unmodifiableSet(identitySet(f32Outputs));
+        }
+
+        private static Set<Tensor> identitySet(Set<Tensor> ts) {
+            Set<Tensor> s = Collections.newSetFromMap(new IdentityHashMap<>());
+            s.addAll(ts);
+            return s;
+        }
+    }
+
+    /** A pass on {@code backend}; {@code tape} may be null (no gradients). Activations are f32. */
     public ForwardPass(Backend backend, GemmPrecision precision, Tape tape) {
+        this(backend, precision, tape, null);
+    }
+
+    private ForwardPass(Backend backend, GemmPrecision precision, Tape tape, Bf16Forms bf16) {
         this.be = backend;
         this.net = backend.network();
         this.precision = precision;
         this.tape = tape;
+        this.bf16 = bf16;
         this.linears = new LinearLayer(this);
+    }
+
+    /** A tape-less BF16 pass with bf16 activations between GEMM-bound ops (see the class comment). */
+    public static ForwardPass bf16Inference(Backend backend, Bf16Forms forms) {
+        return new ForwardPass(backend, GemmPrecision.BF16, null, java.util.Objects.requireNonNull(forms, "forms"));
+    }
+
+    /** The bf16-activation forms of this pass, or null (all activations f32). */
+    Bf16Forms bf16Forms() {
+        return bf16;
+    }
+
+    /** The dtype of an output of an op on an input of dtype {@code in} that may be bf16 in this pass. */
+    private DType activation(DType in) {
+        return bf16 != null && in == DType.BF16 ? DType.BF16 : DType.F32;
     }
 
     public Backend backend() {
@@ -262,7 +315,8 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
 
     Tensor rmsNormModulate(String name, Tensor x, Tensor weight, float eps, Tensor mod, int shiftChunk,
                            int scaleChunk, Compute compute) {
-        Tensor out = alloc(name, DType.F32, x.shape());
+        // A norm's output feeds a linear: bf16 in a bf16-activation pass (its operand, rounded once here).
+        Tensor out = alloc(name, bf16 != null ? DType.BF16 : DType.F32, x.shape());
         boolean rec = recording(x, weight, mod);
         Tensor rstd = rec ? tape.save(alloc(name + ".rstd", DType.F32, (int) (x.numel() / x.dim(-1)))) : null;
         compute.run(out, rstd);
@@ -333,9 +387,10 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
         int b = qkv.dim(0);
         int t = qkv.dim(1);
         int dh = qkv.dim(2) / (3 * heads);
-        Tensor q = alloc(name + ".q", DType.F32, b, heads, t, dh);
-        Tensor k = alloc(name + ".k", DType.F32, b, heads, t, dh);
-        Tensor v = alloc(name + ".v", DType.F32, b, heads, t, dh);
+        DType headType = bf16 != null && bf16.attention() ? activation(qkv.dtype()) : DType.F32;
+        Tensor q = alloc(name + ".q", headType, b, heads, t, dh);
+        Tensor k = alloc(name + ".k", headType, b, heads, t, dh);
+        Tensor v = alloc(name + ".v", headType, b, heads, t, dh);
         boolean rec = recording(qkv, qWeight, kWeight);
         Tensor rstd = rec && qWeight != null ? tape.save(alloc(name + ".rstd", DType.F32, b, t, 2, heads)) : null;
         compute.run(q, k, v, rstd);
@@ -371,7 +426,7 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
         int heads = q.dim(1);
         int t = q.dim(2);
         int dh = q.dim(3);
-        Tensor out = alloc(name, DType.F32, b, t, heads * dh);
+        Tensor out = alloc(name, activation(q.dtype()), b, t, heads * dh);
         boolean rec = recording(q, k, v);
         Tensor lse = rec ? tape.save(alloc(name + ".lse", DType.F32, b, heads, t)) : null;
         compute.run(out, lse);
@@ -402,7 +457,7 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
     Tensor swiglu(String name, Tensor gu, java.util.function.Consumer<Tensor> compute) {
         int[] shape = gu.shape();
         shape[shape.length - 1] /= 2;
-        Tensor out = alloc(name, DType.F32, shape);
+        Tensor out = alloc(name, activation(gu.dtype()), shape);
         compute.accept(out);
         if (recording(gu)) {
             saveForBackward(gu);

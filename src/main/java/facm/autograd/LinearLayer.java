@@ -19,6 +19,9 @@ import java.util.Map;
  * and the backward GEMMs use bf16 too: dX = bf16(dY)·bf16(W), dW += bf16(dY)ᵀ·bf16(X) into the fp32 gradient;
  * db = Σ_rows dY in fp32. The tape keeps the bf16 copies of X and W (what the backward multiplies) instead of fp32
  * originals, which halves the memory of linear inputs that nothing else needs. FP32/TF32: the tape keeps X itself.
+ *
+ * <p>A pass with bf16 activations ({@link ForwardPass#bf16Inference}) takes bf16 inputs as they are, writes bf16
+ * outputs where its input was bf16 and fuses the bias into the product ({@link #inference}).
  */
 final class LinearLayer implements AutoCloseable {
     private final ForwardPass pass;
@@ -45,6 +48,9 @@ final class LinearLayer implements AutoCloseable {
         int rows = (int) (x.numel() / in);
         int[] outShape = x.shape();
         outShape[outShape.length - 1] = outF;
+        if (pass.bf16Forms() != null) {
+            return inference(name, x, weight, bias, rows, in, outF, outShape, pass.bf16Forms());
+        }
         Tensor out = pass.alloc(name, DType.F32, outShape);
         boolean rec = pass.recording(x, weight, bias);
         boolean needDx = rec && tape.requiresGrad(x);
@@ -63,6 +69,42 @@ final class LinearLayer implements AutoCloseable {
             tape.record("linear " + name, () -> linearBackward(x, weight, bias, w2, x2, out, rows, in, outF), out);
         }
         return out;
+    }
+
+    /**
+     * A linear of a bf16-activation pass (no tape): a bf16 x is the GEMM operand as it is, an f32 x is cast once;
+     * the output is bf16 when x is (unless the weight is one of {@link ForwardPass.Bf16Forms#f32Outputs}), and the
+     * bias is fused into the product by {@link Backend#linear} (a bf16 copy of it for a bf16 output, the bias type
+     * the fused epilogue takes).
+     */
+    private Tensor inference(String name, Tensor x, Tensor weight, Tensor bias, int rows, int in, int outF,
+                             int[] outShape, ForwardPass.Bf16Forms forms) {
+        boolean bf16Out = x.dtype() == DType.BF16 && !forms.f32Outputs().contains(weight);
+        Tensor out = pass.alloc(name, bf16Out ? DType.BF16 : DType.F32, outShape);
+        Tensor w2 = bf16Copy(weight, forms).reshape(outF, in);
+        Tensor x2 = x.dtype() == DType.BF16 ? x.reshape(rows, in) : be.convert(x.reshape(rows, in), DType.BF16);
+        try {
+            Tensor b2 = bias == null || !bf16Out ? bias : bf16Copy(bias, forms);
+            be.linear(x2, w2, b2, out.reshape(rows, outF), GemmPrecision.BF16);
+        } finally {
+            if (x2.dtype() == DType.BF16 && x.dtype() != DType.BF16) {
+                x2.close();
+            }
+        }
+        return out;
+    }
+
+    /** The bf16 copy of a weight or bias: the pass's weight cache's, or one cast for this pass (freed by close). */
+    private Tensor bf16Copy(Tensor t, ForwardPass.Bf16Forms forms) {
+        if (forms.weightCache() != null) {
+            return forms.weightCache().apply(t);
+        }
+        Tensor cast = bf16Weights.get(t);
+        if (cast == null) {
+            cast = be.convert(t, DType.BF16);
+            bf16Weights.put(t, cast);
+        }
+        return cast;
     }
 
     private void linearBackward(Tensor x, Tensor weight, Tensor bias, Tensor w2, Tensor x2, Tensor out, int rows,

@@ -3,6 +3,7 @@ package facm.cli;
 import com.google.gson.JsonObject;
 import facm.backend.Backends;
 import facm.data.BatchLoader;
+import facm.distributed.DistributedTraining;
 import facm.data.Dataset;
 import facm.data.Datasets;
 import facm.model.ModelCheckpoint;
@@ -19,7 +20,9 @@ import facm.training.TrainOptions;
 import facm.training.TrainState;
 import facm.training.Trainer;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -120,6 +123,18 @@ final class TrainCommand implements Runnable {
     @Option(names = "--aux-time", negatable = true, description = "stage 2: give the student the auxiliary time "
             + "embedder (facm-spec §3.7; required by meanflow; default off = FACM's expanded interval)")
     Boolean auxTime;
+    @Option(names = "--gpus", description = "data-parallel training on N local GPUs: one worker process per GPU "
+            + "(device LOCAL_RANK), --batch is the global batch (a multiple of N); see docs/distributed.md")
+    Integer gpus;
+    @Option(names = "--workers", description = "data-parallel training with N CPU worker processes (tests, CPU users; "
+            + "same launcher as --gpus, gradients averaged over TCP)")
+    Integer workers;
+    @Option(names = "--rendezvous-timeout", description = "seconds every rank waits for the others to arrive at "
+            + "MASTER_ADDR:MASTER_PORT (default 120)")
+    Integer rendezvousTimeout;
+    @Option(names = "--collective-timeout", description = "seconds a rank waits for its peers inside a step before "
+            + "it gives up on them (default 600)")
+    Integer collectiveTimeout;
     @Option(names = "--config", description = "JSON file of options (keys as the flags: \"steps\", \"weight_decay\", "
             + "...), or 'default' for the embedded default job; flags override it")
     Path config;
@@ -188,9 +203,21 @@ final class TrainCommand implements Runnable {
         }
     }
 
+    @Spec
+    CommandSpec spec;
+
     @Override
     public void run() {
         try {
+            int launch = launchCount();
+            if (launch > 0) {
+                int code = DistributedTraining.launch(spec.commandLine().getParseResult().originalArgs(), launch,
+                        gpus != null ? "cuda" : "cpu");
+                if (code != 0) {
+                    throw new IllegalStateException("data-parallel job failed (exit code " + code + ")");
+                }
+                return;
+            }
             train();
         } catch (java.nio.file.NoSuchFileException e) {
             throw new IllegalArgumentException("file not found: " + e.getFile(), e);
@@ -199,7 +226,24 @@ final class TrainCommand implements Runnable {
         }
     }
 
+    /** The worker count to launch, or 0 when this process trains itself (one process, or a worker of a job). */
+    private int launchCount() {
+        if (gpus != null && workers != null) {
+            throw new IllegalArgumentException("--gpus and --workers exclude each other (--gpus: CUDA, --workers: CPU)");
+        }
+        Integer n = gpus != null ? gpus : workers;
+        if (n == null) {
+            return 0;
+        }
+        if (n < 1) {
+            throw new IllegalArgumentException((gpus != null ? "--gpus" : "--workers") + " must be >= 1, got " + n);
+        }
+        return facm.distributed.WorldRank.inEnvironment(System.getenv()) ? 0 : n;
+    }
+
     private void train() throws IOException {
+        DistributedTraining dist = DistributedTraining.fromEnvironment(rendezvousTimeout, collectiveTimeout);
+        java.io.PrintStream out = dist.console();
         JsonObject fromFile = configLayer();
         JsonObject fromFlags = flags();
         TrainOptions options = TrainOptions.resolve(fromFile, fromFlags);
@@ -213,7 +257,7 @@ final class TrainCommand implements Runnable {
             resumed = TrainState.peek(last);
             options = TrainOptions.forResume(resumed.options(), fromFile, fromFlags);
             if (resumed.counters().step() >= options.steps()) {
-                System.out.printf(Locale.ROOT, "%s is at step %d of %d already: nothing to do (raise --steps to "
+                out.printf(Locale.ROOT, "%s is at step %d of %d already: nothing to do (raise --steps to "
                         + "continue)%n", last, resumed.counters().step(), options.steps());
                 return;
             }
@@ -233,38 +277,42 @@ final class TrainCommand implements Runnable {
             }
             ModelConfig cfg = resumed != null ? resumed.config() : modelConfig(options, preset, teacherSrc);
             requireFits(cfg, dataset);
-            Backends.Selection sel = Backends.select(options.device());
-            System.out.println("device:  " + sel.why());
-            System.out.println("model:   " + cfg.summary());
+            Backends.Selection sel = Backends.select(dist.deviceSpec(options.device()));
+            out.println("device:  " + sel.why());
+            out.println("model:   " + cfg.summary());
             if (teacherSrc != null) {
-                System.out.println("teacher: " + teacherSrc.describe() + ", " + teacherSrc.config().summary());
+                out.println("teacher: " + teacherSrc.describe() + ", " + teacherSrc.config().summary());
             }
-            System.out.println("data:    " + dataset.describe());
-            System.out.println("options: " + options.toPrettyJson().replace("\n", "\n         "));
-            Files.createDirectories(runDir);
-            Files.writeString(runDir.resolve("config.json"), options.toPrettyJson() + "\n", StandardCharsets.UTF_8);
+            out.println("data:    " + dataset.describe());
+            out.println("options: " + options.toPrettyJson().replace("\n", "\n         "));
+            if (dist.world().isMaster()) {
+                Files.createDirectories(runDir);
+                Files.writeString(runDir.resolve("config.json"), options.toPrettyJson() + "\n",
+                        StandardCharsets.UTF_8);
+            }
             try (Backend be = sel.backend();
                  ModelWeights teacherWeights = teacherSrc == null ? null : StartingWeights.teacher(teacherSrc, be);
                  ModelWeights weights = startingWeights(options, cfg, be, resumed, teacherSrc);
                  Objective obj = stage2 == null ? new FlowMatchingObjective(options.seed(), gemm,
                          new FlowMatchingObjective.Options(options.labelDropout(), options.expandedInterval()))
                          : new ConsistencyObjective(options.seed(), gemm, stage2, teacherWeights);
-                 Trainer trainer = new Trainer(options, weights, obj, be.training(), runDir, System.out)) {
+                 facm.distributed.Communicator comm = dist.connect(be);
+                 Trainer trainer = new Trainer(options, weights, obj, be.training(), runDir, out, comm)) {
                 if (resumed != null) {
                     trainer.resume(last);
-                    System.out.printf(Locale.ROOT, "resumed from %s at step %d (data position %d)%n", last,
+                    out.printf(Locale.ROOT, "resumed from %s at step %d (data position %d)%n", last,
                             trainer.step(), trainer.dataPosition());
                 }
                 Trainer.Result r;
                 try (BatchLoader loader = new BatchLoader(dataset, options.batch(), options.seed(),
-                        trainer.dataPosition())) {
+                        trainer.dataPosition(), dist.world().rank(), dist.world().worldSize())) {
                     r = trainer.run(loader::next, true);
                 }
                 if (r.stopped()) {
-                    System.out.printf(Locale.ROOT, "stopped at step %d of %d; continue with: train --resume --out "
+                    out.printf(Locale.ROOT, "stopped at step %d of %d; continue with: train --resume --out "
                             + "%s%n", r.step(), options.steps(), runDir);
                 } else {
-                    System.out.printf(Locale.ROOT, "done: %d steps (%d skipped); last checkpoint %s%n", r.step(),
+                    out.printf(Locale.ROOT, "done: %d steps (%d skipped); last checkpoint %s%n", r.step(),
                             r.skippedSteps(), r.lastCheckpoint());
                 }
             }

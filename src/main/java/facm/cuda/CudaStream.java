@@ -37,6 +37,7 @@ public final class CudaStream implements AutoCloseable {
     }
 
     public void synchronize() {
+        CaptureState.refuse("cuStreamSynchronize(" + device + ")");
         device.makeCurrent();
         Cuda.check(JCudaDriver.cuStreamSynchronize(handle), "cuStreamSynchronize(" + device + ")");
     }

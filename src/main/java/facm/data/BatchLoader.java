@@ -14,6 +14,11 @@ import java.util.concurrent.BlockingQueue;
  * checkpoint yields exactly the batches an uninterrupted one would have (same B and dataset; with another B it
  * continues from the same sample count, in other batches).
  *
+ * <p>Sharding (data-parallel training): with {@code shards} W &gt; 1 the batch size B is the GLOBAL batch; the
+ * epochs, positions and batches are those of the single-process loader, and shard r yields only the contiguous slice
+ * [r·B/W, (r+1)·B/W) of each global batch (B must be a multiple of W). The W shards together read exactly what one
+ * process would, so training on W ranks sees the samples of training on one.
+ *
  * <p>The prefetch thread keeps up to {@value #PREFETCH_BATCHES} batches ready. An exception on it reaches the caller
  * at {@link #next()} (and every later call), as a {@link DataException} naming the position. {@link #close()} stops
  * it; the dataset stays open (it belongs to the caller).
@@ -26,6 +31,8 @@ public final class BatchLoader implements AutoCloseable {
     private final int batchSize;
     private final long seed;
     private final long samplesPerEpoch;
+    private final int shard;
+    private final int shardSize;
     private final BlockingQueue<Object> ready = new ArrayBlockingQueue<>(PREFETCH_BATCHES);
     private final Thread prefetch;
     private volatile boolean closed;
@@ -37,6 +44,20 @@ public final class BatchLoader implements AutoCloseable {
     }
 
     public BatchLoader(Dataset dataset, int batchSize, long seed, long startPosition) {
+        this(dataset, batchSize, seed, startPosition, 0, 1);
+    }
+
+    /** Shard {@code shard} of {@code shards} of the loader over global batches of {@code batchSize}. */
+    public BatchLoader(Dataset dataset, int batchSize, long seed, long startPosition, int shard, int shards) {
+        if (shards < 1 || shard < 0 || shard >= shards) {
+            throw new IllegalArgumentException("shard " + shard + " of " + shards + " does not exist");
+        }
+        if (batchSize % shards != 0) {
+            throw new IllegalArgumentException("the global batch " + batchSize + " does not split evenly over " + shards
+                    + " ranks (choose a batch that is a multiple of the number of ranks)");
+        }
+        this.shard = shard;
+        this.shardSize = batchSize / shards;
         this.dataset = Objects.requireNonNull(dataset, "dataset");
         if (batchSize < 1) {
             throw new IllegalArgumentException("batch size must be positive, got " + batchSize);
@@ -91,8 +112,19 @@ public final class BatchLoader implements AutoCloseable {
         return cursorAt(position)[0];
     }
 
+    /** The global batch size B. */
     public int batchSize() {
         return batchSize;
+    }
+
+    /** Samples per batch this loader yields: B / shards. */
+    public int shardSize() {
+        return shardSize;
+    }
+
+    /** Index of this shard's first sample within the global batch: shard · B / shards. */
+    public int shardStart() {
+        return shard * shardSize;
     }
 
     public long batchesPerEpoch() {
@@ -150,11 +182,11 @@ public final class BatchLoader implements AutoCloseable {
 
     private Batch assemble(int[] order, int offset, long epoch, long positionAfter) {
         int len = dataset.sampleLength();
-        float[] images = new float[Math.multiplyExact(batchSize, len)];
-        int[] labels = new int[batchSize];
-        int[] indices = new int[batchSize];
-        for (int i = 0; i < batchSize; i++) {
-            int index = order[offset + i];
+        float[] images = new float[Math.multiplyExact(shardSize, len)];
+        int[] labels = new int[shardSize];
+        int[] indices = new int[shardSize];
+        for (int i = 0; i < shardSize; i++) {
+            int index = order[offset + shardStart() + i];
             dataset.readForEpoch(index, seed, epoch, images, i * len);
             int label = dataset.label(index);
             if (label < 0 || label >= dataset.numClasses()) {
@@ -164,7 +196,7 @@ public final class BatchLoader implements AutoCloseable {
             labels[i] = label;
             indices[i] = index;
         }
-        int[] shape = {batchSize, dataset.channels(), dataset.height(), dataset.width()};
+        int[] shape = {shardSize, dataset.channels(), dataset.height(), dataset.width()};
         return new Batch(images, shape, labels, positionAfter, indices);
     }
 

@@ -41,6 +41,10 @@ public final class LightningDiT {
     private final ModelConfig c;
     private final Backend be;
     private GemmPrecision precision = GemmPrecision.FP32;
+    private boolean bf16Activations = true;
+    /** Off until the backend's attention takes bf16 q, k, v (the tensor-core attention); see {@link #bf16Attention}. */
+    private boolean bf16Attention = Boolean.getBoolean("facm.bf16Attention");
+    private Bf16WeightCache weightCache;
 
     public LightningDiT(ModelWeights weights) {
         this.w = weights;
@@ -69,6 +73,57 @@ public final class LightningDiT {
         return precision;
     }
 
+    /**
+     * Whether a tape-less BF16 {@link #forward(Tensor, Tensor, Tensor, Tensor, Tape)} (inference, a frozen teacher)
+     * keeps the activations between GEMM-bound ops in bf16 (default on; see {@link ForwardPass#bf16Inference}). With
+     * a tape, in FP32/TF32 and in forward mode the activations are always f32.
+     */
+    public LightningDiT bf16Activations(boolean on) {
+        this.bf16Activations = on;
+        return this;
+    }
+
+    /**
+     * Whether those passes hand bf16 q, k, v to the backend's attention (default: system property
+     * {@code facm.bf16Attention}); off, qkNormRope writes f32 heads for the f32 attention. Turn it on only where
+     * the backend's attention takes bf16 heads.
+     */
+    public LightningDiT bf16Attention(boolean on) {
+        this.bf16Attention = on;
+        return this;
+    }
+
+    /**
+     * Keeps the bf16 copies of the weights across tape-less BF16 passes ({@link Bf16WeightCache}) instead of casting
+     * them in every pass. Only for weights that do not change, or call {@link #invalidateBf16Weights()} after every
+     * in-place update. Off frees the copies.
+     */
+    public LightningDiT cacheBf16Weights(boolean on) {
+        if (on && weightCache == null) {
+            weightCache = new Bf16WeightCache(be);
+        } else if (!on && weightCache != null) {
+            weightCache.close();
+            weightCache = null;
+        }
+        return this;
+    }
+
+    /** Drops the cached bf16 weight copies (after the weights were updated in place); a no-op without a cache. */
+    public void invalidateBf16Weights() {
+        if (weightCache != null) {
+            weightCache.invalidate();
+        }
+    }
+
+    /** The pass a forward on {@code tape} runs on. */
+    private ForwardPass pass(Tape tape) {
+        if (tape != null || precision != GemmPrecision.BF16 || !bf16Activations) {
+            return new ForwardPass(be, precision, tape);
+        }
+        return ForwardPass.bf16Inference(be, new ForwardPass.Bf16Forms(bf16Attention,
+                java.util.Set.of(w.get("final_layer.linear.weight")), weightCache));
+    }
+
     public Tensor forward(Tensor x, Tensor t, Tensor y) {
         return forward(x, t, y, null);
     }
@@ -85,7 +140,7 @@ public final class LightningDiT {
      */
     public Tensor forward(Tensor x, Tensor t, Tensor y, Tensor r, Tape tape) {
         checkInputs(x, t, y, r);
-        try (ForwardPass pass = new ForwardPass(be, precision, tape)) {
+        try (ForwardPass pass = pass(tape)) {
             return pass.keep(forward(pass, x, t, y, r));
         }
     }

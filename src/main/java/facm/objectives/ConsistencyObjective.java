@@ -13,6 +13,7 @@ import facm.tensor.GemmPrecision;
 import facm.tensor.Tensor;
 import facm.tensor.TensorScope;
 import facm.training.Objective;
+import facm.training.SampleSlice;
 
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -136,16 +137,24 @@ public final class ConsistencyObjective implements Objective {
 
     @Override
     public float lossAndGradients(ModelWeights weights, Gradients grads, Batch batch, long step) {
+        return lossAndGradients(weights, grads, batch, step, SampleSlice.whole(batch.size()));
+    }
+
+    /** A rank's slice: times and noise by global sample position (the loss has no other per-position rule). */
+    @Override
+    public float lossAndGradients(ModelWeights weights, Gradients grads, Batch batch, long step, SampleSlice slice) {
         LightningDiT s = studentFor(weights);
         LightningDiT t = teacherModel();
         requireCompatible(s, t);
         int b = batch.size();
-        TimeSampler.Draws d = times.draws(FlowMatchingObjective.stepKey(seed, step), b);
+        FlowMatchingObjective.requireSlice(slice, b);
+        TimeSampler.Draws d = times.draws(FlowMatchingObjective.stepKey(seed, step), slice.first(), b);
         Backend be = weights.backend();
         try (TensorScope scope = new TensorScope()) {
             Tensor x1 = scope.track(be.upload("x1", batch.images(), batch.shape()));
             Tensor eps = scope.track(be.empty("eps", DType.F32, batch.shape()));
-            be.randomNormal(eps, FlowMatchingObjective.stepKey(seed, step), FlowMatchingObjective.STREAM_NOISE);
+            be.randomNormal(eps, FlowMatchingObjective.stepKey(seed, step),
+                    FlowMatchingObjective.noiseOffset(eps, slice.first()));
             Tensor y = scope.track(be.upload("y", batch.labels(), b));
             return loss(s, t, grads, x1, eps, d.t(), d.r(), y, batch.labels(), step);
         }

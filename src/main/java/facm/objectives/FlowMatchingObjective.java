@@ -13,6 +13,7 @@ import facm.tensor.Philox;
 import facm.tensor.Tensor;
 import facm.tensor.TensorScope;
 import facm.training.Objective;
+import facm.training.SampleSlice;
 
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -74,16 +75,30 @@ public final class FlowMatchingObjective implements Objective {
     /** As {@link Objective#lossAndGradients}; {@code grads} may also be null (the loss alone, no tape). */
     @Override
     public float lossAndGradients(ModelWeights weights, Gradients grads, Batch batch, long step) {
+        return lossAndGradients(weights, grads, batch, step, SampleSlice.whole(batch.size()));
+    }
+
+    /** A rank's slice: draws, noise and the expanded-interval half by global sample position. */
+    @Override
+    public float lossAndGradients(ModelWeights weights, Gradients grads, Batch batch, long step, SampleSlice slice) {
         LightningDiT m = modelFor(weights);
         int b = batch.size();
-        Draws d = draws(step, batch.labels(), weights.config().numClasses());
+        requireSlice(slice, b);
+        Draws d = draws(step, batch.labels(), weights.config().numClasses(), slice.first());
         Backend be = weights.backend();
         try (TensorScope s = new TensorScope()) {
             Tensor x1 = s.track(be.upload("x1", batch.images(), batch.shape()));
             Tensor eps = s.track(be.empty("eps", DType.F32, batch.shape()));
-            noise(step, eps);
+            noise(step, eps, slice.first());
             Tensor y = s.track(be.upload("y", d.labels(), b));
-            return loss(m, grads, x1, eps, d.t(), y);
+            return loss(m, grads, x1, eps, d.t(), y, slice);
+        }
+    }
+
+    static void requireSlice(SampleSlice slice, int b) {
+        if (slice.size() != b) {
+            throw new IllegalArgumentException("the batch holds " + b + " samples but its slice " + slice + " has "
+                    + slice.size());
         }
     }
 
@@ -93,12 +108,17 @@ public final class FlowMatchingObjective implements Objective {
 
     /** t_i ~ U(0,1) and label dropout for sample i of {@code step}: functions of (seed, step, i) only. */
     public Draws draws(long step, int[] labels, int nullClass) {
+        return draws(step, labels, nullClass, 0);
+    }
+
+    /** As above for samples at global positions first, first + 1, … of the step's batch. */
+    public Draws draws(long step, int[] labels, int nullClass, int first) {
         long key = stepKey(seed, step);
         float[] t = new float[labels.length];
         int[] dropped = labels.clone();
         for (int i = 0; i < labels.length; i++) {
-            t[i] = Philox.uniform(key, STREAM_TIME + i);
-            if (Philox.uniform(key, STREAM_LABEL_DROP + i) < options.labelDropout()) {
+            t[i] = Philox.uniform(key, STREAM_TIME + first + i);
+            if (Philox.uniform(key, STREAM_LABEL_DROP + first + i) < options.labelDropout()) {
                 dropped[i] = nullClass;
             }
         }
@@ -107,7 +127,17 @@ public final class FlowMatchingObjective implements Objective {
 
     /** ε of {@code step} into {@code eps} [B,C,H,W]: element j of sample i from counter (3 &lt;&lt; 60) + i·CHW + j. */
     public void noise(long step, Tensor eps) {
-        eps.backend().randomNormal(eps, stepKey(seed, step), STREAM_NOISE);
+        noise(step, eps, 0);
+    }
+
+    /** ε for samples at global positions first, first + 1, …: sample i's counters start at (3 &lt;&lt; 60) + i·CHW. */
+    public void noise(long step, Tensor eps, int first) {
+        eps.backend().randomNormal(eps, stepKey(seed, step), noiseOffset(eps, first));
+    }
+
+    /** The Philox counter of element 0 of the sample at global position {@code first}. */
+    static long noiseOffset(Tensor eps, int first) {
+        return STREAM_NOISE + (long) first * (eps.numel() / eps.dim(0));
     }
 
     /**
@@ -115,13 +145,20 @@ public final class FlowMatchingObjective implements Objective {
      * the 2 − t swap) and labels (after dropout). Accumulates into {@code grads} unless it is null.
      */
     public float loss(LightningDiT m, Gradients grads, Tensor x1, Tensor eps, float[] t, Tensor y) {
+        return loss(m, grads, x1, eps, t, y, SampleSlice.whole(x1.dim(0)));
+    }
+
+    /** As above for a slice of the global batch: the expanded interval applies to global positions ≥ ⌊B/2⌋. */
+    public float loss(LightningDiT m, Gradients grads, Tensor x1, Tensor eps, float[] t, Tensor y, SampleSlice slice) {
         Backend be = x1.backend();
         int b = x1.dim(0);
+        requireSlice(slice, b);
         int perSampleSize = (int) (x1.numel() / b);
         float[] tau = new float[b];
         float[] tExpanded = new float[(int) x1.numel()];
         for (int i = 0; i < b; i++) {
-            tau[i] = options.expandedInterval() && i >= b / 2 ? 2f - t[i] : t[i];
+            int global = slice.first() + i;
+            tau[i] = options.expandedInterval() && global >= slice.globalBatch() / 2 ? 2f - t[i] : t[i];
             java.util.Arrays.fill(tExpanded, i * perSampleSize, (i + 1) * perSampleSize, t[i]);
         }
         try (TensorScope s = new TensorScope();

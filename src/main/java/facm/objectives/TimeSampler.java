@@ -33,12 +33,18 @@ final class TimeSampler {
     }
 
     Draws draws(long key, int batch) {
+        return draws(key, 0, batch);
+    }
+
+    /** The draws of the {@code batch} samples at global positions first, first + 1, …. */
+    Draws draws(long key, int first, int batch) {
         float[] t = new float[batch];
         float[] r = options.kind() == ConsistencyObjective.Kind.MEANFLOW ? new float[batch] : null;
         for (int i = 0; i < batch; i++) {
-            t[i] = time(key, STREAM_T + i);
+            long g = first + (long) i;
+            t[i] = time(key, STREAM_T + g);
             if (r != null) {
-                float other = Philox.uniform(key, STREAM_R2T + i) < options.r2tRatio() ? t[i] : time(key, STREAM_R + i);
+                float other = Philox.uniform(key, STREAM_R2T + g) < options.r2tRatio() ? t[i] : time(key, STREAM_R + g);
                 r[i] = Math.max(t[i], other);
                 t[i] = Math.min(t[i], other);
             }

@@ -265,6 +265,48 @@ public final class NetworkChecks {
         return dh;
     }
 
+    // ---------------------------------------------------------------- dtypes of the bf16-activation forms
+    // The forward ops below take bf16 activations where a bf16 GEMM produced them or consumes them (inference with
+    // bf16 activations, see facm.autograd.ForwardPass): statistics, parameters and the residual stream stay f32.
+    // Backward and JVP ops take f32 only.
+
+    /** rmsNormModulate: x, weight, mod and rstd f32; out f32 or bf16 (the fp32 value rounded once). */
+    public static void rmsNormDTypes(String op, Tensor x, Tensor out) {
+        Shapes.requireDType(op + ": x", x, DType.F32);
+        Shapes.requireDType(op + ": out", out, DType.F32, DType.BF16);
+    }
+
+    /** gatedResidual: h and mod f32; a f32 or bf16 (widened exactly). */
+    public static void gatedResidualDTypes(String op, Tensor h, Tensor a) {
+        Shapes.requireDType(op + ": h", h, DType.F32);
+        Shapes.requireDType(op + ": a", a, DType.F32, DType.BF16);
+    }
+
+    /** swiglu: gu f32 with out f32, or gu bf16 with out bf16 or f32. */
+    public static void swigluDTypes(String op, Tensor gu, Tensor out) {
+        Shapes.requireDType(op + ": gu", gu, DType.F32, DType.BF16);
+        if (gu.dtype() == DType.F32) {
+            Shapes.requireDType(op + ": out (for f32 gu " + gu.describe() + ")", out, DType.F32);
+        } else {
+            Shapes.requireDType(op + ": out", out, DType.F32, DType.BF16);
+        }
+    }
+
+    /**
+     * qkNormRope: qkv f32 with f32 q, k, v; or qkv bf16 with q, k, v all bf16 or all f32. Weights, tables and rstd
+     * stay f32.
+     */
+    public static void qkvDTypes(String op, Tensor qkv, Tensor q, Tensor k, Tensor v) {
+        Shapes.requireDType(op + ": qkv", qkv, DType.F32, DType.BF16);
+        if (qkv.dtype() == DType.F32) {
+            Shapes.requireDType(op + ": q (for f32 qkv " + qkv.describe() + ")", q, DType.F32);
+        } else {
+            Shapes.requireDType(op + ": q", q, DType.F32, DType.BF16);
+        }
+        Shapes.requireDType(op + ": k (like q " + q.describe() + ")", k, q.dtype());
+        Shapes.requireDType(op + ": v (like q " + q.describe() + ")", v, q.dtype());
+    }
+
     /** eps of a normalization: finite and >= 0. */
     public static void requireEps(String op, float eps) {
         if (!(eps >= 0) || Float.isInfinite(eps)) {

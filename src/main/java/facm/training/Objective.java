@@ -20,6 +20,19 @@ public interface Objective extends AutoCloseable {
      */
     float lossAndGradients(ModelWeights weights, Gradients grads, Batch batch, long step);
 
+    /**
+     * As above for a rank's slice of the global batch ({@code batch} holds the slice's samples): per-sample
+     * randomness is indexed by global position, and the loss is the mean over the slice (so the mean over ranks of the
+     * losses and gradients is the global batch mean). Objectives that cannot shard accept only the whole batch.
+     */
+    default float lossAndGradients(ModelWeights weights, Gradients grads, Batch batch, long step, SampleSlice slice) {
+        if (slice.isWhole() && slice.size() == batch.size()) {
+            return lossAndGradients(weights, grads, batch, step);
+        }
+        throw new UnsupportedOperationException(name() + " objective cannot train on a slice of the batch ("
+                + slice + "): data-parallel training needs per-sample randomness by global position");
+    }
+
     /** Named scalars of the last step worth logging (e.g. loss terms); may be empty. */
     default java.util.Map<String, Double> lastMetrics() {
         return java.util.Map.of();

@@ -2,6 +2,7 @@ package facm.training;
 
 import facm.autograd.Gradients;
 import facm.data.Batch;
+import facm.distributed.Communicator;
 import facm.model.ModelWeights;
 import facm.tensor.GemmPrecision;
 import facm.tensor.TrainingOps;
@@ -29,6 +30,12 @@ import java.util.stream.Collectors;
  * consistency objectives, see {@link SampleGrid}). With every checkpoint, {@code loss.png} next to {@code metrics.jsonl}
  * is redrawn from it ({@link LossChart}).
  *
+ * <p>Data-parallel training (a {@link Communicator} of W ranks): every rank holds a replica of the model, optimizer
+ * and EMAs, trains on its slice of each global batch ({@link SampleSlice}), averages the gradients over the ranks and
+ * applies the same update; the host scalars are agreed on each step ({@link DataParallel}), so the replicas stay
+ * identical. Rank 0 alone logs metrics, writes checkpoints (no world size in them: a run resumes on any number of
+ * ranks with the same global batch) and draws sample grids.
+ *
  * <p>A run resumed from its last checkpoint repeats the uninterrupted run bit for bit on the CPU: the checkpoint holds
  * every tensor and counter of the state, the objective's randomness is a function of (seed, step, sample), the loader's
  * of (seed, position), and the CPU ops are deterministic.
@@ -54,6 +61,7 @@ public final class Trainer implements AutoCloseable {
     private final AdamW adam;
     private final EmaSet emas;
     private final GradientNorm gradNorm;
+    private final DataParallel parallel;
 
     private int step;
     private long dataPosition;
@@ -68,6 +76,20 @@ public final class Trainer implements AutoCloseable {
      */
     public Trainer(TrainOptions options, ModelWeights model, Objective objective, TrainingOps ops, Path outDir,
                    PrintStream console) {
+        this(options, model, objective, ops, outDir, console, null);
+    }
+
+    /**
+     * As above as one rank of a data-parallel job over {@code comm} (null: a single process). The global batch
+     * {@code options.batch()} must be a multiple of the world size.
+     */
+    public Trainer(TrainOptions options, ModelWeights model, Objective objective, TrainingOps ops, Path outDir,
+                   PrintStream console, Communicator comm) {
+        this.parallel = new DataParallel(comm);
+        if (options.batch() % parallel.world().worldSize() != 0) {
+            throw new IllegalArgumentException("the global batch " + options.batch() + " does not split evenly over "
+                    + parallel.world().worldSize() + " ranks (choose a multiple of the number of ranks)");
+        }
         this.options = options;
         this.model = model;
         this.objective = objective;
@@ -183,6 +205,10 @@ public final class Trainer implements AutoCloseable {
     }
 
     private Result loop(BatchSource data) throws IOException {
+        parallel.broadcastWeights(model);
+        if (!parallel.isMaster()) {
+            return workerLoop(data);
+        }
         boolean grids = options.sampleEvery() > 0 && SampleGrid.supports(model.config());
         if (options.sampleEvery() > 0 && !grids) {
             console.println("sample grids: off (" + model.config().inChannels() + "-channel latents need the VAE "
@@ -192,8 +218,9 @@ public final class Trainer implements AutoCloseable {
         try (MetricsLog log = new MetricsLog(outDir.resolve("metrics.jsonl"), step, options.steps(), options.batch(),
                 options.lr(), console)) {
             log.restorePending(pendingMetrics);
-            while (step < options.steps() && !stopRequested) {
-                trainStep(data.next(), log);
+            boolean stop = false;
+            while (step < options.steps() && !stop) {
+                stop = trainStep(data.next(), log);
                 if (step % options.logEvery() == 0 || step == options.steps()) {
                     log.flush(step, skipped);
                 }
@@ -208,31 +235,57 @@ public final class Trainer implements AutoCloseable {
                 last = checkpoint(log);
             }
         }
+        parallel.barrier(); // the other ranks exit only once the last checkpoint is on disk
         return new Result(step, skipped, step < options.steps(), last);
     }
 
-    private void trainStep(Batch batch, MetricsLog log) {
+    /** Ranks other than 0: the same steps and decisions, no log, checkpoints or grids (they wait at the end). */
+    private Result workerLoop(BatchSource data) {
+        boolean stop = false;
+        while (step < options.steps() && !stop) {
+            stop = trainStep(data.next(), null);
+        }
+        parallel.barrier();
+        return new Result(step, skipped, step < options.steps(), null);
+    }
+
+    /** One step; returns the agreed stop decision. {@code log} is null on ranks other than 0. */
+    private boolean trainStep(Batch batch, MetricsLog log) {
         // The peak window is this step alone (grids and checkpoints between steps are not training memory).
         model.backend().resetPeakMemory();
+        parallel.stepBegins();
         grads.zero();
-        float loss = objective.lossAndGradients(model, grads, batch, step);
+        float localLoss = objective.lossAndGradients(model, grads, batch, step, parallel.slice(options.batch()));
+        parallel.averageGradients(grads, model.backend());
+        DataParallel.Agreement agreed = parallel.agree(localLoss, stopRequested, objective.lastMetrics());
+        float loss = agreed.loss();
         double norm = Float.isFinite(loss) ? gradNorm.compute(grads) : Double.NaN;
         boolean finite = Float.isFinite(loss) && Double.isFinite(norm);
         Map<String, Double> metrics = Map.of();
         if (finite) {
             adam.update(model, grads, GradientNorm.clipFactor(norm, options.gradClip()));
             emas.update(model);
-            metrics = objective.lastMetrics();
+            metrics = agreed.metrics();
+            if (parallel.distributed()) {
+                metrics = new java.util.TreeMap<>(metrics);
+                metrics.put("allreduce_ms", parallel.lastAllReduceMillis());
+            }
         } else {
             skipped++;
-            log.breakLine();
-            console.printf(Locale.ROOT, "step %d skipped: loss %s, grad norm %s (%d skipped so far); weights, "
-                    + "optimizer and EMAs unchanged%n", step + 1, loss, norm, skipped);
+            if (log != null) {
+                log.breakLine();
+                console.printf(Locale.ROOT, "step %d skipped: loss %s, grad norm %s (%d skipped so far); weights, "
+                        + "optimizer and EMAs unchanged%n", step + 1, loss, norm, skipped);
+            }
         }
+        parallel.stepEnds();
         dataPosition = batch.positionAfter();
-        log.record(loss, norm, finite, metrics);
-        log.recordPeakMemory(model.backend().peakMemoryBytes());
+        if (log != null) {
+            log.record(loss, norm, finite, metrics);
+            log.recordPeakMemory(model.backend().peakMemoryBytes());
+        }
         step++;
+        return agreed.stop();
     }
 
     private Path checkpoint(MetricsLog log) throws IOException {

@@ -1,6 +1,9 @@
 package facm.bench;
 
+import facm.backend.cpu.CpuBackend;
+import facm.backend.cuda.CudaBackend;
 import facm.cuda.Cuda;
+import facm.tensor.Backend;
 
 /** Checks that make a GPU timing mean what it says; every benchmark's setup calls them. */
 final class TimingPreconditions {
@@ -23,5 +26,21 @@ final class TimingPreconditions {
         if (!Cuda.available()) {
             throw new IllegalStateException(benchmark + " needs a CUDA GPU: " + Cuda.unavailableReason());
         }
+    }
+
+    /**
+     * The backend a benchmark's {@code backend} parameter names: {@code cuda} (GPU 0, after both checks above) or
+     * {@code cpu} (to try a harness on a machine without a GPU, with a tiny preset or shape).
+     */
+    static Backend open(String backend, String benchmark) {
+        return switch (backend) {
+            case "cuda" -> {
+                requireGpu(benchmark);
+                requireAsynchronousLaunches(benchmark);
+                yield CudaBackend.open(0);
+            }
+            case "cpu" -> new CpuBackend();
+            default -> throw new IllegalArgumentException(benchmark + " backend '" + backend + "': use cuda or cpu");
+        };
     }
 }

@@ -261,6 +261,30 @@ public final class CpuBackend implements Backend {
                 alpha, beta, precision);
     }
 
+    /**
+     * The reference of CUDA's fused bias epilogue for BF16 products with a bias: the f32 product plus the bias (f32,
+     * or bf16 widened exactly) in f32, rounded to out's dtype once more when out is BF16. Everything else is the
+     * interface's gemm + bias add.
+     */
+    @Override
+    public void linear(Tensor x, Tensor weight, Tensor bias, Tensor out, GemmPrecision precision) {
+        if (bias == null || precision != GemmPrecision.BF16 || (out.dtype() == DType.F32
+                && bias.dtype() == DType.F32)) {
+            Backend.super.linear(x, weight, bias, out, precision);
+            return;
+        }
+        Shapes.requireShape("linear: bias [out features] for weight " + weight.describe(), bias, weight.dim(0));
+        try (Tensor wideOut = empty(out.name() + " f32", DType.F32, out.shape());
+             Tensor wideBias = bias.dtype() == DType.F32 ? null : empty(bias.name() + " f32", DType.F32,
+                     bias.shape())) {
+            if (wideBias != null) {
+                convert(bias, wideBias);
+            }
+            Backend.super.linear(x, weight, wideBias != null ? wideBias : bias, wideOut, precision);
+            convert(wideOut, out);
+        }
+    }
+
     // ---------------------------------------------------------------- random numbers
 
     @Override

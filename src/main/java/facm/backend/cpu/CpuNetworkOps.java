@@ -26,6 +26,10 @@ import java.util.Objects;
  * from the fp32 inputs (RMS statistics, softmax sums, attention accumulation, transcendental functions). The results
  * are therefore within about one ulp of the exact function of the stored inputs, independent of thread count.
  *
+ * <p>bf16 activations (inference): rmsNormModulate's out, gatedResidual's a, swiglu's gu and out, qkNormRope's qkv
+ * and q, k, v may be BF16 ({@link NetworkChecks#rmsNormDTypes} and its neighbours state the combinations). The
+ * reference for those forms: widen the bf16 inputs exactly, compute as for f32, round each output to bf16 once more.
+ *
  * <p>Aliasing: an op whose output is a permutation or a reduction of its inputs (patchify, unpatchify, embedding,
  * qkNormRope, attention, swiglu) rejects outputs that share storage with an input. Row-local ops allow the one
  * in-place form that is safe: rmsNormModulate's {@code out} may be {@code x}; gatedResidual's {@code a} may be
@@ -117,10 +121,19 @@ public final class CpuNetworkOps implements NetworkOps {
 
     // ---------------------------------------------------------------- norms and modulation
 
+    /** out F32, or BF16: the f32 result rounded to bf16 (the reference of the CUDA bf16-output kernel). */
     @Override
     public void rmsNormModulate(Tensor x, Tensor weight, float eps, Tensor mod, int shiftChunk, int scaleChunk,
                                 Tensor out, Tensor rstd) {
         String op = "rmsNormModulate";
+        NetworkChecks.rmsNormDTypes(op, args.require(op, "x", x), args.require(op, "out", out));
+        if (out.dtype() == DType.BF16) {
+            try (Tensor wide = f32Like(out)) {
+                rmsNormModulate(x, weight, eps, mod, shiftChunk, scaleChunk, wide, rstd);
+                backend.convert(wide, out);
+            }
+            return;
+        }
         NormInputs in = args.normInputs(op, x, weight, mod, shiftChunk, scaleChunk);
         CpuTensor o = args.f32(op, "out", out);
         CpuTensor r = rstd == null ? null : args.f32(op, "rstd", rstd);
@@ -129,9 +142,17 @@ public final class CpuNetworkOps implements NetworkOps {
                 in.modWidth(), shiftChunk, scaleChunk, in.rows(), in.tokens(), in.d(), o.f32(), array(r));
     }
 
+    /** a F32, or BF16 (widened exactly, then the f32 update). */
     @Override
     public void gatedResidual(Tensor h, Tensor a, Tensor mod, int gateChunk) {
         String op = "gatedResidual";
+        NetworkChecks.gatedResidualDTypes(op, args.require(op, "h", h), args.require(op, "a", a));
+        if (a.dtype() == DType.BF16) {
+            try (Tensor wide = widened(a)) {
+                gatedResidual(h, wide, mod, gateChunk);
+            }
+            return;
+        }
         CpuTensor hs = args.f32(op, "h", h);
         CpuTensor as = args.f32(op, "a", a);
         CpuTensor m = args.f32(op, "mod", mod);
@@ -141,12 +162,42 @@ public final class CpuNetworkOps implements NetworkOps {
                 hs.dim(1), d);
     }
 
+    /** A new F32 tensor shaped like {@code t} (the f32 result of a bf16-output form before its rounding). */
+    private Tensor f32Like(Tensor t) {
+        return backend.empty(t.name() + " f32", DType.F32, t.shape());
+    }
+
+    /** A new F32 copy of a BF16 tensor (exact). */
+    private Tensor widened(Tensor t) {
+        Tensor wide = f32Like(t);
+        backend.convert(t, wide);
+        return wide;
+    }
+
     // ---------------------------------------------------------------- attention
 
+    /** qkv F32 → F32 q, k, v; qkv BF16 (widened exactly) → q, k, v all BF16 (the f32 results rounded) or all F32. */
     @Override
     public void qkNormRope(Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps, Tensor ropeCos,
                            Tensor ropeSin, Tensor q, Tensor k, Tensor v, Tensor rstd) {
         String op = "qkNormRope";
+        NetworkChecks.qkvDTypes(op, args.require(op, "qkv", qkv), args.require(op, "q", q), args.require(op, "k", k),
+                args.require(op, "v", v));
+        if (qkv.dtype() == DType.BF16) {
+            try (Tensor wide = widened(qkv)) {
+                if (q.dtype() == DType.F32) {
+                    qkNormRope(wide, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v, rstd);
+                    return;
+                }
+                try (Tensor q32 = f32Like(q); Tensor k32 = f32Like(k); Tensor v32 = f32Like(v)) {
+                    qkNormRope(wide, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q32, k32, v32, rstd);
+                    backend.convert(q32, q);
+                    backend.convert(k32, k);
+                    backend.convert(v32, v);
+                }
+            }
+            return;
+        }
         QkvInputs in = args.qkvInputs(op, qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin);
         CpuTensor qo = args.f32(op, "q", q), ko = args.f32(op, "k", k), vo = args.f32(op, "v", v);
         CpuTensor r = args.optionalF32(op, "rstd", rstd);
@@ -170,9 +221,25 @@ public final class CpuNetworkOps implements NetworkOps {
 
     // ---------------------------------------------------------------- MLP
 
+    /** gu F32 → out F32; gu BF16 (widened exactly) → out BF16 (the f32 result rounded) or F32. */
     @Override
     public void swiglu(Tensor gu, Tensor out) {
         String op = "swiglu";
+        NetworkChecks.swigluDTypes(op, args.require(op, "gu", gu), args.require(op, "out", out));
+        if (gu.dtype() == DType.BF16) {
+            NetworkChecks.swigluWidth(op, gu, "out", out);
+            try (Tensor wide = widened(gu)) {
+                if (out.dtype() == DType.F32) {
+                    swiglu(wide, out);
+                    return;
+                }
+                try (Tensor o32 = f32Like(out)) {
+                    swiglu(wide, o32);
+                    backend.convert(o32, out);
+                }
+            }
+            return;
+        }
         CpuTensor in = args.f32(op, "gu", gu);
         CpuTensor o = args.f32(op, "out", out);
         int f = args.swigluWidth(op, in, "out", o);

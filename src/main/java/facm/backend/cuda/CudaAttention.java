@@ -2,6 +2,7 @@ package facm.backend.cuda;
 
 import facm.cuda.CudaStream;
 import facm.cuda.Kernel;
+import facm.cuda.KernelArg;
 import facm.cuda.KernelLibrary;
 import facm.tensor.DType;
 import facm.tensor.ShapeException;
@@ -38,13 +39,17 @@ final class CudaAttention {
     private final CudaNetworkChecks check;
     private final CudaStream stream;
     private final Kernel qkNormRope;
+    private final Kernel qkNormRopeBf16;
+    private final Kernel qkNormRopeBf16F32Out;
     private final Map<Integer, Kernel> attentionByHeadDim = new LinkedHashMap<>();
 
     CudaAttention(CudaNetworkChecks check, KernelLibrary lib, CudaStream stream) {
         this.check = check;
         this.stream = stream;
-        qkNormRope = lib.kernel("qk_norm_rope_fwd", PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I32, I32, I32, I32,
-                F32);
+        KernelArg[] rope = {PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I32, I32, I32, I32, F32};
+        qkNormRope = lib.kernel("qk_norm_rope_fwd", rope);
+        qkNormRopeBf16 = lib.kernel("qk_norm_rope_fwd_bf16", rope);
+        qkNormRopeBf16F32Out = lib.kernel("qk_norm_rope_fwd_bf16_f32out", rope);
         for (int dh : SUPPORTED_HEAD_DIMS) {
             attentionByHeadDim.put(dh, lib.kernel("attention_fwd_f32_dh" + dh, PTR, PTR, PTR, PTR, PTR, I32, I32, F32));
         }
@@ -67,26 +72,50 @@ final class CudaAttention {
     record AttentionArgs(CudaTensor q, CudaTensor k, CudaTensor v, CudaTensor out, CudaTensor lse) {
     }
 
+    /**
+     * qkv F32 → q, k, v F32; or qkv BF16 (the bf16 qkv GEMM's output) → q, k, v all BF16 (tensor-core attention
+     * operands) or all F32. Statistics and rotation in fp32, each output rounded once; rstd F32.
+     */
     void qkNormRope(Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps, Tensor ropeCos, Tensor ropeSin,
                     Tensor q, Tensor k, Tensor v, Tensor rstd) {
         QkNormRopeArgs a = checkQkNormRope("qkNormRope", qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v,
-                rstd);
+                rstd, true);
         long headVectors = (long) a.batch() * a.tokens() * heads;
         if (headVectors == 0) {
             return;
         }
         int warpsPerBlock = ROPE_BLOCK / 32;
         int grid = (int) Math.min((headVectors + warpsPerBlock - 1) / warpsPerBlock, CudaNetworkOps.MAX_GRID);
-        qkNormRope.launch(stream, grid, 1, 1, ROPE_BLOCK, 1, 1, 0, a.qkv().address(), addressOrNull(a.qWeight()),
+        Kernel kernel = a.qkv().dtype() == DType.F32 ? qkNormRope
+                : a.q().dtype() == DType.BF16 ? qkNormRopeBf16 : qkNormRopeBf16F32Out;
+        kernel.launch(stream, grid, 1, 1, ROPE_BLOCK, 1, 1, 0, a.qkv().address(), addressOrNull(a.qWeight()),
                 addressOrNull(a.kWeight()), addressOrNull(a.cos()), addressOrNull(a.sin()), a.q().address(),
                 a.k().address(), a.v().address(), addressOrNull(a.rstd()), a.batch(), a.tokens(), heads, a.dh(), eps);
     }
 
-    /** The rules of {@link #qkNormRope} (shared with its JVP, which names itself {@code op} in the messages). */
+    /** The f32 rules of {@link #qkNormRope} (shared with its JVP, which names itself {@code op} in the messages). */
     QkNormRopeArgs checkQkNormRope(String op, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps,
                                    Tensor ropeCos, Tensor ropeSin, Tensor q, Tensor k, Tensor v, Tensor rstd) {
-        CudaTensor in = check.f32(op, "qkv", qkv);
-        CudaTensor qo = check.f32(op, "q", q), ko = check.f32(op, "k", k), vo = check.f32(op, "v", v);
+        return checkQkNormRope(op, qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v, rstd, false);
+    }
+
+    /** The rules of {@link #qkNormRope}; {@code bf16Forms} admits the bf16 dtypes of the forward. */
+    private QkNormRopeArgs checkQkNormRope(String op, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight,
+                                           float eps, Tensor ropeCos, Tensor ropeSin, Tensor q, Tensor k, Tensor v,
+                                           Tensor rstd, boolean bf16Forms) {
+        CudaTensor in, qo, ko, vo;
+        if (bf16Forms) {
+            in = check.floating(op, "qkv", qkv);
+            qo = check.floating(op, "q", q);
+            ko = check.floating(op, "k", k);
+            vo = check.floating(op, "v", v);
+            NetworkChecks.qkvDTypes(op, in, qo, ko, vo);
+        } else {
+            in = check.f32(op, "qkv", qkv);
+            qo = check.f32(op, "q", q);
+            ko = check.f32(op, "k", k);
+            vo = check.f32(op, "v", v);
+        }
         CudaTensor qw = qWeight == null ? null : check.f32(op, "qWeight", qWeight);
         CudaTensor kw = kWeight == null ? null : check.f32(op, "kWeight", kWeight);
         CudaTensor cos = ropeCos == null ? null : check.f32(op, "ropeCos", ropeCos);
@@ -94,12 +123,14 @@ final class CudaAttention {
         CudaTensor r = rstd == null ? null : check.f32(op, "rstd", rstd);
         int dh = NetworkChecks.qkNormRope(op, in, heads, qw, kw, eps, cos, sin, qo, ko, vo, r);
         int b = in.dim(0), t = in.dim(1);
-        // The kernel moves channel pairs as float2 and keeps a head vector in one warp's registers.
+        // The kernel moves channel pairs (float2, or one 32-bit word of two bf16) and keeps a head vector in one
+        // warp's registers.
         if (dh % 2 != 0 || dh > ROPE_MAX_HEAD_DIM) {
             throw new ShapeException(op + ": the CUDA kernel needs an even head dimension <= " + ROPE_MAX_HEAD_DIM
                     + "; qkv " + in.describe() + " with " + heads + " heads has dh = " + dh);
         }
         if (!CudaNetworkChecks.aligned(8, in, qo, ko, vo, cos, sin)) {
+            // 8 covers both pair widths (device buffers start on 256-byte boundaries; a view could break this).
             throw new IllegalStateException(op + ": qkv, q, k, v and the RoPE tables must start on 8-byte boundaries "
                     + "(device buffers always do): " + in.describe() + ", " + qo.describe() + ", " + ko.describe()
                     + ", " + vo.describe());

@@ -292,6 +292,21 @@ public final class CudaBackend implements Backend {
                 precision);
     }
 
+    /**
+     * BF16 products with a bias fuse it into cuBLASLt's epilogue (one pass over out, the bias added to the fp32
+     * accumulator, out f32 or bf16 with a bias of out's dtype); everything else is the interface's gemm + bias add,
+     * so FP32/TF32 results stay exactly those of {@link #gemm} followed by {@link #binary}.
+     */
+    @Override
+    public void linear(Tensor x, Tensor weight, Tensor bias, Tensor out, GemmPrecision precision) {
+        if (bias == null || precision != GemmPrecision.BF16) {
+            Backend.super.linear(x, weight, bias, out, precision);
+            return;
+        }
+        gemm.linearBias(require("linear", x), require("linear", weight), require("linear", bias),
+                require("linear", out), precision);
+    }
+
     // ---------------------------------------------------------------- random numbers
 
     @Override

@@ -43,6 +43,51 @@ final class CudaGemm implements AutoCloseable {
         run(p, a, b, out, alpha, beta);
     }
 
+    /**
+     * {@link facm.tensor.Backend#linear} with the bias fused into cuBLASLt's epilogue (CUBLASLT_EPILOGUE_BIAS): out =
+     * x·Wᵀ + bias in one pass over out, the bias added to the fp32 accumulator and the sum rounded once to out's
+     * dtype. BF16 precision only (x and W bf16, out f32 or bf16); the bias has out's dtype (cuBLASLt's default bias
+     * type), shape [out features].
+     */
+    void linearBias(CudaTensor x, CudaTensor weight, CudaTensor bias, CudaTensor out, GemmPrecision precision) {
+        String what = "linear(x " + x.describe() + ", weight " + weight.describe() + ", bias " + bias.describe()
+                + " -> " + out.describe() + ", " + precision + ")";
+        if (precision != GemmPrecision.BF16) {
+            throw new ShapeException(what + ": the fused bias epilogue is used for BF16 products only");
+        }
+        if (weight.rank() != 2) {
+            throw new ShapeException(what + ": weight must be [out, in]");
+        }
+        int in = weight.dim(1);
+        int outF = weight.dim(0);
+        if (x.rank() < 1 || out.rank() < 1 || x.dim(-1) != in || out.dim(-1) != outF
+                || out.numel() / Math.max(1, outF) != x.numel() / Math.max(1, in)) {
+            throw new ShapeException(what + ": x, weight and out do not fit y = x·Wᵀ");
+        }
+        Shapes.requireShape(what + ": bias [out features]", bias, outF);
+        if (bias.dtype() != out.dtype()) {
+            throw new ShapeException(what + ": the bias must have out's dtype " + out.dtype().lower()
+                    + " (cuBLASLt's bias type for this output)");
+        }
+        if (bias.sharesStorageWith(out)) {
+            throw new ShapeException(what + ": out must not share storage with the bias");
+        }
+        int rows = in == 0 ? (int) (out.numel() / Math.max(1, outF)) : (int) (x.numel() / in);
+        CudaTensor x2 = (CudaTensor) x.reshape(rows, in);
+        CudaTensor out2 = (CudaTensor) out.reshape(rows, outF);
+        Plan p = plan(x2, false, weight, true, out2, precision);
+        if (out.numel() == 0) {
+            return;
+        }
+        if (p.k() == 0) {
+            throw new ShapeException(what + ": a bias-only product (no input features) is not supported");
+        }
+        RowMajorGemm g = new RowMajorGemm(p.kind(), false, true, p.m(), p.n(), p.k(), 1, p.strideA(), p.strideB(),
+                p.strideC(), 1f, 0f);
+        cublasLt().gemmBias(device.stream().address(), g, x2.address(), weight.address(), out2.address(),
+                bias.address(), workspace.address(), WORKSPACE_BYTES);
+    }
+
     /** out = beta * out for an empty product; beta 0 writes zeros (old NaN garbage must not survive). */
     private void scaleOut(CudaTensor out, float beta) {
         long n = out.numel();
@@ -120,6 +165,12 @@ final class CudaGemm implements AutoCloseable {
     private void run(Plan p, CudaTensor a, CudaTensor b, CudaTensor out, float alpha, float beta) {
         RowMajorGemm g = new RowMajorGemm(p.kind(), p.transA(), p.transB(), p.m(), p.n(), p.k(), p.batch(),
                 p.strideA(), p.strideB(), p.strideC(), alpha, beta);
+        cublasLt().gemm(device.stream().address(), g, a.address(), b.address(), out.address(), workspace.address(),
+                WORKSPACE_BYTES);
+    }
+
+    /** The handle and its workspace, created on the first product. */
+    private CublasLt cublasLt() {
         if (cublasLt == null) {
             CublasLt opened = CublasLt.open();
             try {
@@ -130,8 +181,7 @@ final class CudaGemm implements AutoCloseable {
             }
             cublasLt = opened;
         }
-        cublasLt.gemm(device.stream().address(), g, a.address(), b.address(), out.address(), workspace.address(),
-                WORKSPACE_BYTES);
+        return cublasLt;
     }
 
     @Override

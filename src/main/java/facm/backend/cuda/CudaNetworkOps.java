@@ -5,6 +5,7 @@ import facm.cuda.DeviceArena;
 import facm.cuda.Kernel;
 import facm.cuda.KernelArg;
 import facm.cuda.KernelLibrary;
+import facm.tensor.DType;
 import facm.tensor.NetworkChecks;
 import facm.tensor.NetworkOps;
 import facm.tensor.Tensor;
@@ -56,10 +57,18 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
     private final Kernel embedding;
     private final Kernel rmsNorm;
     private final Kernel rmsNormVec4;
+    private final Kernel rmsNormBf16Out;
+    private final Kernel rmsNormVec4Bf16Out;
     private final Kernel gated;
     private final Kernel gatedVec4;
+    private final Kernel gatedBf16A;
+    private final Kernel gatedVec4Bf16A;
     private final Kernel swiglu;
     private final Kernel swigluVec4;
+    private final Kernel swigluBf16;
+    private final Kernel swigluBf16Vec8;
+    private final Kernel swigluBf16F32Out;
+    private final Kernel swigluBf16F32OutVec8;
 
     public CudaNetworkOps(CudaBackend backend) {
         this.check = new CudaNetworkChecks(backend);
@@ -82,11 +91,19 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
         KernelArg[] norm = {PTR, PTR, PTR, PTR, PTR, I64, I32, I32, I64, I32, I32, F32};
         rmsNorm = lib.kernel("rmsnorm_fwd", norm);
         rmsNormVec4 = lib.kernel("rmsnorm_fwd_vec4", norm);
+        rmsNormBf16Out = lib.kernel("rmsnorm_fwd_bf16out", norm);
+        rmsNormVec4Bf16Out = lib.kernel("rmsnorm_fwd_vec4_bf16out", norm);
         KernelArg[] gate = {PTR, PTR, PTR, I64, I32, I32, I64, I32};
         gated = lib.kernel("gated_residual_fwd", gate);
         gatedVec4 = lib.kernel("gated_residual_fwd_vec4", gate);
+        gatedBf16A = lib.kernel("gated_residual_fwd_bf16a", gate);
+        gatedVec4Bf16A = lib.kernel("gated_residual_fwd_bf16a_vec4", gate);
         swiglu = lib.kernel("swiglu_fwd", PTR, PTR, I64, I32);
         swigluVec4 = lib.kernel("swiglu_fwd_vec4", PTR, PTR, I64, I32);
+        swigluBf16 = lib.kernel("swiglu_fwd_bf16", PTR, PTR, I64, I32);
+        swigluBf16Vec8 = lib.kernel("swiglu_fwd_bf16_vec8", PTR, PTR, I64, I32);
+        swigluBf16F32Out = lib.kernel("swiglu_fwd_bf16_f32out", PTR, PTR, I64, I32);
+        swigluBf16F32OutVec8 = lib.kernel("swiglu_fwd_bf16_f32out_vec8", PTR, PTR, I64, I32);
     }
 
     // ---------------------------------------------------------------- layout: patches, time features, embedding
@@ -144,15 +161,17 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
 
     // ---------------------------------------------------------------- norms and modulation
 
+    /** out F32, or BF16 (each fp32 value rounded once: the operand of the next bf16 GEMM); x, weight, mod F32. */
     @Override
     public void rmsNormModulate(Tensor x, Tensor weight, float eps, Tensor mod, int shiftChunk, int scaleChunk,
                                 Tensor out, Tensor rstd) {
         String op = "rmsNormModulate";
         CudaTensor in = check.f32(op, "x", x);
         CudaTensor w = check.f32(op, "weight", weight);
-        CudaTensor o = check.f32(op, "out", out);
+        CudaTensor o = check.floating(op, "out", out);
         CudaTensor m = mod == null ? null : check.f32(op, "mod", mod);
         CudaTensor r = rstd == null ? null : check.f32(op, "rstd", rstd);
+        NetworkChecks.rmsNormDTypes(op, in, o);
         NetworkChecks.rmsNormModulate(op, in, w, eps, m, shiftChunk, scaleChunk, o, r);
         int d = in.dim(-1);
         long rows = in.numel() / d;
@@ -160,29 +179,34 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
         if (rows == 0 || tokens == 0) {
             return;
         }
-        boolean vec4 = d % 4 == 0 && d <= NORM_VEC4_MAX_D && aligned16(in, w, m, o);
+        boolean bf16 = o.dtype() == DType.BF16;
+        boolean vec4 = d % 4 == 0 && d <= NORM_VEC4_MAX_D && aligned16(in, w, m)
+                && CudaNetworkChecks.aligned(bf16 ? 8 : 16, o);
+        Kernel kernel = bf16 ? (vec4 ? rmsNormVec4Bf16Out : rmsNormBf16Out) : (vec4 ? rmsNormVec4 : rmsNorm);
         long modStride = m == null ? 0 : m.dim(1);
         int grid = (int) Math.min((rows + NORM_BLOCK / 32 - 1) / (NORM_BLOCK / 32), MAX_GRID);
-        (vec4 ? rmsNormVec4 : rmsNorm).launch(stream, grid, 1, 1, NORM_BLOCK, 1, 1, 0, in.address(), w.address(),
-                addressOrNull(m), o.address(), addressOrNull(r), rows, d, tokens, modStride, shiftChunk * d,
-                scaleChunk * d, eps);
+        kernel.launch(stream, grid, 1, 1, NORM_BLOCK, 1, 1, 0, in.address(), w.address(), addressOrNull(m),
+                o.address(), addressOrNull(r), rows, d, tokens, modStride, shiftChunk * d, scaleChunk * d, eps);
     }
 
+    /** h F32 += gate ⊙ a with a F32 or BF16 (widened exactly; the bf16 output of a GEMM). */
     @Override
     public void gatedResidual(Tensor h, Tensor a, Tensor mod, int gateChunk) {
         String op = "gatedResidual";
         CudaTensor hs = check.f32(op, "h", h);
-        CudaTensor as = check.f32(op, "a", a);
+        CudaTensor as = check.floating(op, "a", a);
         CudaTensor m = check.f32(op, "mod", mod);
+        NetworkChecks.gatedResidualDTypes(op, hs, as);
         NetworkChecks.gatedResidual(op, hs, as, m, gateChunk);
         int d = hs.dim(2);
         long rows = (long) hs.dim(0) * hs.dim(1);
         if (rows == 0) {
             return;
         }
-        boolean vec4 = d % 4 == 0 && aligned16(hs, as, m);
-        int block = rowBlock(vec4 ? d / 4 : d);
-        (vec4 ? gatedVec4 : gated).launch(stream, (int) Math.min(rows, MAX_GRID), 1, 1, block, 1, 1, 0,
+        boolean bf16 = as.dtype() == DType.BF16;
+        boolean vec4 = d % 4 == 0 && aligned16(hs, m) && CudaNetworkChecks.aligned(bf16 ? 8 : 16, as);
+        Kernel kernel = bf16 ? (vec4 ? gatedVec4Bf16A : gatedBf16A) : (vec4 ? gatedVec4 : gated);
+        kernel.launch(stream, (int) Math.min(rows, MAX_GRID), 1, 1, rowBlock(vec4 ? d / 4 : d), 1, 1, 0,
                 hs.address(), as.address(), m.address(), rows, d, hs.dim(1), (long) m.dim(1), gateChunk * d);
     }
 
@@ -201,20 +225,32 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
 
     // ---------------------------------------------------------------- MLP
 
+    /** gu F32 → out F32; gu BF16 (the bf16 w12 GEMM's output) → out BF16 (the w3 GEMM's operand) or F32. */
     @Override
     public void swiglu(Tensor gu, Tensor out) {
         String op = "swiglu";
-        CudaTensor in = check.f32(op, "gu", gu);
-        CudaTensor o = check.f32(op, "out", out);
+        CudaTensor in = check.floating(op, "gu", gu);
+        CudaTensor o = check.floating(op, "out", out);
+        NetworkChecks.swigluDTypes(op, in, o);
         int f = NetworkChecks.swigluWidth(op, in, "out", o);
         requireNoSharing(op, o, in);
         long rows = o.numel() / f;
         if (rows == 0) {
             return;
         }
-        boolean vec4 = f % 4 == 0 && aligned16(in, o);
-        (vec4 ? swigluVec4 : swiglu).launch(stream, (int) Math.min(rows, MAX_GRID), 1, 1, rowBlock(vec4 ? f / 4 : f),
-                1, 1, 0, in.address(), o.address(), rows, f);
+        int grid = (int) Math.min(rows, MAX_GRID);
+        if (in.dtype() == DType.F32) {
+            boolean vec4 = f % 4 == 0 && aligned16(in, o);
+            (vec4 ? swigluVec4 : swiglu).launch(stream, grid, 1, 1, rowBlock(vec4 ? f / 4 : f), 1, 1, 0,
+                    in.address(), o.address(), rows, f);
+            return;
+        }
+        // 8 bf16 (16 bytes) of g and of u per thread and step; row starts stay 16-byte aligned when F % 8 == 0.
+        boolean vec8 = f % 8 == 0 && aligned16(in, o);
+        boolean bf16Out = o.dtype() == DType.BF16;
+        Kernel kernel = bf16Out ? (vec8 ? swigluBf16Vec8 : swigluBf16)
+                : (vec8 ? swigluBf16F32OutVec8 : swigluBf16F32Out);
+        kernel.launch(stream, grid, 1, 1, rowBlock(vec8 ? f / 8 : f), 1, 1, 0, in.address(), o.address(), rows, f);
     }
 
     // ---------------------------------------------------------------- backward

@@ -121,6 +121,31 @@ public final class CublasLt implements AutoCloseable {
      */
     public synchronized void gemm(long stream, RowMajorGemm g, long a, long b, long c, long workspace,
                                   long workspaceBytes) {
+        matmul(stream, g, a, b, c, 0L, workspace, workspaceBytes);
+    }
+
+    /**
+     * As {@link #gemm}, plus a bias fused into the epilogue (CUBLASLT_EPILOGUE_BIAS):
+     * {@code C[r, j] = alpha * (op(A)·op(B))[r, j] + beta * C[r, j] + bias[j]} for every row r of the row-major
+     * result, the sum formed in fp32 and rounded once to C's type. {@code bias} holds n values of C's dtype
+     * ({@code g.kind().outputDType()}, cuBLASLt's default bias type), densely packed; batch must be 1.
+     *
+     * @throws CublasException when cuBLASLt has no algorithm with this epilogue or the call fails
+     */
+    public synchronized void gemmBias(long stream, RowMajorGemm g, long a, long b, long c, long bias,
+                                      long workspace, long workspaceBytes) {
+        if (bias == 0) {
+            throw new IllegalArgumentException("gemmBias: the bias is a null device pointer, for " + g.describe());
+        }
+        if (g.batch() != 1) {
+            throw new IllegalArgumentException("gemmBias takes one matrix (batch 1), for " + g.describe());
+        }
+        requireOperand("bias", bias, g.kind().outputElementBytes(), g);
+        matmul(stream, g, a, b, c, bias, workspace, workspaceBytes);
+    }
+
+    private void matmul(long stream, RowMajorGemm g, long a, long b, long c, long bias, long workspace,
+                        long workspaceBytes) {
         if (closed) {
             throw new IllegalStateException("cuBLASLt handle is closed; gemm " + g.describe());
         }
@@ -131,11 +156,14 @@ public final class CublasLt implements AutoCloseable {
             throw new IllegalArgumentException("gemm workspace of " + workspaceBytes + " bytes at address 0x"
                     + Long.toHexString(workspace) + " is not usable, for " + g.describe());
         }
-        MatmulPlan.Key key = MatmulPlan.Key.of(g, a, b, c, workspaceBytes);
+        MatmulPlan.Key key = MatmulPlan.Key.of(g, a, b, c, bias, workspaceBytes);
+        String what = bias == 0 ? g.describe() : g.describe() + " + bias epilogue";
         MatmulPlan plan = plans.get(key);
         if (plan == null) {
-            plan = MatmulPlan.create(f, handle, key, g.describe(), scratch, heuristic, arena);
+            plan = MatmulPlan.create(f, handle, key, bias, what, scratch, heuristic, arena);
             plans.put(key, plan);
+        } else if (bias != 0) {
+            MatmulPlan.setBias(f, plan.desc, bias, scratch, what); // the plan is shared by every layer of the shape
         }
         alpha.set(JAVA_FLOAT, 0, g.alpha());
         beta.set(JAVA_FLOAT, 0, g.beta());
@@ -143,14 +171,14 @@ public final class CublasLt implements AutoCloseable {
         int status = f.matmul(handle, plan.desc, alpha, b, plan.layoutOfB, a, plan.layoutOfA, beta, c,
                 plan.layoutOfC, c, plan.layoutOfC, plan.algo, workspace, workspaceBytes, stream);
         if (status != CublasLtAbi.CUBLAS_STATUS_SUCCESS) {
-            throw new CublasException("cublasLtMatmul", status, g.describe() + " (algorithm needs "
+            throw new CublasException("cublasLtMatmul", status, what + " (algorithm needs "
                     + plan.workspaceNeeded + " of " + workspaceBytes + " workspace bytes, stream 0x"
                     + Long.toHexString(stream) + ")");
         }
         if (Cuda.syncCheck()) {
             // Debug mode (tests): report an asynchronous fault at the GEMM that caused it. Only the raw stream
             // address is known here, so the whole context is synchronized.
-            Cuda.check(JCudaDriver.cuCtxSynchronize(), "cuCtxSynchronize after cublasLtMatmul for " + g.describe());
+            Cuda.check(JCudaDriver.cuCtxSynchronize(), "cuCtxSynchronize after cublasLtMatmul for " + what);
         }
     }
 

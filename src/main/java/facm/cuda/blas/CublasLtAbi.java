@@ -48,6 +48,15 @@ final class CublasLtAbi {
     static final int CUBLASLT_MATMUL_DESC_POINTER_MODE = 2;
     static final int CUBLASLT_MATMUL_DESC_TRANSA = 3;
     static final int CUBLASLT_MATMUL_DESC_TRANSB = 4;
+    /** int32_t, a cublasLtEpilogue_t. */
+    static final int CUBLASLT_MATMUL_DESC_EPILOGUE = 7;
+    /** const void* (8 bytes): the bias vector, of D's data type unless CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE says. */
+    static final int CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8;
+
+    // cublasLtEpilogue_t (cublasLt.h). BIAS: D = alpha·A·B + beta·C + bias broadcast along D's columns (bias length =
+    // D's row count, packed), added in the compute type before the conversion to D's type.
+    static final int CUBLASLT_EPILOGUE_DEFAULT = 1;
+    static final int CUBLASLT_EPILOGUE_BIAS = 4;
 
     // cublasLtMatrixLayoutAttribute_t (cublasLt.h): BATCH_COUNT is int32_t, STRIDED_BATCH_OFFSET is int64_t
     static final int CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT = 5;
@@ -55,6 +64,9 @@ final class CublasLtAbi {
 
     // cublasLtMatmulPreferenceAttributes_t (cublasLt.h): MAX_WORKSPACE_BYTES is uint64_t, MIN_ALIGNMENT_* uint32_t
     static final int CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1;
+    /** uint32_t mask of cublasLtReductionScheme_t: INPLACE 1, COMPUTE_TYPE 2, OUTPUT_TYPE 4. */
+    static final int CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK = 3;
+    static final int CUBLASLT_REDUCTION_SCHEME_INPLACE_OR_COMPUTE_TYPE = 1 | 2;
     static final int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5;
     static final int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6;
     static final int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7;

@@ -130,6 +130,19 @@ final class CublasLtFunctions {
         check(status, "cublasLtMatmulDescSetAttribute(" + attributeName + ")", context);
     }
 
+    /** Sets a 64-bit (pointer or int64_t) matmul descriptor attribute; {@code scratch} holds the value. */
+    void setMatmulDescLong(long desc, int attribute, String attributeName, long value, MemorySegment scratch,
+                           String context) {
+        scratch.set(JAVA_LONG, 0, value);
+        int status;
+        try {
+            status = (int) descSetAttribute.invokeExact(desc, attribute, scratch, 8L);
+        } catch (Throwable t) {
+            throw rethrow(t, "cublasLtMatmulDescSetAttribute");
+        }
+        check(status, "cublasLtMatmulDescSetAttribute(" + attributeName + ")", context);
+    }
+
     long createLayout(MemorySegment out, int dataType, long rows, long cols, long ld, String context) {
         int status;
         try {

@@ -31,13 +31,23 @@ import java.lang.foreign.MemorySegment;
  */
 final class MatmulPlan {
 
-    /** What a plan depends on: the shape without alpha/beta, the pointers' alignments and the workspace limit. */
+    /**
+     * What a plan depends on: the shape without alpha/beta, the epilogue (a fused bias or none), the pointers'
+     * alignments (the bias's too: the heuristic reads it) and the workspace limit.
+     */
     record Key(GemmKind kind, boolean transA, boolean transB, int m, int n, int k, int batch, long strideA,
-               long strideB, long strideC, int alignA, int alignB, int alignC, long workspaceBytes) {
+               long strideB, long strideC, int alignA, int alignB, int alignC, long workspaceBytes, boolean bias,
+               int alignBias) {
 
         static Key of(RowMajorGemm g, long a, long b, long c, long workspaceBytes) {
+            return of(g, a, b, c, 0L, workspaceBytes);
+        }
+
+        /** {@code bias} 0: no epilogue; otherwise the device address of the bias vector (CUBLASLT_EPILOGUE_BIAS). */
+        static Key of(RowMajorGemm g, long a, long b, long c, long bias, long workspaceBytes) {
             return new Key(g.kind(), g.transA(), g.transB(), g.m(), g.n(), g.k(), g.batch(), g.strideA(),
-                    g.strideB(), g.strideC(), alignment(a), alignment(b), alignment(c), workspaceBytes);
+                    g.strideB(), g.strideC(), alignment(a), alignment(b), alignment(c), workspaceBytes, bias != 0,
+                    bias == 0 ? 0 : alignment(bias));
         }
 
         /** The largest power of two up to 256 dividing the address: what the heuristic may assume about it. */
@@ -80,6 +90,17 @@ final class MatmulPlan {
      */
     static MatmulPlan create(CublasLtFunctions f, long handle, Key key, String context, MemorySegment scratch,
                              MemorySegment heuristic, Arena arena) {
+        return create(f, handle, key, 0L, context, scratch, heuristic, arena);
+    }
+
+    /**
+     * As {@link #create(CublasLtFunctions, long, Key, String, MemorySegment, MemorySegment, Arena)}, with the bias
+     * epilogue when {@code key.bias()}: {@code bias} is the vector the heuristic sees (its alignment matters); each
+     * call sets its own bias pointer with {@link #setBias} before cublasLtMatmul, so one plan serves every layer of
+     * the shape.
+     */
+    static MatmulPlan create(CublasLtFunctions f, long handle, Key key, long bias, String context,
+                             MemorySegment scratch, MemorySegment heuristic, Arena arena) {
         GemmKind kind = key.kind();
         long desc = 0;
         long layoutOfB = 0;
@@ -94,6 +115,13 @@ final class MatmulPlan {
                     key.transB() ? CUBLAS_OP_T : CUBLAS_OP_N, scratch, context);
             f.setMatmulDescInt(desc, CUBLASLT_MATMUL_DESC_TRANSB, "CUBLASLT_MATMUL_DESC_TRANSB",
                     key.transA() ? CUBLAS_OP_T : CUBLAS_OP_N, scratch, context);
+            if (key.bias()) {
+                // The bias runs along cuBLAS's rows of D (= our n output columns): one value per output feature,
+                // of D's data type (the default CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE).
+                f.setMatmulDescInt(desc, CublasLtAbi.CUBLASLT_MATMUL_DESC_EPILOGUE, "CUBLASLT_MATMUL_DESC_EPILOGUE",
+                        CublasLtAbi.CUBLASLT_EPILOGUE_BIAS, scratch, context);
+                setBias(f, desc, bias, scratch, context);
+            }
 
             // Our B, stored [k,n] (or [n,k] if transB), is column-major n×k (or k×n).
             long bRows = key.transB() ? key.k() : key.n();
@@ -110,14 +138,23 @@ final class MatmulPlan {
             scratch.set(JAVA_LONG, 0, key.workspaceBytes());
             f.setPreferenceAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                     "CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES", scratch, 8, context);
+            if (kind.outputDataType == CublasLtAbi.CUDA_R_16BF) {
+                // A split-K algorithm may add its partial products in the OUTPUT type: for a bf16 output that rounds
+                // every partial sum to bf16 (seen on an H200: 3 bf16 steps off where a long product and the bias
+                // nearly cancel). Allow only in-place and fp32 (compute-type) reductions, so the result is rounded
+                // to bf16 once, as the CPU reference does.
+                setUint32(f, preference, CublasLtAbi.CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+                        "CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK",
+                        CublasLtAbi.CUBLASLT_REDUCTION_SCHEME_INPLACE_OR_COMPUTE_TYPE, scratch, context);
+            }
             // cuBLAS's A is our b pointer and its B our a pointer; C and D are both c.
-            setAlignment(f, preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+            setUint32(f, preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
                     "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES", key.alignB(), scratch, context);
-            setAlignment(f, preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+            setUint32(f, preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
                     "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES", key.alignA(), scratch, context);
-            setAlignment(f, preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+            setUint32(f, preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
                     "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES", key.alignC(), scratch, context);
-            setAlignment(f, preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+            setUint32(f, preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
                     "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES", key.alignC(), scratch, context);
 
             heuristic.fill((byte) 0);
@@ -151,6 +188,12 @@ final class MatmulPlan {
         }
     }
 
+    /** Points the bias epilogue of {@code desc} at {@code bias} (read by cublasLtMatmul when it enqueues). */
+    static void setBias(CublasLtFunctions f, long desc, long bias, MemorySegment scratch, String context) {
+        f.setMatmulDescLong(desc, CublasLtAbi.CUBLASLT_MATMUL_DESC_BIAS_POINTER, "CUBLASLT_MATMUL_DESC_BIAS_POINTER",
+                bias, scratch, context);
+    }
+
     /** Destroys the descriptor and layouts; returns the first failing status, or CUBLAS_STATUS_SUCCESS. */
     int destroy(CublasLtFunctions f) {
         return destroyQuietly(f, desc, layoutOfB, layoutOfA, layoutOfC);
@@ -176,9 +219,10 @@ final class MatmulPlan {
         return layout;
     }
 
-    private static void setAlignment(CublasLtFunctions f, long preference, int attribute, String name, int bytes,
-                                     MemorySegment scratch, String context) {
-        scratch.set(JAVA_INT, 0, bytes);
+    /** Sets a uint32_t preference attribute (the alignments, the reduction-scheme mask). */
+    private static void setUint32(CublasLtFunctions f, long preference, int attribute, String name, int value,
+                                  MemorySegment scratch, String context) {
+        scratch.set(JAVA_INT, 0, value);
         f.setPreferenceAttribute(preference, attribute, name, scratch, 4, context);
     }
 

@@ -1,0 +1,38 @@
+package facm.distributed;
+
+import facm.tensor.Tensor;
+
+import java.util.List;
+
+/**
+ * The collectives data-parallel training needs, over the ranks of one job. {@link facm.distributed.nccl.NcclCommunicator} is the
+ * one for CUDA tensors; {@link HostCommunicator} is the CPU backend's (NCCL cannot reduce host memory). Both
+ * share the rendezvous and the per-step host scalars of {@link HostStar}.
+ */
+public interface Communicator extends AutoCloseable {
+
+    WorldRank world();
+
+    /** The host-side star: per-step scalars (loss, metrics, stop flag), barriers. */
+    HostStar host();
+
+    /** Replaces each F32 tensor by its mean over the ranks, the same values on every rank. */
+    void average(List<Tensor> tensors);
+
+    /** Overwrites each tensor with rank 0's values. */
+    void broadcast(List<Tensor> tensors);
+
+    /** A training step starts: collectives from now on should finish within the collective timeout. */
+    default void stepBegins() {
+    }
+
+    /** The step's collectives are done. */
+    default void stepEnds() {
+    }
+
+    /** e.g. "NCCL 2.28.3, 2 ranks" or "TCP star (CPU), 2 ranks". */
+    String describe();
+
+    @Override
+    void close();
+}
