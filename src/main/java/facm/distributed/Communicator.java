@@ -19,6 +19,14 @@ public interface Communicator extends AutoCloseable {
     /** Replaces each F32 tensor by its mean over the ranks, the same values on every rank. */
     void average(List<Tensor> tensors);
 
+    /**
+     * A gradient average to feed during the backward ({@link GradientAverage}). The default averages each bucket
+     * synchronously when it is complete (the CPU path); NCCL runs the buckets on a separate stream.
+     */
+    default GradientAverage beginGradientAverage() {
+        return new SynchronousBuckets(this);
+    }
+
     /** Overwrites each tensor with rank 0's values. */
     void broadcast(List<Tensor> tensors);
 

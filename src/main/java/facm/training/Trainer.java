@@ -255,8 +255,9 @@ public final class Trainer implements AutoCloseable {
         model.backend().resetPeakMemory();
         parallel.stepBegins();
         grads.zero();
-        float localLoss = objective.lossAndGradients(model, grads, batch, step, parallel.slice(options.batch()));
-        parallel.averageGradients(grads, model.backend());
+        long stepIndex = step;
+        float localLoss = parallel.lossAndAveragedGradients(() -> objective.lossAndGradients(model, grads, batch,
+                stepIndex, parallel.slice(options.batch())), grads, model.backend());
         DataParallel.Agreement agreed = parallel.agree(localLoss, stopRequested, objective.lastMetrics());
         float loss = agreed.loss();
         double norm = Float.isFinite(loss) ? gradNorm.compute(grads) : Double.NaN;
@@ -269,6 +270,7 @@ public final class Trainer implements AutoCloseable {
             if (parallel.distributed()) {
                 metrics = new java.util.TreeMap<>(metrics);
                 metrics.put("allreduce_ms", parallel.lastAllReduceMillis());
+                metrics.put("allreduce_exposed_ms", parallel.lastExposedMillis());
             }
         } else {
             skipped++;
