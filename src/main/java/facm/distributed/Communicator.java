@@ -27,6 +27,18 @@ public interface Communicator extends AutoCloseable {
         return new SynchronousBuckets(this);
     }
 
+    /**
+     * ZeRO-1 ({@link ShardLayout}): the mean over ranks of the bucket's tensors, flattened and zero-padded to
+     * W·chunk values; this rank's chunk r goes to {@code shard[shardOffset, shardOffset + chunk)}.
+     */
+    void reduceScatterMean(List<Tensor> bucket, int chunk, Tensor shard, long shardOffset);
+
+    /** ZeRO-1: every rank r's {@code shard[shardOffset, shardOffset + chunk)} into chunk r of the bucket's tensors. */
+    void allGather(Tensor shard, long shardOffset, int chunk, List<Tensor> bucket);
+
+    /** ZeRO-1: this rank's chunk of the bucket's current values into its shard (local, no communication). */
+    void copyOwnChunk(List<Tensor> bucket, int chunk, Tensor shard, long shardOffset);
+
     /** Overwrites each tensor with rank 0's values. */
     void broadcast(List<Tensor> tensors);
 

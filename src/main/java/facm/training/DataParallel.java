@@ -166,6 +166,17 @@ final class DataParallel {
         }
     }
 
+    /** ZeRO-1: the gradients' mean, each rank's share only, after the backward (not overlapped; timed whole). */
+    void reduceScatterGradients(ShardedAdamW sharded, Gradients grads, Backend backend) {
+        backend.synchronize();
+        long t0 = System.nanoTime();
+        sharded.reduceGradients(grads);
+        backend.synchronize();
+        lastAllReduceMillis = (System.nanoTime() - t0) / 1e6;
+        lastExposedMillis = lastAllReduceMillis;
+        pendingTimes = null;
+    }
+
     /** The first step (and the CPU fallback): every gradient after the backward, all of it exposed. */
     private void averageSynchronously(Gradients grads, Backend backend) {
         backend.synchronize(); // the backward is done: what follows is the exposed communication

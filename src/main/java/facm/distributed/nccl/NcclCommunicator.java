@@ -112,6 +112,26 @@ public final class NcclCommunicator implements Communicator {
         return new OverlappedBuckets(nccl, comm, backend, commStream, eventPool);
     }
 
+    private ShardCollectives shards() {
+        requireOpen();
+        return new ShardCollectives(nccl, comm, backend, world().rank(), world().worldSize());
+    }
+
+    @Override
+    public void reduceScatterMean(List<Tensor> bucket, int chunk, Tensor shard, long shardOffset) {
+        shards().reduceScatterMean(bucket, chunk, shard, shardOffset);
+    }
+
+    @Override
+    public void allGather(Tensor shard, long shardOffset, int chunk, List<Tensor> bucket) {
+        shards().allGather(shard, shardOffset, chunk, bucket);
+    }
+
+    @Override
+    public void copyOwnChunk(List<Tensor> bucket, int chunk, Tensor shard, long shardOffset) {
+        shards().copyOwnChunk(bucket, chunk, shard, shardOffset);
+    }
+
     @Override
     public void broadcast(List<Tensor> tensors) {
         if (!world().distributed()) {
