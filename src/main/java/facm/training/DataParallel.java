@@ -231,6 +231,21 @@ final class DataParallel {
         return new Agreement((float) (s[0] / w), s[1] > 0, mean);
     }
 
+    /**
+     * Every rank's peak device memory of this step so far, as {@code peak_mem_gib_rank<r>} (rank 0 logs only its own
+     * peak otherwise; ZeRO-1 and the buckets change what each rank holds). One small host collective.
+     */
+    Map<String, Double> peakMemoryByRank(long ownPeakBytes) {
+        double[] v = new double[world.worldSize()];
+        v[world.rank()] = ownPeakBytes / (double) (1L << 30);
+        double[] all = comm.host().sum(v);
+        Map<String, Double> out = new TreeMap<>();
+        for (int r = 0; r < all.length; r++) {
+            out.put("peak_mem_gib_rank" + r, Math.round(all[r] * 1000) / 1000.0);
+        }
+        return out;
+    }
+
     /** Waits for every rank (e.g. until rank 0 has written a checkpoint). */
     void barrier() {
         if (distributed()) {

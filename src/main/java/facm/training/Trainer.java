@@ -314,6 +314,7 @@ public final class Trainer implements AutoCloseable {
                 metrics = new java.util.TreeMap<>(metrics);
                 metrics.put("allreduce_ms", parallel.lastAllReduceMillis());
                 metrics.put("allreduce_exposed_ms", parallel.lastExposedMillis());
+                metrics.putAll(parallel.peakMemoryByRank(model.backend().peakMemoryBytes()));
             }
         } else {
             skipped++;
