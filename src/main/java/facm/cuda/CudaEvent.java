@@ -26,6 +26,7 @@ public final class CudaEvent implements AutoCloseable {
     }
 
     public void synchronize() {
+        CaptureState.refuse("cuEventSynchronize");
         device.makeCurrent();
         Cuda.check(JCudaDriver.cuEventSynchronize(event), "cuEventSynchronize");
     }

@@ -43,6 +43,7 @@ public final class CudaStream implements AutoCloseable {
     }
 
     public void synchronize() {
+        CaptureState.refuse("cuStreamSynchronize(" + device + ")");
         device.makeCurrent();
         Cuda.check(JCudaDriver.cuStreamSynchronize(handle), "cuStreamSynchronize(" + device + ")");
     }
