@@ -42,8 +42,8 @@ public final class LightningDiT {
     private final Backend be;
     private GemmPrecision precision = GemmPrecision.FP32;
     private boolean bf16Activations = true;
-    /** Off until the backend's attention takes bf16 q, k, v (the tensor-core attention); see {@link #bf16Attention}. */
-    private boolean bf16Attention = Boolean.getBoolean("facm.bf16Attention");
+    /** Both backends' attention takes bf16 q, k, v (CUDA: the tensor-core kernels); see {@link #bf16Attention}. */
+    private boolean bf16Attention = !"false".equals(System.getProperty("facm.bf16Attention"));
     private Bf16WeightCache weightCache;
 
     public LightningDiT(ModelWeights weights) {
@@ -84,9 +84,8 @@ public final class LightningDiT {
     }
 
     /**
-     * Whether those passes hand bf16 q, k, v to the backend's attention (default: system property
-     * {@code facm.bf16Attention}); off, qkNormRope writes f32 heads for the f32 attention. Turn it on only where
-     * the backend's attention takes bf16 heads.
+     * Whether those passes hand bf16 q, k, v to the backend's attention (default on; system property
+     * {@code facm.bf16Attention=false} turns it off); off, qkNormRope writes f32 heads for the f32 attention.
      */
     public LightningDiT bf16Attention(boolean on) {
         this.bf16Attention = on;
