@@ -41,6 +41,9 @@ if [[ "${1:-}" == "--compile-one" ]]; then
         exit 1
     fi
     ptx="$keep/$name.compute_$PTX_ARCH.ptx"
+    if [[ ! -s "$ptx" ]] && grep -qs "^\.target sm_$PTX_ARCH\b" "$keep/$name.ptx"; then
+        ptx="$keep/$name.ptx" # with one virtual architecture nvcc names the kept PTX without the arch
+    fi
     if [[ ! -s "$ptx" ]]; then
         rm -f "$tmp"
         echo "build-kernels: ERROR: nvcc left no $name.compute_$PTX_ARCH.ptx in $keep (files: $(ls "$keep" | tr '\n' ' '))" >&2
