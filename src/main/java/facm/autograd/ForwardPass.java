@@ -45,6 +45,26 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
     private final Set<Tensor> live = Collections.newSetFromMap(new IdentityHashMap<>());
     private final LinearLayer linears;
     private final Bf16Forms bf16;
+    private final Bf16Training training;
+
+    /**
+     * How a BF16 pass that may record on a tape ({@link #bf16Training}) writes the operands of its GEMMs. For a
+     * network whose rmsNormModulate and swiglu outputs (and attention outputs) feed nothing but a linear, as in
+     * LightningDiT; not for one that reads a norm's output otherwise (the classifier's pooled features).
+     *
+     * @param operands  rmsNormModulate and swiglu write bf16, the operand of the linear they feed: the same bits the
+     *                  linear's cast would make (the f32 value rounded once), so losses and gradients are unchanged to
+     *                  the bit, and the tape keeps that bf16 tensor for the weight gradient as it kept the cast. Their
+     *                  backwards read their inputs (f32), never these outputs.
+     * @param attention qkNormRope writes bf16 q, k, v (rounded from the f32 heads) and attention writes the bf16
+     *                  operand of the projection after it; the attention, its backward and JVP run on the tensor-core
+     *                  kernels. This changes numerics (bf16 probabilities and heads). Only where the backend's
+     *                  {@link NetworkOps#attentionTakes} BF16.
+     */
+    public record Bf16Training(boolean operands, boolean attention) {
+        /** Bit-identical operand fusions only, f32 attention. */
+        public static final Bf16Training OPERANDS = new Bf16Training(true, false);
+    }
 
     /**
      * How a {@link #bf16Inference} pass treats its activations.
@@ -70,21 +90,65 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
 
     /** A pass on {@code backend}; {@code tape} may be null (no gradients). Activations are f32. */
     public ForwardPass(Backend backend, GemmPrecision precision, Tape tape) {
-        this(backend, precision, tape, null);
+        this(backend, precision, tape, null, null);
     }
 
-    private ForwardPass(Backend backend, GemmPrecision precision, Tape tape, Bf16Forms bf16) {
+    private ForwardPass(Backend backend, GemmPrecision precision, Tape tape, Bf16Forms bf16, Bf16Training training) {
         this.be = backend;
         this.net = backend.network();
         this.precision = precision;
         this.tape = tape;
         this.bf16 = bf16;
+        this.training = training;
         this.linears = new LinearLayer(this);
     }
 
     /** A tape-less BF16 pass with bf16 activations between GEMM-bound ops (see the class comment). */
     public static ForwardPass bf16Inference(Backend backend, Bf16Forms forms) {
-        return new ForwardPass(backend, GemmPrecision.BF16, null, java.util.Objects.requireNonNull(forms, "forms"));
+        return new ForwardPass(backend, GemmPrecision.BF16, null, java.util.Objects.requireNonNull(forms, "forms"),
+                null);
+    }
+
+    /**
+     * A BF16 pass ({@code tape} may be null) whose GEMM-operand producers write bf16 as {@code forms} says; the
+     * activations a backward reads stay f32. Throws when {@code forms} asks for a bf16 attention the backend's
+     * attention does not take.
+     */
+    public static ForwardPass bf16Training(Backend backend, Tape tape, Bf16Training forms) {
+        java.util.Objects.requireNonNull(forms, "forms");
+        if (forms.attention() && !backend.network().attentionTakes(DType.BF16)) {
+            throw new UnsupportedOperationException("bf16Training: the " + backend.getClass().getSimpleName()
+                    + " attention does not take bf16 q, k, v");
+        }
+        return new ForwardPass(backend, GemmPrecision.BF16, tape, null, forms);
+    }
+
+    /** The bf16 training forms of this pass, or null. */
+    Bf16Training bf16Training() {
+        return training;
+    }
+
+    /**
+     * The dtype of an output that feeds only a linear (a norm's, swiglu's) made from an input of dtype {@code in}:
+     * bf16 in a bf16-activation pass for a bf16 input (norms: always), or with {@link Bf16Training#operands}.
+     */
+    DType operandType(DType in) {
+        if (training != null) {
+            return training.operands() ? DType.BF16 : DType.F32;
+        }
+        return activation(in);
+    }
+
+    /** The dtype of the q, k, v qkNormRope writes from a qkv of dtype {@code qkv}. */
+    DType headType(DType qkv) {
+        boolean bf16Heads = training != null ? training.attention()
+                : bf16 != null && bf16.attention() && qkv == DType.BF16;
+        return bf16Heads ? DType.BF16 : DType.F32;
+    }
+
+    /** The dtype of an attention output from heads of dtype {@code heads}: bf16 (the projection's operand) or f32. */
+    DType attentionOutType(DType heads) {
+        return heads == DType.BF16 && (bf16 != null || training != null) ? DType.BF16 : DType.F32;
     }
 
     /** The bf16-activation forms of this pass, or null (all activations f32). */
@@ -316,7 +380,7 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
     Tensor rmsNormModulate(String name, Tensor x, Tensor weight, float eps, Tensor mod, int shiftChunk,
                            int scaleChunk, Compute compute) {
         // A norm's output feeds a linear: bf16 in a bf16-activation pass (its operand, rounded once here).
-        Tensor out = alloc(name, bf16 != null ? DType.BF16 : DType.F32, x.shape());
+        Tensor out = alloc(name, operandType(DType.BF16), x.shape());
         boolean rec = recording(x, weight, mod);
         Tensor rstd = rec ? tape.save(alloc(name + ".rstd", DType.F32, (int) (x.numel() / x.dim(-1)))) : null;
         compute.run(out, rstd);
@@ -387,7 +451,7 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
         int b = qkv.dim(0);
         int t = qkv.dim(1);
         int dh = qkv.dim(2) / (3 * heads);
-        DType headType = bf16 != null && bf16.attention() ? activation(qkv.dtype()) : DType.F32;
+        DType headType = headType(qkv.dtype());
         Tensor q = alloc(name + ".q", headType, b, heads, t, dh);
         Tensor k = alloc(name + ".k", headType, b, heads, t, dh);
         Tensor v = alloc(name + ".v", headType, b, heads, t, dh);
@@ -426,7 +490,7 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
         int heads = q.dim(1);
         int t = q.dim(2);
         int dh = q.dim(3);
-        Tensor out = alloc(name, activation(q.dtype()), b, t, heads * dh);
+        Tensor out = alloc(name, attentionOutType(q.dtype()), b, t, heads * dh);
         boolean rec = recording(q, k, v);
         Tensor lse = rec ? tape.save(alloc(name + ".lse", DType.F32, b, heads, t)) : null;
         compute.run(out, lse);
@@ -457,7 +521,7 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
     Tensor swiglu(String name, Tensor gu, java.util.function.Consumer<Tensor> compute) {
         int[] shape = gu.shape();
         shape[shape.length - 1] /= 2;
-        Tensor out = alloc(name, activation(gu.dtype()), shape);
+        Tensor out = alloc(name, operandType(gu.dtype()), shape);
         compute.accept(out);
         if (recording(gu)) {
             saveForBackward(gu);

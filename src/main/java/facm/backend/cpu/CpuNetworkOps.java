@@ -217,13 +217,51 @@ public final class CpuNetworkOps implements NetworkOps {
                 in.out().f32(), array(l));
     }
 
+    /**
+     * F32 always; BF16 once this reference's attention takes bf16 heads (widen, compute, round), found out once by
+     * running it on a one-token bf16 head: the answer follows the attention code, not a flag kept beside it.
+     */
+    @Override
+    public boolean attentionTakes(DType dtype) {
+        if (dtype != DType.BF16) {
+            return dtype == DType.F32;
+        }
+        Boolean takes = bf16Attention;
+        if (takes == null) {
+            takes = probeBf16Attention();
+            bf16Attention = takes;
+        }
+        return takes;
+    }
+
+    private Boolean bf16Attention;
+
+    private boolean probeBf16Attention() {
+        try (Tensor q = backend.zeros(DType.BF16, 1, 1, 1, 2); Tensor k = backend.zeros(DType.BF16, 1, 1, 1, 2);
+             Tensor v = backend.zeros(DType.BF16, 1, 1, 1, 2); Tensor out = backend.zeros(DType.BF16, 1, 1, 2);
+             Tensor lse = backend.zeros(DType.F32, 1, 1, 1)) {
+            attention(q, k, v, 1f, out, lse);
+            return true;
+        } catch (RuntimeException notTaken) {
+            return false;
+        }
+    }
+
     // ---------------------------------------------------------------- MLP
 
-    /** gu F32 → out F32; gu BF16 (widened exactly) → out BF16 (the f32 result rounded) or F32. */
+    /** gu F32 or BF16 (widened exactly) → out F32, or BF16 (the f32 result rounded once). */
     @Override
     public void swiglu(Tensor gu, Tensor out) {
         String op = "swiglu";
         NetworkChecks.swigluDTypes(op, args.require(op, "gu", gu), args.require(op, "out", out));
+        if (gu.dtype() == DType.F32 && out.dtype() == DType.BF16) {
+            NetworkChecks.swigluWidth(op, gu, "out", out);
+            try (Tensor o32 = f32Like(out)) {
+                swiglu(gu, o32);
+                backend.convert(o32, out);
+            }
+            return;
+        }
         if (gu.dtype() == DType.BF16) {
             NetworkChecks.swigluWidth(op, gu, "out", out);
             try (Tensor wide = widened(gu)) {
@@ -314,6 +352,16 @@ public final class CpuNetworkOps implements NetworkOps {
     @Override
     public void rmsNormModulateJvp(Tensor x, Tensor xDot, Tensor weight, float eps, Tensor mod, Tensor modDot,
                                    int shiftChunk, int scaleChunk, Tensor out, Tensor outDot, Tensor rstd) {
+        NetworkChecks.jvpOutDTypes("rmsNormModulateJvp", args.require("rmsNormModulateJvp", "out", out),
+                args.require("rmsNormModulateJvp", "outDot", outDot));
+        if (out.dtype() == DType.BF16) {
+            try (Tensor o32 = f32Like(out); Tensor od32 = f32Like(outDot)) {
+                jvp.rmsNormModulateJvp(x, xDot, weight, eps, mod, modDot, shiftChunk, scaleChunk, o32, od32, rstd);
+                backend.convert(o32, out);
+                backend.convert(od32, outDot);
+            }
+            return;
+        }
         jvp.rmsNormModulateJvp(x, xDot, weight, eps, mod, modDot, shiftChunk, scaleChunk, out, outDot, rstd);
     }
 
@@ -339,6 +387,16 @@ public final class CpuNetworkOps implements NetworkOps {
 
     @Override
     public void swigluJvp(Tensor gu, Tensor guDot, Tensor out, Tensor outDot) {
+        NetworkChecks.jvpOutDTypes("swigluJvp", args.require("swigluJvp", "out", out),
+                args.require("swigluJvp", "outDot", outDot));
+        if (out.dtype() == DType.BF16) {
+            try (Tensor o32 = f32Like(out); Tensor od32 = f32Like(outDot)) {
+                jvp.swigluJvp(gu, guDot, o32, od32);
+                backend.convert(o32, out);
+                backend.convert(od32, outDot);
+            }
+            return;
+        }
         jvp.swigluJvp(gu, guDot, out, outDot);
     }
 
