@@ -270,16 +270,13 @@ public final class NetworkChecks {
     }
 
     /**
-     * qkNormRope: qkv f32 with f32 q, k, v; or qkv bf16 with q, k, v all bf16 or all f32. Weights, tables and rstd
-     * stay f32.
+     * qkNormRope (and its JVP, whose qkv is f32): qkv f32 or bf16 (widened exactly), q, k, v all f32 or all bf16 (the
+     * f32 results rounded once: tensor-core attention operands; a bf16 training pass keeps the f32 qkv for the
+     * backward). Weights, tables and rstd stay f32.
      */
     public static void qkvDTypes(String op, Tensor qkv, Tensor q, Tensor k, Tensor v) {
         Shapes.requireDType(op + ": qkv", qkv, DType.F32, DType.BF16);
-        if (qkv.dtype() == DType.F32) {
-            Shapes.requireDType(op + ": q (for f32 qkv " + qkv.describe() + ")", q, DType.F32);
-        } else {
-            Shapes.requireDType(op + ": q", q, DType.F32, DType.BF16);
-        }
+        Shapes.requireDType(op + ": q", q, DType.F32, DType.BF16);
         Shapes.requireDType(op + ": k (like q " + q.describe() + ")", k, q.dtype());
         Shapes.requireDType(op + ": v (like q " + q.describe() + ")", v, q.dtype());
     }

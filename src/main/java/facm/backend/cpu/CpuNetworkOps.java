@@ -183,6 +183,15 @@ public final class CpuNetworkOps implements NetworkOps {
         String op = "qkNormRope";
         NetworkChecks.qkvDTypes(op, args.require(op, "qkv", qkv), args.require(op, "q", q), args.require(op, "k", k),
                 args.require(op, "v", v));
+        if (qkv.dtype() == DType.F32 && q.dtype() == DType.BF16) {
+            try (Tensor q32 = f32Like(q); Tensor k32 = f32Like(k); Tensor v32 = f32Like(v)) {
+                qkNormRope(qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q32, k32, v32, rstd);
+                backend.convert(q32, q);
+                backend.convert(k32, k);
+                backend.convert(v32, v);
+            }
+            return;
+        }
         if (qkv.dtype() == DType.BF16) {
             try (Tensor wide = widened(qkv)) {
                 if (q.dtype() == DType.F32) {
@@ -375,6 +384,30 @@ public final class CpuNetworkOps implements NetworkOps {
     public void qkNormRopeJvp(Tensor qkv, Tensor qkvDot, int heads, Tensor qWeight, Tensor kWeight, float eps,
                               Tensor ropeCos, Tensor ropeSin, Tensor q, Tensor k, Tensor v, Tensor qDot, Tensor kDot,
                               Tensor vDot, Tensor rstd) {
+        if (args.require("qkNormRopeJvp", "q", q).dtype() == DType.BF16) {
+            // bf16 heads and tangents (the bf16 attention JVP's operands): the f32 results, each rounded once.
+            Tensor[] bf16 = {q, k, v, qDot, kDot, vDot};
+            Tensor[] f32 = new Tensor[bf16.length];
+            try {
+                for (int i = 0; i < bf16.length; i++) {
+                    Shapes.requireDType("qkNormRopeJvp: " + args.require("qkNormRopeJvp", "head", bf16[i]).name()
+                            + " (like q " + q.describe() + ")", bf16[i], DType.BF16);
+                    f32[i] = f32Like(bf16[i]);
+                }
+                jvp.qkNormRopeJvp(qkv, qkvDot, heads, qWeight, kWeight, eps, ropeCos, ropeSin, f32[0], f32[1], f32[2],
+                        f32[3], f32[4], f32[5], rstd);
+                for (int i = 0; i < bf16.length; i++) {
+                    backend.convert(f32[i], bf16[i]);
+                }
+            } finally {
+                for (Tensor t : f32) {
+                    if (t != null) {
+                        t.close();
+                    }
+                }
+            }
+            return;
+        }
         jvp.qkNormRopeJvp(qkv, qkvDot, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v, qDot, kDot, vDot,
                 rstd);
     }
