@@ -123,6 +123,16 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
         return new ForwardPass(backend, GemmPrecision.BF16, tape, null, forms);
     }
 
+    /** A pass like this one (precision, bf16 forms) recording on {@code otherTape} (null: none). */
+    ForwardPass sibling(Tape otherTape) {
+        return new ForwardPass(be, precision, otherTape, bf16, training);
+    }
+
+    /** Makes {@code t} (the caller's, e.g. kept from a sibling pass) a temporary of this pass. */
+    void adopt(Tensor t) {
+        live.add(t);
+    }
+
     /** The bf16 training forms of this pass, or null. */
     Bf16Training bf16Training() {
         return training;

@@ -1,5 +1,6 @@
 package facm.model;
 
+import facm.autograd.CheckpointedBlock;
 import facm.autograd.Dual;
 import facm.autograd.DualPass;
 import facm.autograd.ForwardPass;
@@ -110,7 +111,7 @@ public final class LightningDiT {
     /**
      * Activation checkpointing (the train flag {@code --checkpoint-blocks}): a forward with a tape keeps only each
      * block's input (and the shared conditioning) for the backward and recomputes the block's forward, with a tape of
-     * its own, when the backward reaches it ({@link facm.autograd.CheckpointedBlock}). Same gradients, about one more
+     * its own, when the backward reaches it ({@link CheckpointedBlock}). Same gradients, about one more
      * forward of compute, and the saved activations of one block instead of all. Forward-mode passes
      * ({@link #jvp}) are not checkpointed.
      */
@@ -233,7 +234,8 @@ public final class LightningDiT {
         V h = embedPatches(pass, x);
         V sc = conditioning(pass, t, y, r);
         for (int i = 0; i < c.depth(); i++) {
-            h = block(pass, i, h, sc);
+            h = checkpointBlocks && pass instanceof ForwardPass fp && fp.tape() != null
+                    ? checkpointedBlock(fp, i, h, sc) : block(pass, i, h, sc);
         }
         V out = finalLayer(pass, h, sc, outShape);
         pass.release(h, sc);
@@ -314,6 +316,20 @@ public final class LightningDiT {
         h = pass.gatedResidual(h, m, mod, 5);
         pass.release(m, mod);
         return h;
+    }
+
+    /** {@link #block} i under {@link CheckpointedBlock} (V is Tensor on a ForwardPass). */
+    @SuppressWarnings("unchecked")
+    private <V> V checkpointedBlock(ForwardPass pass, int i, V h, V sc) {
+        String prefix = "blocks." + i + ".";
+        java.util.List<Tensor> params = new java.util.ArrayList<>();
+        w.asMap().forEach((k, v) -> {
+            if (k.startsWith(prefix)) {
+                params.add(v);
+            }
+        });
+        return (V) CheckpointedBlock.run(pass, prefix + "block", (Tensor) h, (Tensor) sc, params,
+                (p, hIn, cond) -> block(p, i, hIn, cond));
     }
 
     /** §3.2 steps 7–8: adaLN [shift, scale], RMSNorm, output linear and unpatchify to {@code outShape}. */
