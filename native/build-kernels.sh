@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Compiles every kernels/*.cu into <out>/<name>.fatbin (SASS for each listed architecture plus PTX for the lowest)
-# and writes <out>/kernels.properties, which facm.cuda.KernelBuildInfo reads at run time. See native/README.md.
+# Compiles every kernels/*.cu into <out>/<name>.fatbin (SASS for each listed architecture plus PTX for the lowest),
+# keeps that PTX also as <out>/<name>.ptx (port-check --force-ptx loads it instead of the fatbin) and writes <out>/kernels.properties, which facm.cuda.KernelBuildInfo reads at run time. See native/README.md.
 #
 # usage: build-kernels.sh <kernels-dir> <out-dir> <archs, e.g. 80,90> [nvcc path | none]
 #   nvcc argument empty or missing: look on PATH, then /usr/local/cuda/bin/nvcc, then /usr/local/bin/nvcc.
@@ -26,15 +26,29 @@ if [[ "${1:-}" == "--compile-one" ]]; then
     # to zero and use approximate division and square root, giving errors far beyond the few ulp our tests allow.
     # FMA contraction stays on (speed, and it is more accurate); kernels that must round like the CPU's separate
     # multiply and add say so explicitly with __fmul_rn/__fadd_rn.
+    # -keep leaves nvcc's intermediate files, among them the PTX for compute_$PTX_ARCH that goes into the fatbin;
+    # it is copied next to the fatbin as <name>.ptx (what --force-ptx loads) without a second compile.
+    keep="$STATE/keep-$name"
+    rm -rf "$keep" && mkdir -p "$keep"
     if ! "$NVCC" -fatbin -std=c++17 -O3 -lineinfo -I"$KDIR" \
             -ftz=false -prec-div=true -prec-sqrt=true -fmad=true \
-            -Xptxas -v "${gencode[@]}" -o "$tmp" "$src" > "$log" 2>&1; then
+            -Xptxas -v "${gencode[@]}" -keep -keep-dir "$keep" -o "$tmp" "$src" > "$log" 2>&1; then
         rm -f "$tmp"
+        rm -rf "$keep"
         echo "build-kernels: ERROR: nvcc failed on $src:" >&2
         grep -v -E '^ptxas info|^ptxas +info' "$log" >&2 || cat "$log" >&2
         echo "build-kernels: full log: $log" >&2
         exit 1
     fi
+    ptx="$keep/$name.compute_$PTX_ARCH.ptx"
+    if [[ ! -s "$ptx" ]]; then
+        rm -f "$tmp"
+        echo "build-kernels: ERROR: nvcc left no $name.compute_$PTX_ARCH.ptx in $keep (files: $(ls "$keep" | tr '\n' ' '))" >&2
+        exit 1
+    fi
+    mv -f "$ptx" "$OUT/.$name.ptx.tmp"
+    rm -rf "$keep"
+    mv -f "$OUT/.$name.ptx.tmp" "$OUT/$name.ptx"
     mv -f "$tmp" "$out"
     secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
     spills=$(grep -E '[1-9][0-9]* bytes spill (stores|loads)' "$log" | head -3 || true)
@@ -101,6 +115,8 @@ write_props() { # built reason nvcc-line
         echo "nvcc=$3"
         echo "sass=$SASS_LIST"
         echo "ptx=$PTX_ARCH"
+        # <name>.ptx files (compute_$PTX_ARCH) next to the fatbins, loaded instead of them by --force-ptx
+        if [[ "$1" == true ]]; then echo "ptxfiles=true"; else echo "ptxfiles=false"; fi
         if [[ "$1" == true ]]; then echo "modules=$MODULE_LIST"; else echo "modules="; fi
     } > "$tmp"
     mv -f "$tmp" "$PROPS"
@@ -111,7 +127,7 @@ not_built() { # reason
         echo "build-kernels: ERROR: $1 (FACM_KERNELS_REQUIRED=1)" >&2
         exit 1
     fi
-    rm -f "$OUT"/*.fatbin
+    rm -f "$OUT"/*.fatbin "$OUT"/*.ptx
     write_props false "$1" ""
     echo "build-kernels: WARNING: CUDA kernels not built: $1. The jar runs on the CPU only."
     exit 0
@@ -169,7 +185,7 @@ done
 TODO=()
 for m in "${MODULES[@]}"; do
     f="$OUT/$m.fatbin"
-    if [[ ! -f "$f" || "$KDIR/$m.cu" -nt "$f" || "$newest_input_other" -nt "$f" ]]; then
+    if [[ ! -f "$f" || ! -f "$OUT/$m.ptx" || "$KDIR/$m.cu" -nt "$f" || "$newest_input_other" -nt "$f" ]]; then
         TODO+=("$m")
     fi
 done
@@ -177,6 +193,11 @@ done
 for f in "$OUT"/*.fatbin; do
     [[ -e "$f" ]] || continue
     b="$(basename "$f" .fatbin)"
+    if [[ ! -f "$KDIR/$b.cu" ]]; then rm -f "$f"; fi
+done
+for f in "$OUT"/*.ptx; do
+    [[ -e "$f" ]] || continue
+    b="$(basename "$f" .ptx)"
     if [[ ! -f "$KDIR/$b.cu" ]]; then rm -f "$f"; fi
 done
 
@@ -187,7 +208,7 @@ else
     JOBS="${FACM_KERNEL_JOBS:-$(nproc 2> /dev/null || echo 2)}"
     echo "build-kernels: compiling ${#TODO[@]} of ${#MODULES[@]} modules with $NVCC_VERSION" \
          "(SASS sm_$SASS_LIST, PTX compute_$PTX_ARCH, $JOBS parallel)"
-    export KDIR OUT STATE NVCC GENCODE
+    export KDIR OUT STATE NVCC GENCODE PTX_ARCH
     rm -f "$PROPS"   # a failed build must not leave a stale built=true behind
     start=$(date +%s)
     if ! printf '%s\n' "${TODO[@]}" | xargs -P "$JOBS" -I{} bash "${BASH_SOURCE[0]}" --compile-one {}; then

@@ -41,6 +41,49 @@ public final class Tape implements AutoCloseable {
     private record Entry(String op, Backward backward, Tensor[] outputs) {
     }
 
+    /**
+     * Told during a backward when a parameter's gradient gets nothing more from this tape, so data-parallel training
+     * can start averaging it while the rest of the backward runs. A parameter is done once the earliest-recorded op
+     * that asked about it ({@link #requiresGrad}/{@link #paramGrad} while recording) has run its backward: the
+     * backward visits ops newest first, so that is the reverse order of first use. Parameters this tape never used are
+     * done before the first op runs. A backward closure that writes a gradient after it was declared done is a bug
+     * the tape reports (IllegalStateException naming the op and the parameter).
+     */
+    public interface GradientListener {
+        /** This tape's backward starts; true to receive {@link #parameterDone} calls for it. */
+        boolean backwardStarts(Tape tape);
+
+        /** The ops writing {@code gradBuffer} (param's accumulation buffer) are all enqueued. */
+        void parameterDone(Tensor param, Tensor gradBuffer);
+
+        /** The backward has enqueued its last op (only when {@link #backwardStarts} returned true). */
+        void backwardEnds(Tape tape);
+    }
+
+    private static final ThreadLocal<GradientListener> LISTENER = new ThreadLocal<>();
+
+    /**
+     * Runs {@code work} with {@code listener} attached to every tape created on this thread meanwhile (the trainer
+     * wraps the objective's step in this; the objective needs to know nothing about it).
+     */
+    public static <T> T withGradientListener(GradientListener listener, java.util.function.Supplier<T> work) {
+        GradientListener before = LISTENER.get();
+        LISTENER.set(listener);
+        try {
+            return work.get();
+        } finally {
+            LISTENER.set(before);
+        }
+    }
+
+    private final GradientListener listener = LISTENER.get();
+    /** Parameter → index of the earliest entry that may add to its gradient (recorded while recording). */
+    private final Map<Tensor, Integer> firstUse = new IdentityHashMap<>();
+    /** Parameters declared done in the running backward (only while a listener is told). */
+    private final List<Tensor> paramOrder = new ArrayList<>();
+    private final Set<Tensor> doneParams = Collections.newSetFromMap(new IdentityHashMap<>());
+    private int runningEntry = -1;
+
     private final Backend backend;
     private final List<Entry> entries = new ArrayList<>();
     private final Map<Tensor, Tensor> paramGrads = new IdentityHashMap<>();
@@ -74,7 +117,9 @@ public final class Tape implements AutoCloseable {
             throw new IllegalArgumentException("tape: gradient buffer " + gradBuffer.describe()
                     + " does not fit parameter " + param.describe());
         }
-        paramGrads.put(param, gradBuffer);
+        if (paramGrads.put(param, gradBuffer) == null) {
+            paramOrder.add(param);
+        }
         tracked.add(param);
     }
 
@@ -95,22 +140,38 @@ public final class Tape implements AutoCloseable {
 
     /** Does {@code t} need a gradient? False for null. */
     public boolean requiresGrad(Tensor t) {
+        noteParameterUse(t);
         return t != null && tracked.contains(t);
     }
 
     /** True when any of {@code inputs} needs a gradient, i.e. when an op on them must record its backward. */
     public boolean anyRequiresGrad(Tensor... inputs) {
+        boolean any = false;
         for (Tensor t : inputs) {
-            if (requiresGrad(t)) {
-                return true;
-            }
+            any |= requiresGrad(t); // no short cut: every parameter among the inputs is noted as used (listener)
         }
-        return false;
+        return any;
     }
 
     /** The caller's accumulation buffer for a registered parameter, or null when {@code t} is not a parameter. */
     public Tensor paramGrad(Tensor t) {
+        noteParameterUse(t);
         return t == null ? null : paramGrads.get(t);
+    }
+
+    /** While recording: the next entry may use parameter t. During a backward: t must not be done yet. */
+    private void noteParameterUse(Tensor t) {
+        if (listener == null || t == null || !paramGrads.containsKey(t)) {
+            return;
+        }
+        if (!backwardDone) {
+            firstUse.putIfAbsent(t, entries.size());
+        } else if (doneParams.contains(t)) {
+            Entry e = runningEntry >= 0 && runningEntry < entries.size() ? entries.get(runningEntry) : null;
+            throw new IllegalStateException("tape: op #" + runningEntry + (e == null ? "" : " '" + e.op() + "'")
+                    + " uses the gradient of parameter " + t.describe() + " after the tape declared it final "
+                    + "(the op did not ask requiresGrad/paramGrad about it while recording)");
+        }
     }
 
     /**
@@ -154,7 +215,11 @@ public final class Tape implements AutoCloseable {
     /** The gradient accumulated for {@code t} so far (a parameter's buffer, or the tape's), or null if none arrived. */
     public Tensor grad(Tensor t) {
         Tensor p = paramGrads.get(t);
-        return p != null ? p : grads.get(t);
+        if (p != null) {
+            noteParameterUse(t);
+            return p;
+        }
+        return grads.get(t);
     }
 
     /** The gradient of tracked non-parameter {@code t}, created as zeros when none has arrived yet (for += ops). */
@@ -229,8 +294,14 @@ public final class Tape implements AutoCloseable {
         accumulateGrad(output, gradOutput);
         backwardDone = true;
         List<List<Tensor>> freeAfter = savedByFirstUser();
+        List<List<Tensor>> doneAfter = listener != null && listener.backwardStarts(this) ? parametersByFirstUse()
+                : null;
+        if (doneAfter != null) {
+            declareDone(doneAfter.get(entries.size()));
+        }
         for (int i = entries.size() - 1; i >= 0; i--) {
             Entry e = entries.get(i);
+            runningEntry = i;
             if (anyGrad(e.outputs())) {
                 try {
                     e.backward().run();
@@ -238,6 +309,9 @@ public final class Tape implements AutoCloseable {
                     throw new IllegalStateException("backward of op #" + i + " '" + e.op() + "' failed: "
                             + ex.getMessage(), ex);
                 }
+            }
+            if (doneAfter != null) {
+                declareDone(doneAfter.get(i));
             }
             for (Tensor out : e.outputs()) {
                 Tensor g = grads.remove(out);
@@ -252,6 +326,30 @@ public final class Tape implements AutoCloseable {
             entries.set(i, null); // the closure may hold references to large tensors
         }
         entries.clear();
+        runningEntry = -1;
+        if (doneAfter != null) {
+            listener.backwardEnds(this);
+        }
+    }
+
+    /** Parameters grouped by the entry after whose backward they are done; the last list: done before any runs. */
+    private List<List<Tensor>> parametersByFirstUse() {
+        List<List<Tensor>> l = new ArrayList<>(entries.size() + 1);
+        for (int i = 0; i <= entries.size(); i++) {
+            l.add(new ArrayList<>());
+        }
+        for (Tensor p : paramOrder) { // registration order: the same on every rank (identity hashes are not)
+            Integer first = firstUse.get(p);
+            l.get(first == null || first >= entries.size() ? entries.size() : first).add(p);
+        }
+        return l;
+    }
+
+    private void declareDone(List<Tensor> params) {
+        for (Tensor p : params) {
+            doneParams.add(p);
+            listener.parameterDone(p, paramGrads.get(p));
+        }
     }
 
     private boolean anyGrad(Tensor[] outputs) {

@@ -153,18 +153,20 @@ final class EvalCommand implements Runnable {
                     100 * ref.classifierAccuracy());
         }
         int[] labels = FidEvaluation.labels(n, cfg.numClasses(), classes.equals("random"), seed);
-        LightningDiT net = new LightningDiT(weights).precision(GemmPrecision.valueOf(precision.toUpperCase(Locale.ROOT)));
+        LightningDiT net = new LightningDiT(weights).precision(GemmPrecision.valueOf(precision.toUpperCase(Locale.ROOT)))
+                .cacheBf16Weights(true); // frozen weights: one bf16 copy for the whole run
         List<FidEvaluation.NfeResult> results = new ArrayList<>();
-        for (int nfe : nfes) {
-            SampleCommand.BatchSampler s = batchSampler(nfe);
-            FidEvaluation.NfeResult r = FidEvaluation.generated(nfe, labels, batch, be,
-                    (start, y) -> SampleCommand.sampleBatch(net, s, y, start, n, seed), fx, ref, sampleClasses,
-                    sampler + " NFE " + nfe, console);
-            console.printf(Locale.ROOT, "NFE %d: FID %.4f%s, %.4f ms per network evaluation per image%n", nfe,
-                    r.fidValue(), r.classConsistency() == null ? ""
-                            : String.format(Locale.ROOT, ", class consistency %.1f %%", 100 * r.classConsistency()),
-                    r.msPerEvaluationPerImage());
-            results.add(r);
+        try (SampleCommand.BatchSampler s = batchSampler(net)) {
+            for (int nfe : nfes) {
+                FidEvaluation.NfeResult r = FidEvaluation.generated(nfe, labels, batch, be,
+                        (start, y) -> SampleCommand.sampleBatch(net, s, nfe, y, start, n, seed), fx, ref,
+                        sampleClasses, sampler + " NFE " + nfe, console);
+                console.printf(Locale.ROOT, "NFE %d: FID %.4f%s, %.4f ms per network evaluation per image%n", nfe,
+                        r.fidValue(), r.classConsistency() == null ? ""
+                                : String.format(Locale.ROOT, ", class consistency %.1f %%", 100 * r.classConsistency()),
+                        r.msPerEvaluationPerImage());
+                results.add(r);
+            }
         }
         EvalReport.Settings settings = new EvalReport.Settings(ckpt == null ? null : ckpt.toString(),
                 SampleCommand.weightsName(ema), cfg.summary(), d.describe(), samplerName(), n, batch, seed, classes,
@@ -179,11 +181,10 @@ final class EvalCommand implements Runnable {
         return sampler.equals("euler") && fmBranch ? "euler (FM branch, time 2 - t)" : sampler;
     }
 
-    private SampleCommand.BatchSampler batchSampler(int nfe) {
+    private SampleCommand.BatchSampler batchSampler(LightningDiT net) {
         if (sampler.equals("consistency")) {
-            return SampleCommand.consistencySampler(nfe, seed);
+            return SampleCommand.consistencySampler(net, seed);
         }
-        EulerSampler.Options o = new EulerSampler.Options(nfe, 1f, 0f, 1f, 1f, false, fmBranch);
-        return (net, z, y, offset, total) -> EulerSampler.sample(net, z, y, o);
+        return SampleCommand.eulerSampler(net, k -> new EulerSampler.Options(k, 1f, 0f, 1f, 1f, false, fmBranch));
     }
 }

@@ -4,8 +4,10 @@ import facm.cuda.Cuda;
 import facm.cuda.CudaDevice;
 import facm.cuda.DeviceArena;
 import facm.cuda.KernelBuildInfo;
+import facm.cuda.KernelLibrary;
 import facm.cuda.NvidiaDriver;
 import facm.cuda.blas.CublasLt;
+import facm.port.VariantReport;
 import picocli.CommandLine.Command;
 
 import java.io.PrintStream;
@@ -24,8 +26,9 @@ final class InfoCommand implements Runnable {
                 System.getProperty("java.vendor"), rt.availableProcessors(), DeviceArena.human(rt.maxMemory()));
         KernelBuildInfo k = KernelBuildInfo.read();
         if (k.built()) {
-            out.printf("kernels    %d modules %s; SASS %s, PTX compute_%d; %s%n", k.modules().size(), k.modules(),
-                    k.sass().stream().map(s -> "sm_" + s).toList(), k.ptx(), k.nvcc());
+            out.printf("kernels    %d modules %s; SASS %s, PTX compute_%d%s; %s%n", k.modules().size(), k.modules(),
+                    k.sass().stream().map(s -> "sm_" + s).toList(), k.ptx(), k.ptxFiles() ? " (+ .ptx files)" : "",
+                    k.nvcc());
         } else {
             out.printf("kernels    not built: %s%n", k.reason());
         }
@@ -39,8 +42,15 @@ final class InfoCommand implements Runnable {
         for (int i = 0; i < Cuda.deviceCount(); i++) {
             try (CudaDevice d = CudaDevice.open(i)) {
                 int cc = d.computeCapability();
+                boolean forced = KernelLibrary.forcePtxRequested();
                 out.printf("gpu %d      %s, sm_%d, %d SMs, %s; kernels: %s%n", i, d.name(), cc, d.multiprocessors(),
-                        DeviceArena.human(d.totalMemory()), k.codePathFor(cc));
+                        DeviceArena.human(d.totalMemory()), forced ? k.forcedPtxPathFor(cc) : k.codePathFor(cc));
+                if (k.built()) {
+                    out.printf("           kernel families on gpu %d (variant per dtype, [code]):%n", i);
+                    for (String line : VariantReport.lines(cc, k, forced)) {
+                        out.println("             " + line);
+                    }
+                }
             }
         }
         out.println("device     " + (k.built() ? "cuda:0 (the default here)" : "cpu (the default here: no kernels)"));

@@ -11,7 +11,10 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "facm-engine", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "Flow-Anchored Consistency Models: training and one-step sampling on CUDA or CPU.",
-        subcommands = {InfoCommand.class, TrainCommand.class, SampleCommand.class, EvalCommand.class, ConvertCommand.class, TrainClassifierCommand.class, CommandLine.HelpCommand.class},
+        subcommands = {InfoCommand.class, TrainCommand.class, SampleCommand.class, EvalCommand.class, ConvertCommand.class, TrainClassifierCommand.class,
+                PortCheckCommand.class,
+                AutotuneCommand.class,
+                CommandLine.HelpCommand.class},
         commandListHeading = "%nCommands:%n")
 public final class Main implements Runnable {
 

@@ -93,7 +93,8 @@ final class SampleCommand implements Runnable {
             }
             try (Backend be = sel.backend();
                  ModelWeights w = loadWeights(ckpt, cfg0, ema, be)) {
-                LightningDiT net = new LightningDiT(w).precision(GemmPrecision.valueOf(precision.toUpperCase(Locale.ROOT)));
+                LightningDiT net = new LightningDiT(w).precision(GemmPrecision.valueOf(precision.toUpperCase(Locale.ROOT)))
+                        .cacheBf16Weights(true); // frozen weights: one bf16 copy for the whole run
                 float[] all = generate(be, net, labels);
                 write(cfg0, all, labels, png);
             }
@@ -131,17 +132,24 @@ final class SampleCommand implements Runnable {
                 : ModelCheckpoint.load(ckpt, config, be, "ema." + ema.replace(':', '_') + ".");
     }
 
-    /** A sampler applied to one batch: noise z drawn at Philox counters from noiseOffset of a run of totalElements. */
-    @FunctionalInterface
-    interface BatchSampler {
-        Tensor sample(LightningDiT net, Tensor z, Tensor y, long noiseOffset, long totalElements);
+    /**
+     * A sampler applied to one batch at a time: noise z drawn at Philox counters from noiseOffset of a run of
+     * totalElements. One object per run and model, so the CUDA graphs it captures (one per batch shape) are reused
+     * by every batch and every NFE; closing it frees them.
+     */
+    interface BatchSampler extends AutoCloseable {
+        Tensor sample(Tensor z, Tensor y, int nfe, long noiseOffset, long totalElements);
+
+        @Override
+        void close();
     }
 
     /**
      * Samples {@code start .. start+labels.length-1} of an {@code n}-sample run: the noise of sample i is Philox(seed)
      * at counters from i·C·H·W, so every sample is the same whatever the batching (and the same in sample and eval).
      */
-    static Tensor sampleBatch(LightningDiT net, BatchSampler sampler, int[] labels, int start, int n, long seed) {
+    static Tensor sampleBatch(LightningDiT net, BatchSampler sampler, int nfe, int[] labels, int start, int n,
+                              long seed) {
         ModelConfig c = net.config();
         Backend be = net.weights().backend();
         int b = labels.length;
@@ -149,23 +157,47 @@ final class SampleCommand implements Runnable {
         try (Tensor z = be.empty("z", DType.F32, b, c.inChannels(), c.inputSize(), c.inputSize());
              Tensor y = be.upload("y", labels, b)) {
             be.randomNormal(z, seed, start * per);
-            return sampler.sample(net, z, y, start * per, n * per);
+            return sampler.sample(z, y, nfe, start * per, n * per);
         }
     }
 
-    /** The consistency sampler with {@code nfe} steps, re-noise from Philox(seed) (facm-spec.md §7). */
-    static BatchSampler consistencySampler(int nfe, long seed) {
-        return (net, z, y, offset, total) -> ConsistencySampler.sample(net, z, y, nfe, seed, offset, total);
+    /** The consistency sampler of {@code net} (nfe steps per call), re-noise from Philox(seed) (facm-spec.md §7). */
+    static BatchSampler consistencySampler(LightningDiT net, long seed) {
+        ConsistencySampler s = new ConsistencySampler(net);
+        return new BatchSampler() {
+            @Override
+            public Tensor sample(Tensor z, Tensor y, int nfe, long offset, long total) {
+                return s.sample(z, y, nfe, seed, offset, total);
+            }
+
+            @Override
+            public void close() {
+                s.close();
+            }
+        };
     }
 
-    private BatchSampler chosenSampler() {
-        return switch (sampler) {
-            case "consistency" -> consistencySampler(nfe, seed);
-            case "euler" -> {
-                EulerSampler.Options o = new EulerSampler.Options(steps, cfg, cfgInterval[0],
-                        cfgInterval.length > 1 ? cfgInterval[1] : 1f, shift, heun, fmBranch);
-                yield (net, z, y, offset, total) -> EulerSampler.sample(net, z, y, o);
+    /** The Euler sampler of {@code net} with the options of an nfe-step call. */
+    static BatchSampler eulerSampler(LightningDiT net, java.util.function.IntFunction<EulerSampler.Options> options) {
+        EulerSampler s = new EulerSampler(net);
+        return new BatchSampler() {
+            @Override
+            public Tensor sample(Tensor z, Tensor y, int nfe, long offset, long total) {
+                return s.sample(z, y, options.apply(nfe));
             }
+
+            @Override
+            public void close() {
+                s.close();
+            }
+        };
+    }
+
+    private BatchSampler chosenSampler(LightningDiT net) {
+        return switch (sampler) {
+            case "consistency" -> consistencySampler(net, seed);
+            case "euler" -> eulerSampler(net, k -> new EulerSampler.Options(k, cfg, cfgInterval[0],
+                    cfgInterval.length > 1 ? cfgInterval[1] : 1f, shift, heun, fmBranch));
             default -> throw new IllegalArgumentException("unknown --sampler '" + sampler + "': consistency or euler");
         };
     }
@@ -174,15 +206,18 @@ final class SampleCommand implements Runnable {
         ModelConfig c = net.config();
         int per = c.inChannels() * c.inputSize() * c.inputSize();
         float[] all = new float[n * per];
-        BatchSampler chosen = chosenSampler();
+        int evaluations = sampler.equals("euler") ? steps : nfe;
         long start = System.nanoTime();
-        for (int s = 0; s < n; s += batch) {
-            int b = Math.min(batch, n - s);
-            try (Tensor x = sampleBatch(net, chosen, java.util.Arrays.copyOfRange(labels, s, s + b), s, n, seed)) {
-                System.arraycopy(be.download(x), 0, all, s * per, b * per);
+        try (BatchSampler chosen = chosenSampler(net)) {
+            for (int s = 0; s < n; s += batch) {
+                int b = Math.min(batch, n - s);
+                try (Tensor x = sampleBatch(net, chosen, evaluations, java.util.Arrays.copyOfRange(labels, s, s + b),
+                        s, n, seed)) {
+                    System.arraycopy(be.download(x), 0, all, s * per, b * per);
+                }
+                double secs = (System.nanoTime() - start) / 1e9;
+                System.out.printf(Locale.ROOT, "sampled %d/%d  (%.1f samples/s)%n", s + b, n, (s + b) / secs);
             }
-            double secs = (System.nanoTime() - start) / 1e9;
-            System.out.printf(Locale.ROOT, "sampled %d/%d  (%.1f samples/s)%n", s + b, n, (s + b) / secs);
         }
         return all;
     }

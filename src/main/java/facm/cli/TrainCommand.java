@@ -85,6 +85,9 @@ final class TrainCommand implements Runnable {
     Path init;
     @Option(names = "--resume", description = "continue the run in --out from checkpoints/last.safetensors")
     boolean resume;
+    @Option(names = "--shard-optimizer", description = "data-parallel: keep the AdamW moments sharded over the ranks "
+            + "(ZeRO-1); checkpoints stay whole, so a run may switch it on or off at a resume")
+    boolean shardOptimizer;
     @Option(names = "--log-every", description = "steps per metrics line (default 10)")
     Integer logEvery;
     @Option(names = "--ckpt-every", description = "steps per checkpoint (default 1000; 0 = only at the end)")
@@ -241,6 +244,14 @@ final class TrainCommand implements Runnable {
         return facm.distributed.WorldRank.inEnvironment(System.getenv()) ? 0 : n;
     }
 
+    private static String hostName() {
+        try {
+            return java.net.InetAddress.getLocalHost().getHostName();
+        } catch (IOException e) {
+            return "this host";
+        }
+    }
+
     private void train() throws IOException {
         DistributedTraining dist = DistributedTraining.fromEnvironment(rendezvousTimeout, collectiveTimeout);
         java.io.PrintStream out = dist.console();
@@ -252,6 +263,12 @@ final class TrainCommand implements Runnable {
         TrainState.Header resumed = null;
         if (resume) {
             if (!Files.exists(last)) {
+                if (dist.world().distributed() && !dist.world().isMaster()) {
+                    throw new IllegalArgumentException("--resume: rank " + dist.world().rank() + " (local rank "
+                            + dist.world().localRank() + " on " + hostName() + ") has no " + last + ": rank 0 "
+                            + "writes checkpoints on its own host only; copy that file from rank 0's host to the "
+                            + "same path here (or put --out on a shared file system) before resuming");
+                }
                 throw new IllegalArgumentException("--resume: no checkpoint at " + last);
             }
             resumed = TrainState.peek(last);
@@ -297,7 +314,8 @@ final class TrainCommand implements Runnable {
                          new FlowMatchingObjective.Options(options.labelDropout(), options.expandedInterval()))
                          : new ConsistencyObjective(options.seed(), gemm, stage2, teacherWeights);
                  facm.distributed.Communicator comm = dist.connect(be);
-                 Trainer trainer = new Trainer(options, weights, obj, be.training(), runDir, out, comm)) {
+                 Trainer trainer = new Trainer(options, weights, obj, be.training(), runDir, out, comm,
+                         shardOptimizer)) {
                 if (resumed != null) {
                     trainer.resume(last);
                     out.printf(Locale.ROOT, "resumed from %s at step %d (data position %d)%n", last,

@@ -103,10 +103,12 @@ public final class Cuda {
     /**
      * True when every kernel launch is followed by a stream synchronize and an error check (system property
      * {@code facm.cuda.syncCheck=true} or environment {@code FACM_CUDA_SYNC_CHECK=1}). Tests turn it on so that an
-     * asynchronous fault is reported at the kernel that caused it.
+     * asynchronous fault is reported at the kernel that caused it. Always false on a thread that is capturing a
+     * {@link CudaGraph} (the check then happens when the graph is launched).
      */
     public static boolean syncCheck() {
-        return SyncCheck.enabled;
+        // While this thread captures a CUDA graph nothing runs, and a synchronize would invalidate the capture.
+        return SyncCheck.enabled && !CaptureState.active();
     }
 
     /** Turns per-launch checking on or off for this process (tests). */

@@ -124,6 +124,7 @@ public final class CudaDevice implements AutoCloseable {
 
     /** Waits for all work of this device's context. */
     public void synchronize() {
+        CaptureState.refuse("cuCtxSynchronize(cuda:" + ordinal + ")");
         makeCurrent();
         Cuda.check(JCudaDriver.cuCtxSynchronize(), "cuCtxSynchronize(cuda:" + ordinal + ")");
     }

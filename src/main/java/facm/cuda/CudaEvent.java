@@ -7,7 +7,7 @@ import jcuda.driver.JCudaDriver;
 /** A timing event. Time a region with two events recorded on the same stream: {@code end.elapsedMillisSince(start)}. */
 public final class CudaEvent implements AutoCloseable {
     private final CudaDevice device;
-    private final CUevent event = new CUevent();
+    final CUevent event = new CUevent(); // package-private: CudaStream.waitFor passes it to cuStreamWaitEvent
     private boolean closed;
 
     private CudaEvent(CudaDevice device) {
@@ -26,6 +26,7 @@ public final class CudaEvent implements AutoCloseable {
     }
 
     public void synchronize() {
+        CaptureState.refuse("cuEventSynchronize");
         device.makeCurrent();
         Cuda.check(JCudaDriver.cuEventSynchronize(event), "cuEventSynchronize");
     }

@@ -24,6 +24,12 @@ public final class CudaStream implements AutoCloseable {
                 "cuStreamCreate(" + device + ")");
     }
 
+    /** Work queued on this stream from now on waits until {@code event} (recorded on any stream) has happened. */
+    public void waitFor(CudaEvent event) {
+        device.makeCurrent();
+        Cuda.check(JCudaDriver.cuStreamWaitEvent(handle, event.event, 0), "cuStreamWaitEvent(" + device + ")");
+    }
+
     public CUstream handle() {
         return handle;
     }
@@ -37,6 +43,7 @@ public final class CudaStream implements AutoCloseable {
     }
 
     public void synchronize() {
+        CaptureState.refuse("cuStreamSynchronize(" + device + ")");
         device.makeCurrent();
         Cuda.check(JCudaDriver.cuStreamSynchronize(handle), "cuStreamSynchronize(" + device + ")");
     }

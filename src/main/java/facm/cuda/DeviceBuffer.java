@@ -12,11 +12,14 @@ public final class DeviceBuffer implements AutoCloseable {
     private final DevicePointer pointer;
     private final long bytes;
     private final long blockBytes;
+    private final GraphMemoryPool pool;
     private String what;
     private boolean released;
 
-    DeviceBuffer(DeviceArena arena, DevicePointer pointer, long bytes, long blockBytes, String what) {
+    DeviceBuffer(DeviceArena arena, DevicePointer pointer, long bytes, long blockBytes, String what,
+                 GraphMemoryPool pool) {
         this.arena = arena;
+        this.pool = pool;
         this.pointer = pointer;
         this.bytes = bytes;
         this.blockBytes = blockBytes;
@@ -44,6 +47,11 @@ public final class DeviceBuffer implements AutoCloseable {
 
     long blockBytes() {
         return blockBytes;
+    }
+
+    /** The graph pool this block belongs to, or null for an ordinary arena block. */
+    GraphMemoryPool pool() {
+        return pool;
     }
 
     DevicePointer pointer() {

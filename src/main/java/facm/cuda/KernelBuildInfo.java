@@ -9,25 +9,27 @@ import java.util.Properties;
 
 /**
  * What native/build-kernels.sh put into the jar ({@code /facm/kernels/kernels.properties}): whether the kernels were
- * built, with which nvcc, SASS for which architectures, PTX for which, and the module list. Readable without a GPU.
+ * built, with which nvcc, SASS for which architectures, PTX for which, the module list, and whether the plain
+ * {@code <module>.ptx} files that {@code --force-ptx} loads are there too. Readable without a GPU.
  */
 public record KernelBuildInfo(boolean built, String reason, String nvcc, List<Integer> sass, int ptx,
-                              List<String> modules) {
+                              List<String> modules, boolean ptxFiles) {
     public static final String RESOURCE = "/facm/kernels/kernels.properties";
 
     public static KernelBuildInfo read() {
         try (InputStream in = KernelBuildInfo.class.getResourceAsStream(RESOURCE)) {
             if (in == null) {
                 return new KernelBuildInfo(false, "this jar has no " + RESOURCE.substring(1)
-                        + " (it was built without the native step)", "", List.of(), 0, List.of());
+                        + " (it was built without the native step)", "", List.of(), 0, List.of(), false);
             }
             Properties p = new Properties();
             p.load(in);
             boolean built = Boolean.parseBoolean(p.getProperty("built", "false"));
             return new KernelBuildInfo(built, p.getProperty("reason", built ? "" : "unknown"), p.getProperty("nvcc", ""),
-                    ints(p.getProperty("sass", "")), parsePtx(p.getProperty("ptx", "")), strings(p.getProperty("modules", "")));
+                    ints(p.getProperty("sass", "")), parsePtx(p.getProperty("ptx", "")), strings(p.getProperty("modules", "")),
+                    built && Boolean.parseBoolean(p.getProperty("ptxfiles", "false")));
         } catch (IOException e) {
-            return new KernelBuildInfo(false, "cannot read " + RESOURCE + ": " + e.getMessage(), "", List.of(), 0, List.of());
+            return new KernelBuildInfo(false, "cannot read " + RESOURCE + ": " + e.getMessage(), "", List.of(), 0, List.of(), false);
         }
     }
 
@@ -69,6 +71,23 @@ public record KernelBuildInfo(boolean built, String reason, String nvcc, List<In
             return "PTX compute_" + ptx + " (JIT by the driver)";
         }
         return "none (built for sm_" + sass + ", PTX compute_" + ptx + ")";
+    }
+
+    /**
+     * How this GPU runs the kernels when only the PTX is loaded ({@code --force-ptx}), or "none (...)" with the reason
+     * when it cannot (no .ptx files in the jar, or PTX for a newer architecture than the GPU).
+     */
+    public String forcedPtxPathFor(int computeCapability) {
+        if (!built) {
+            return "none (kernels not built: " + reason + ")";
+        }
+        if (!ptxFiles) {
+            return "none (this jar has no <module>.ptx files: it was built by an older native/build-kernels.sh)";
+        }
+        if (ptx <= 0 || ptx > computeCapability) {
+            return "none (PTX compute_" + ptx + " is newer than sm_" + computeCapability + ")";
+        }
+        return "PTX compute_" + ptx + " (JIT by the driver, forced)";
     }
 
     public boolean runsOn(int computeCapability) {

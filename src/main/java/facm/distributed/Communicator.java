@@ -19,6 +19,26 @@ public interface Communicator extends AutoCloseable {
     /** Replaces each F32 tensor by its mean over the ranks, the same values on every rank. */
     void average(List<Tensor> tensors);
 
+    /**
+     * A gradient average to feed during the backward ({@link GradientAverage}). The default averages each bucket
+     * synchronously when it is complete (the CPU path); NCCL runs the buckets on a separate stream.
+     */
+    default GradientAverage beginGradientAverage() {
+        return new SynchronousBuckets(this);
+    }
+
+    /**
+     * ZeRO-1 ({@link ShardLayout}): the mean over ranks of the bucket's tensors, flattened and zero-padded to
+     * W·chunk values; this rank's chunk r goes to {@code shard[shardOffset, shardOffset + chunk)}.
+     */
+    void reduceScatterMean(List<Tensor> bucket, int chunk, Tensor shard, long shardOffset);
+
+    /** ZeRO-1: every rank r's {@code shard[shardOffset, shardOffset + chunk)} into chunk r of the bucket's tensors. */
+    void allGather(Tensor shard, long shardOffset, int chunk, List<Tensor> bucket);
+
+    /** ZeRO-1: this rank's chunk of the bucket's current values into its shard (local, no communication). */
+    void copyOwnChunk(List<Tensor> bucket, int chunk, Tensor shard, long shardOffset);
+
     /** Overwrites each tensor with rank 0's values. */
     void broadcast(List<Tensor> tensors);
 

@@ -117,6 +117,56 @@ public final class HostCommunicator implements Communicator {
     }
 
     @Override
+    public void reduceScatterMean(List<Tensor> bucket, int chunk, Tensor shard, long shardOffset) {
+        float[] mean = star.mean(padded(bucket, chunk));
+        int r = world().rank();
+        writeRange(shard, shardOffset, java.util.Arrays.copyOfRange(mean, r * chunk, (r + 1) * chunk));
+    }
+
+    /**
+     * Each rank sends its chunk in place in a zero vector; the star's sum (in double: x + 0 is exact) is the
+     * gathered vector on every rank.
+     */
+    @Override
+    public void allGather(Tensor shard, long shardOffset, int chunk, List<Tensor> bucket) {
+        float[] own = shard.backend().download(shard);
+        int w = world().worldSize();
+        double[] mine = new double[w * chunk];
+        int r = world().rank();
+        for (int i = 0; i < chunk; i++) {
+            mine[r * chunk + i] = own[Math.toIntExact(shardOffset + i)];
+        }
+        double[] all = star.sum(mine);
+        float[] flat = new float[all.length];
+        for (int i = 0; i < all.length; i++) {
+            flat[i] = (float) all[i];
+        }
+        writeBack(bucket, flat);
+    }
+
+    @Override
+    public void copyOwnChunk(List<Tensor> bucket, int chunk, Tensor shard, long shardOffset) {
+        int r = world().rank();
+        writeRange(shard, shardOffset, java.util.Arrays.copyOfRange(padded(bucket, chunk), r * chunk,
+                (r + 1) * chunk));
+    }
+
+    private float[] padded(List<Tensor> bucket, int chunk) {
+        float[] flat = concat(bucket);
+        return java.util.Arrays.copyOf(flat, world().worldSize() * chunk);
+    }
+
+    /** shard[offset, offset + values.length) = values (through the host: this is the CPU backend's path). */
+    private static void writeRange(Tensor shard, long offset, float[] values) {
+        Backend be = shard.backend();
+        float[] all = be.download(shard);
+        System.arraycopy(values, 0, all, Math.toIntExact(offset), values.length);
+        try (Tensor tmp = be.upload(shard.name(), all, shard.shape())) {
+            be.copy(tmp, shard);
+        }
+    }
+
+    @Override
     public String describe() {
         return "TCP star through rank 0 (CPU backend), " + world().worldSize() + " ranks";
     }

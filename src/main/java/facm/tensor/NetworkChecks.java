@@ -141,6 +141,37 @@ public final class NetworkChecks {
         if (q.dim(3) == 0) {
             throw new ShapeException(op + ": q " + q.describe() + " has head dimension 0");
         }
+        attentionDTypes(op, q, k, v, out);
+    }
+
+    /**
+     * The attention dtypes: q, k, v all F32 (the fp32 kernels) or all BF16 (the tensor-core kernels: bf16 operands,
+     * fp32 accumulation); out F32, or also BF16 when the inputs are BF16 (see {@link #attentionActivation}).
+     */
+    public static void attentionDTypes(String op, Tensor q, Tensor k, Tensor v, Tensor out) {
+        Shapes.requireDType(op + ": q", q, DType.F32, DType.BF16);
+        if (k.dtype() != q.dtype() || v.dtype() != q.dtype()) {
+            throw new ShapeException(op + ": q, k and v must share one dtype (f32 or bf16); got " + q.describe()
+                    + ", " + k.describe() + ", " + v.describe());
+        }
+        attentionActivation(op, "out", out, q);
+    }
+
+    /**
+     * A token-major activation of attention (out, outDot, gradOut): F32, or F32 or BF16 when q is BF16 (with fp32
+     * inputs every kernel reads and writes fp32).
+     */
+    public static void attentionActivation(String op, String role, Tensor t, Tensor q) {
+        if (q.dtype() == DType.BF16) {
+            Shapes.requireDType(op + ": " + role, t, DType.F32, DType.BF16);
+        } else {
+            Shapes.requireDType(op + ": " + role + " (q is " + q.dtype().lower() + ")", t, DType.F32);
+        }
+    }
+
+    /** A tangent (qDot, kDot, vDot) of attention's JVP has its primal's dtype. */
+    public static void attentionTangent(String op, String role, Tensor tangent, Tensor q) {
+        Shapes.requireDType(op + ": " + role + " (same dtype as q " + q.describe() + ")", tangent, q.dtype());
     }
 
     /** The log-sum-exp of every query row of q [B,H,T,dh]: [B,H,T]. */

@@ -19,7 +19,7 @@ import java.util.Map;
  * rate, no warmup or schedule (facm-spec.md §5.1, §11.18). The update itself is {@link TrainingOps#adamw}, one fused
  * pass per tensor.
  */
-public final class AdamW implements AutoCloseable {
+public final class AdamW implements OptimizerMoments, AutoCloseable {
 
     /** Hyper-parameters, validated. */
     public record Options(float lr, float beta1, float beta2, float eps, float weightDecay) {

@@ -51,7 +51,7 @@ public final class TrainState {
     // ---------------------------------------------------------------- writing
 
     /** Writes a checkpoint of the whole run to {@code file} (atomically: a crash leaves the previous file intact). */
-    public static void write(Path file, ModelWeights model, EmaSet emas, AdamW adam, TrainOptions options,
+    public static void write(Path file, ModelWeights model, EmaSet emas, OptimizerMoments adam, TrainOptions options,
                              Counters counters) throws IOException {
         List<SafetensorsWriter.Entry> entries = new ArrayList<>();
         for (ParameterTable.Entry e : model.table().entries()) {
@@ -184,7 +184,8 @@ public final class TrainState {
      * moments and step, EMA update counts. The file's tensor set must be exactly the expected one (a missing, extra
      * or misshapen tensor is a one-line error naming it) before anything is changed. Returns the header.
      */
-    public static Header restore(Path file, ModelWeights model, EmaSet emas, AdamW adam) throws IOException {
+    public static Header restore(Path file, ModelWeights model, EmaSet emas, OptimizerMoments adam)
+            throws IOException {
         try (SafetensorsReader r = SafetensorsReader.open(file)) {
             Header h = header(file, r.metadata());
             if (!h.config().equals(model.config())) {

@@ -59,6 +59,8 @@ public final class Trainer implements AutoCloseable {
     private final PrintStream console;
     private final Gradients grads;
     private final AdamW adam;
+    /** ZeRO-1 in place of {@link #adam} ({@code --shard-optimizer} in a data-parallel job); else null. */
+    private final ShardedAdamW sharded;
     private final EmaSet emas;
     private final GradientNorm gradNorm;
     private final DataParallel parallel;
@@ -85,6 +87,15 @@ public final class Trainer implements AutoCloseable {
      */
     public Trainer(TrainOptions options, ModelWeights model, Objective objective, TrainingOps ops, Path outDir,
                    PrintStream console, Communicator comm) {
+        this(options, model, objective, ops, outDir, console, comm, false);
+    }
+
+    /**
+     * As above; {@code shardOptimizer} keeps the AdamW moments sharded over the ranks ({@link ShardedAdamW}; ignored
+     * in a single process). It is a memory layout, not a training option: checkpoints do not depend on it.
+     */
+    public Trainer(TrainOptions options, ModelWeights model, Objective objective, TrainingOps ops, Path outDir,
+                   PrintStream console, Communicator comm, boolean shardOptimizer) {
         this.parallel = new DataParallel(comm);
         if (options.batch() % parallel.world().worldSize() != 0) {
             throw new IllegalArgumentException("the global batch " + options.batch() + " does not split evenly over "
@@ -97,18 +108,24 @@ public final class Trainer implements AutoCloseable {
         this.console = console;
         Gradients g = null;
         AdamW a = null;
+        ShardedAdamW z = null;
         EmaSet e = null;
         try {
             g = new Gradients(model);
-            a = new AdamW(model, options.adamW(), ops);
+            if (shardOptimizer && parallel.distributed()) {
+                z = new ShardedAdamW(model, options.adamW(), ops, comm);
+            } else {
+                a = new AdamW(model, options.adamW(), ops);
+            }
             e = EmaSet.create(options.ema(), model);
             this.gradNorm = new GradientNorm(model.backend(), ops);
         } catch (RuntimeException ex) {
-            closeAll(g, a, e);
+            closeAll(g, a, z, e);
             throw ex;
         }
         this.grads = g;
         this.adam = a;
+        this.sharded = z;
         this.emas = e;
     }
 
@@ -126,7 +143,10 @@ public final class Trainer implements AutoCloseable {
 
     /** Restores a checkpoint of this run (same model config and EMA list) and continues from its step. */
     public TrainState.Header resume(Path checkpoint) throws IOException {
-        TrainState.Header h = TrainState.restore(checkpoint, model, emas, adam);
+        TrainState.Header h = TrainState.restore(checkpoint, model, emas, sharded != null ? sharded : adam);
+        if (sharded != null) {
+            sharded.finishRestore(model);
+        }
         TrainState.Counters c = h.counters();
         if (c.seed() != options.seed()) {
             throw new IllegalArgumentException("resume: the checkpoint's seed is " + c.seed() + ", this run's "
@@ -152,8 +172,9 @@ public final class Trainer implements AutoCloseable {
         return skipped;
     }
 
-    public AdamW optimizer() {
-        return adam;
+    /** The optimizer state (with --shard-optimizer: this rank's shard of it). */
+    public OptimizerMoments optimizer() {
+        return sharded != null ? sharded : adam;
     }
 
     public EmaSet emas() {
@@ -206,6 +227,9 @@ public final class Trainer implements AutoCloseable {
 
     private Result loop(BatchSource data) throws IOException {
         parallel.broadcastWeights(model);
+        if (sharded != null) {
+            sharded.loadWeights(model);
+        }
         if (!parallel.isMaster()) {
             return workerLoop(data);
         }
@@ -244,6 +268,13 @@ public final class Trainer implements AutoCloseable {
         boolean stop = false;
         while (step < options.steps() && !stop) {
             stop = trainStep(data.next(), null);
+            if (sharded != null && options.ckptEvery() > 0 && step % options.ckptEvery() == 0) {
+                gatherForCheckpoint().close(); // rank 0 gathers the moments at the same moments and writes them
+                checkpointedStep = step;
+            }
+        }
+        if (sharded != null && checkpointedStep != step) {
+            gatherForCheckpoint().close();
         }
         parallel.barrier();
         return new Result(step, skipped, step < options.steps(), null);
@@ -255,20 +286,35 @@ public final class Trainer implements AutoCloseable {
         model.backend().resetPeakMemory();
         parallel.stepBegins();
         grads.zero();
-        float localLoss = objective.lossAndGradients(model, grads, batch, step, parallel.slice(options.batch()));
-        parallel.averageGradients(grads, model.backend());
+        long stepIndex = step;
+        float localLoss;
+        if (sharded == null) {
+            localLoss = parallel.lossAndAveragedGradients(() -> objective.lossAndGradients(model, grads, batch,
+                    stepIndex, parallel.slice(options.batch())), grads, model.backend());
+        } else {
+            localLoss = objective.lossAndGradients(model, grads, batch, stepIndex, parallel.slice(options.batch()));
+            parallel.reduceScatterGradients(sharded, grads, model.backend());
+        }
         DataParallel.Agreement agreed = parallel.agree(localLoss, stopRequested, objective.lastMetrics());
         float loss = agreed.loss();
-        double norm = Float.isFinite(loss) ? gradNorm.compute(grads) : Double.NaN;
+        double norm = !Float.isFinite(loss) ? Double.NaN
+                : sharded != null ? sharded.globalGradientNorm() : gradNorm.compute(grads);
         boolean finite = Float.isFinite(loss) && Double.isFinite(norm);
         Map<String, Double> metrics = Map.of();
         if (finite) {
-            adam.update(model, grads, GradientNorm.clipFactor(norm, options.gradClip()));
+            float clip = GradientNorm.clipFactor(norm, options.gradClip());
+            if (sharded != null) {
+                sharded.update(model, clip);
+            } else {
+                adam.update(model, grads, clip);
+            }
             emas.update(model);
             metrics = agreed.metrics();
             if (parallel.distributed()) {
                 metrics = new java.util.TreeMap<>(metrics);
                 metrics.put("allreduce_ms", parallel.lastAllReduceMillis());
+                metrics.put("allreduce_exposed_ms", parallel.lastExposedMillis());
+                metrics.putAll(parallel.peakMemoryByRank(model.backend().peakMemoryBytes()));
             }
         } else {
             skipped++;
@@ -291,8 +337,11 @@ public final class Trainer implements AutoCloseable {
     private Path checkpoint(MetricsLog log) throws IOException {
         long t0 = System.nanoTime();
         Path file = stepCheckpoint(outDir, step);
-        TrainState.write(file, model, emas, adam, options, new TrainState.Counters(step, dataPosition, skipped,
-                adam.step(), options.seed(), log.pendingState()));
+        try (ShardedAdamW.Gathered gathered = sharded != null ? gatherForCheckpoint() : null) {
+            OptimizerMoments moments = gathered != null ? gathered : adam;
+            TrainState.write(file, model, emas, moments, options, new TrainState.Counters(step, dataPosition,
+                    skipped, moments.step(), options.seed(), log.pendingState()));
+        }
         Path last = lastCheckpoint(outDir);
         linkOrCopy(file, last);
         checkpointedStep = step;
@@ -360,6 +409,11 @@ public final class Trainer implements AutoCloseable {
                 String.join(" and ", files), weights, nfes, (System.nanoTime() - t0) / 1e9);
     }
 
+    /** With --shard-optimizer: whole moments for a checkpoint, gathered by every rank together. */
+    private ShardedAdamW.Gathered gatherForCheckpoint() {
+        return sharded.gathered();
+    }
+
     private static void closeAll(AutoCloseable... all) {
         for (AutoCloseable c : all) {
             if (c != null) {
@@ -374,6 +428,6 @@ public final class Trainer implements AutoCloseable {
 
     @Override
     public void close() {
-        closeAll(gradNorm, emas, adam, grads);
+        closeAll(gradNorm, emas, adam, sharded, grads);
     }
 }

@@ -110,6 +110,30 @@ class DataParallelTrainingTest {
         assertEquals(1, odd[0], "a batch of 4 does not split over 3 ranks");
     }
 
+    /**
+     * ZeRO-1: the sharded optimizer gives the unsharded losses within the same tolerance (the averaged gradients are
+     * the same values; only the norm's summation order differs), and its checkpoints are whole: a sharded run resumes
+     * unsharded on one process and sharded again on 2 ranks, and still follows the reference.
+     */
+    @Test
+    void shardedOptimizerMatchesAndItsCheckpointsInterchange(@TempDir Path dir) throws Exception {
+        Path single = dir.resolve("single");
+        assertEquals(0, run(args(single, 4))[0]);
+        double[] reference = losses(single);
+
+        Path sharded = dir.resolve("sharded");
+        Object[] r = run(args(sharded, 4, "--workers", "2", "--shard-optimizer"));
+        assertEquals(0, r[0], (String) r[1]);
+        assertClose(reference, losses(sharded), "2 workers sharded vs 1 x B");
+
+        Path mixed = dir.resolve("mixed");
+        assertEquals(0, run(args(mixed, 2, "--workers", "2", "--shard-optimizer"))[0]);
+        assertEquals(0, run(List.of("train", "--resume", "--out", mixed.toString(), "--steps", "3"))[0]);
+        assertEquals(0, run(List.of("train", "--resume", "--out", mixed.toString(), "--steps", "4", "--workers",
+                "2", "--shard-optimizer"))[0]);
+        assertClose(reference, losses(mixed), "sharded on 2, unsharded on 1, sharded on 2");
+    }
+
     @Test
     void aKilledWorkerStopsTheJobAndResumeContinues(@TempDir Path dir) throws Exception {
         Path out = dir.resolve("run");

@@ -38,6 +38,9 @@ import java.util.concurrent.TimeUnit;
  * {@code -prof facm.bench.GpuTimeProfiler} also the CUDA-event time of the whole call (median), images/s and TFLOP/s
  * from it, and the fraction of the card's bf16 rate measured in the setup ({@link CardRate}).
  *
+ * <p>The sampler is one {@link ConsistencySampler} object for the trial (CUDA graphs on by default, {@code -p
+ * graphs=off} for eager launches) over a model with its bf16 weight copies cached, as `sample` and `eval` run it.
+ *
  * <p>{@code precision}: fp32, tf32 or bf16 ({@link LightningDiT#precision}). {@code -p backend=cpu -p model=tiny
  * -p batch=2} tries the harness without a GPU.
  */
@@ -64,9 +67,14 @@ public class OneStepSampling {
     @Param({"cuda"})
     public String backend;
 
+    /** CUDA graphs for the forward (captured once per shape in setup's warm-up, replayed after): on or off. */
+    @Param({"on"})
+    public String graphs;
+
     private Backend be;
     private ModelWeights weights;
     private LightningDiT net;
+    private ConsistencySampler sampler;
     private float[] noise;
     private int[] shape;
     private Tensor y;
@@ -108,6 +116,13 @@ public class OneStepSampling {
         ModelConfig c = Presets.get(model);
         weights = ModelWeights.philox(c, be, 1);
         net = new LightningDiT(weights).precision(precision(precision));
+        // Frozen weights: one bf16 copy per weight for the whole trial, as `sample` and `eval` do.
+        net.cacheBf16Weights(true);
+        sampler = new ConsistencySampler(net, switch (graphs) {
+            case "on" -> true;
+            case "off" -> false;
+            default -> throw new IllegalArgumentException("graphs '" + graphs + "': use on or off");
+        });
         shape = new int[] {batch, c.inChannels(), c.inputSize(), c.inputSize()};
         noise = new float[batch * c.inChannels() * c.inputSize() * c.inputSize()];
         for (int i = 0; i < noise.length; i++) {
@@ -132,7 +147,7 @@ public class OneStepSampling {
     public void sample(Images counter) {
         timer.begin();
         try (Tensor z = be.upload("z", noise, shape);
-             Tensor samples = ConsistencySampler.sample(net, z, y, nfe, 9)) {
+             Tensor samples = sampler.sample(z, y, nfe, 9)) {
             be.synchronize();
         }
         timer.end();
@@ -150,6 +165,9 @@ public class OneStepSampling {
         }
         if (timer != null) {
             timer.close();
+        }
+        if (sampler != null) {
+            sampler.close();
         }
         if (y != null) {
             y.close();

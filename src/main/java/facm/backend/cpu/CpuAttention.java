@@ -1,5 +1,8 @@
 package facm.backend.cpu;
 
+import facm.tensor.Bf16;
+import facm.tensor.DType;
+
 import java.util.Arrays;
 
 /**
@@ -20,6 +23,33 @@ final class CpuAttention {
     }
 
     private CpuAttention() {
+    }
+
+    /**
+     * The values of an attention input (q, k, v, a tangent, out or gradOut read by the backward): an F32 tensor's live
+     * array, a BF16 tensor's values widened to a new float array (exact), null for null. The loops then compute in
+     * float64 as for F32, so the CPU stays the reference of the bf16 tensor-core kernels on the same values.
+     */
+    static float[] inputFloats(CpuTensor t) {
+        if (t == null) {
+            return null;
+        }
+        return t.dtype() == DType.BF16 ? Bf16.toFloats(t.bf16()) : t.f32();
+    }
+
+    /** Where an attention output is computed: an F32 tensor's live array, for BF16 a scratch array. */
+    static float[] outputFloats(CpuTensor t) {
+        return t.dtype() == DType.BF16 ? new float[t.bf16().length] : t.f32();
+    }
+
+    /** Completes an output computed into {@link #outputFloats}: a BF16 tensor receives the values rounded to bf16. */
+    static void storeOutput(CpuTensor t, float[] values) {
+        if (t.dtype() == DType.BF16) {
+            short[] bits = t.bf16();
+            for (int i = 0; i < bits.length; i++) {
+                bits[i] = Bf16.fromFloat(values[i]);
+            }
+        }
     }
 
     /**

@@ -120,9 +120,13 @@ final class CpuNetworkArgs {
     record AttentionInputs(CpuTensor q, CpuTensor k, CpuTensor v, CpuTensor out, CpuAttention.Layout layout) {
     }
 
-    /** q, k, v [B,H,T,dh] with dh >= 1, out [B, T, H·dh] (attention's output, read again by its backward). */
+    /**
+     * q, k, v [B,H,T,dh] with dh >= 1, out [B, T, H·dh] (attention's output, read again by its backward); dtypes by
+     * NetworkChecks.attentionDTypes (all F32, or BF16 inputs with an F32 or BF16 out).
+     */
     AttentionInputs attentionInputs(String op, Tensor q, Tensor k, Tensor v, float scale, Tensor out) {
-        CpuTensor qs = f32(op, "q", q), ks = f32(op, "k", k), vs = f32(op, "v", v), o = f32(op, "out", out);
+        CpuTensor qs = require(op, "q", q), ks = require(op, "k", k), vs = require(op, "v", v);
+        CpuTensor o = require(op, "out", out);
         NetworkChecks.attentionInputs(op, qs, ks, vs, scale, o);
         return new AttentionInputs(qs, ks, vs, o, new CpuAttention.Layout(qs.dim(0), qs.dim(1), qs.dim(2), qs.dim(3)));
     }

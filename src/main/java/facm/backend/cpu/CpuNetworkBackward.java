@@ -10,6 +10,7 @@ import facm.backend.cpu.CpuNetworkArgs.NormInputs;
 import facm.backend.cpu.CpuNetworkArgs.QkvInputs;
 import facm.tensor.DType;
 import facm.tensor.ShapeException;
+import facm.tensor.NetworkChecks;
 import facm.tensor.Shapes;
 import facm.tensor.Tensor;
 
@@ -235,7 +236,8 @@ final class CpuNetworkBackward {
         AttentionInputs in = args.attentionInputs(op, q, k, v, scale, out);
         Objects.requireNonNull(lse, () -> op + ": lse is null; the backward recomputes the probabilities from it");
         CpuTensor l = args.lse(op, lse, in);
-        CpuTensor g = args.f32(op, "gradOut", gradOut);
+        CpuTensor g = args.require(op, "gradOut", gradOut);
+        NetworkChecks.attentionActivation(op, "gradOut", g, in.q());
         Shapes.requireSame(op + " (gradOut vs out)", g, in.out());
         CpuTensor[] grads = new CpuTensor[3];
         String[] roles = {"gradQ", "gradK", "gradV"};
@@ -249,8 +251,10 @@ final class CpuNetworkBackward {
                 }
             }
         }
-        CpuAttentionBackward.attentionBackward(args.parallel(), in.layout(), in.q().f32(), in.k().f32(), in.v().f32(), scale,
-                in.out().f32(), l.f32(), g.f32(), array(grads[0]), array(grads[1]), array(grads[2]));
+        CpuAttentionBackward.attentionBackward(args.parallel(), in.layout(), CpuAttention.inputFloats(in.q()),
+                CpuAttention.inputFloats(in.k()), CpuAttention.inputFloats(in.v()), scale,
+                CpuAttention.inputFloats(in.out()), l.f32(), CpuAttention.inputFloats(g), array(grads[0]),
+                array(grads[1]), array(grads[2]));
     }
 
     // ---------------------------------------------------------------- MLP

@@ -8,6 +8,7 @@ import static facm.tensor.Shapes.requireRank;
 import facm.backend.cpu.CpuNetworkArgs.AttentionInputs;
 import facm.backend.cpu.CpuNetworkArgs.NormInputs;
 import facm.backend.cpu.CpuNetworkArgs.QkvInputs;
+import facm.tensor.NetworkChecks;
 import facm.tensor.Shapes;
 import facm.tensor.Tensor;
 
@@ -227,14 +228,17 @@ final class CpuNetworkJvp {
                       Tensor outDot, Tensor lse) {
         String op = "attentionJvp";
         AttentionInputs in = args.attentionInputs(op, q, k, v, scale, out);
-        CpuTensor od = args.f32(op, "outDot", outDot);
+        CpuTensor od = args.require(op, "outDot", outDot);
+        NetworkChecks.attentionActivation(op, "outDot", od, in.q());
         Shapes.requireSame(op + " (outDot vs out)", od, in.out());
         String[] roles = {"qDot", "kDot", "vDot"};
         Tensor[] given = {qDot, kDot, vDot};
         CpuTensor[] tangents = new CpuTensor[3];
         for (int i = 0; i < 3; i++) {
             if (given[i] != null) {
-                tangents[i] = args.headTensor(op, roles[i], given[i], in.layout(), "q", in.q());
+                tangents[i] = args.require(op, roles[i], given[i]);
+                NetworkChecks.attentionTangent(op, roles[i], tangents[i], in.q());
+                NetworkChecks.headTensor(op, roles[i], tangents[i], in.q().shape(), "q", in.q());
             }
         }
         CpuTensor[] inputs = {in.q(), in.k(), in.v(), tangents[0], tangents[1], tangents[2]};
@@ -247,9 +251,13 @@ final class CpuNetworkJvp {
             requireNoSharing(op, l, inputs);
             requireNoSharing(op, l, in.out(), od);
         }
-        CpuAttentionJvp.attention(args.parallel(), in.layout(), in.q().f32(), in.k().f32(), in.v().f32(),
-                array(tangents[0]), array(tangents[1]), array(tangents[2]), scale, in.out().f32(), od.f32(),
-                array(l));
+        float[] o = CpuAttention.outputFloats(in.out()), oDot = CpuAttention.outputFloats(od);
+        CpuAttentionJvp.attention(args.parallel(), in.layout(), CpuAttention.inputFloats(in.q()),
+                CpuAttention.inputFloats(in.k()), CpuAttention.inputFloats(in.v()),
+                CpuAttention.inputFloats(tangents[0]), CpuAttention.inputFloats(tangents[1]),
+                CpuAttention.inputFloats(tangents[2]), scale, o, oDot, array(l));
+        CpuAttention.storeOutput(in.out(), o);
+        CpuAttention.storeOutput(od, oDot);
     }
 
     // ---------------------------------------------------------------- MLP

@@ -222,8 +222,10 @@ public final class CpuNetworkOps implements NetworkOps {
         AttentionInputs in = args.attentionInputs(op, q, k, v, scale, out);
         CpuTensor l = lse == null ? null : args.f32(op, "lse", lse);
         NetworkChecks.attention(op, in.q(), in.k(), in.v(), scale, in.out(), l);
-        CpuAttention.attention(backend.parallel(), in.layout(), in.q().f32(), in.k().f32(), in.v().f32(), scale,
-                in.out().f32(), array(l));
+        float[] o = CpuAttention.outputFloats(in.out());
+        CpuAttention.attention(backend.parallel(), in.layout(), CpuAttention.inputFloats(in.q()),
+                CpuAttention.inputFloats(in.k()), CpuAttention.inputFloats(in.v()), scale, o, array(l));
+        CpuAttention.storeOutput(in.out(), o);
     }
 
     /**

@@ -33,6 +33,9 @@ final class CudaAttention {
     private static final int ROPE_BLOCK = 256;
     private static final int ROPE_MAX_HEAD_DIM = 256;
 
+    /** The bf16 tensor-core kernels (kernels/attention_tc*.cu), taken when q, k, v are BF16. */
+    private final CudaTensorCoreAttention tensorCore;
+
     private final CudaNetworkChecks check;
     private final CudaStream stream;
     private final Kernel qkNormRope;
@@ -52,6 +55,13 @@ final class CudaAttention {
         for (int dh : SUPPORTED_HEAD_DIMS) {
             attentionByHeadDim.put(dh, lib.kernel("attention_fwd_f32_dh" + dh, PTR, PTR, PTR, PTR, PTR, I32, I32, F32));
         }
+
+        tensorCore = new CudaTensorCoreAttention(lib, stream);
+    }
+
+    /** The bf16 tensor-core launchers (shared with the JVP). */
+    CudaTensorCoreAttention tensorCore() {
+        return tensorCore;
     }
 
     /** The checked arguments of {@link #qkNormRope} (null where absent). */
@@ -140,6 +150,10 @@ final class CudaAttention {
         String op = "attention";
         AttentionArgs a = checkAttention(op, q, k, v, scale, out, lse);
         CudaTensor qs = a.q(), ks = a.k(), vs = a.v(), o = a.out(), l = a.lse();
+        if (qs.dtype() == DType.BF16) {
+            tensorCore.forward(op, qs, ks, vs, scale, o, l);
+            return;
+        }
         int b = qs.dim(0), heads = qs.dim(1), t = qs.dim(2), dh = qs.dim(3);
         Kernel kernel = attentionByHeadDim.get(dh);
         if (kernel == null) {
@@ -159,10 +173,13 @@ final class CudaAttention {
                 o.address(), addressOrNull(l), heads, t, scale);
     }
 
-    /** The rules of {@link #attention} (shared with its JVP). */
+    /**
+     * The rules of {@link #attention} (shared with its JVP): q, k, v all F32 (fp32 kernel, out F32) or all BF16
+     * (tensor-core kernel, out F32 or BF16), lse F32 (NetworkChecks.attentionDTypes).
+     */
     AttentionArgs checkAttention(String op, Tensor q, Tensor k, Tensor v, float scale, Tensor out, Tensor lse) {
-        CudaTensor qs = check.f32(op, "q", q), ks = check.f32(op, "k", k), vs = check.f32(op, "v", v);
-        CudaTensor o = check.f32(op, "out", out);
+        CudaTensor qs = check.floating(op, "q", q), ks = check.floating(op, "k", k);
+        CudaTensor vs = check.floating(op, "v", v), o = check.floating(op, "out", out);
         CudaTensor l = lse == null ? null : check.f32(op, "lse", lse);
         NetworkChecks.attention(op, qs, ks, vs, scale, o, l);
         if (!aligned16(qs, ks, vs, o)) {

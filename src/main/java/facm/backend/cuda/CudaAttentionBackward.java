@@ -3,6 +3,8 @@ package facm.backend.cuda;
 import facm.cuda.CudaStream;
 import facm.cuda.Kernel;
 import facm.cuda.KernelLibrary;
+import facm.tensor.DType;
+import facm.tensor.NetworkChecks;
 import facm.tensor.ShapeException;
 import facm.tensor.Shapes;
 import facm.tensor.Tensor;
@@ -46,6 +48,8 @@ final class CudaAttentionBackward implements AutoCloseable {
     private final ScratchBuffer scratch;
     private final Kernel qkNormRope;
     private final Map<Integer, Kernel[]> attentionByHeadDim = new LinkedHashMap<>();
+    /** The bf16 tensor-core kernels (kernels/attention_tc_bwd.cu), taken when q, k, v are BF16. */
+    private final CudaTensorCoreAttention tensorCore;
 
     CudaAttentionBackward(CudaNetworkChecks check, KernelLibrary lib, CudaStream stream, PartialSums sums,
                           ScratchBuffer scratch) {
@@ -62,6 +66,7 @@ final class CudaAttentionBackward implements AutoCloseable {
                     I32, F32);
             attentionByHeadDim.put(dh, new Kernel[] {dq, dkdv});
         }
+        tensorCore = new CudaTensorCoreAttention(lib, stream);
     }
 
     void qkNormRopeBackward(Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps, Tensor ropeCos,
@@ -166,8 +171,9 @@ final class CudaAttentionBackward implements AutoCloseable {
     void attentionBackward(Tensor q, Tensor k, Tensor v, float scale, Tensor out, Tensor lse, Tensor gradOut,
                            Tensor gradQ, Tensor gradK, Tensor gradV) {
         String op = "attentionBackward";
-        CudaTensor qs = check.f32(op, "q", q), ks = check.f32(op, "k", k), vs = check.f32(op, "v", v);
-        CudaTensor o = check.f32(op, "out", out), go = check.f32(op, "gradOut", gradOut);
+        CudaTensor qs = check.floating(op, "q", q), ks = check.floating(op, "k", k);
+        CudaTensor vs = check.floating(op, "v", v), o = check.floating(op, "out", out);
+        CudaTensor go = check.floating(op, "gradOut", gradOut);
         Objects.requireNonNull(lse, () -> op + ": lse is null; the backward recomputes the probabilities from it");
         CudaTensor l = check.f32(op, "lse", lse);
         requireRank(op, "q [B,H,T,dh]", qs, 4);
@@ -180,11 +186,19 @@ final class CudaAttentionBackward implements AutoCloseable {
         if (Float.isNaN(scale) || Float.isInfinite(scale)) {
             throw new IllegalArgumentException(op + ": scale must be finite, got " + scale);
         }
+        NetworkChecks.attentionDTypes(op, qs, ks, vs, o);
+        NetworkChecks.attentionActivation(op, "gradOut", go, qs);
         CudaTensor gq = gradHead(op, "gradQ", gradQ, qs, ks, vs, o, l, go);
         CudaTensor gk = gradHead(op, "gradK", gradK, qs, ks, vs, o, l, go, gq);
         CudaTensor gv = gradHead(op, "gradV", gradV, qs, ks, vs, o, l, go, gq, gk);
         if (dh == 0) {
             throw new ShapeException(op + ": q " + qs.describe() + " has head dimension 0");
+        }
+        if (qs.dtype() == DType.BF16) {
+            long[] regions = (long) b * heads * t == 0 ? new long[] {0L, 0L}
+                    : scratch.regions(op, CudaTensorCoreAttention.backwardScratch(qs));
+            tensorCore.backward(op, qs, ks, vs, scale, o, l, go, gq, gk, gv, regions[0], regions[1]);
+            return;
         }
         Kernel[] kernels = attentionByHeadDim.get(dh);
         if (kernels == null) {

@@ -5,6 +5,7 @@ import facm.cuda.Kernel;
 import facm.cuda.KernelArg;
 import facm.cuda.KernelLibrary;
 import facm.tensor.DType;
+import facm.tensor.NetworkChecks;
 import facm.tensor.ShapeException;
 import facm.tensor.Shapes;
 import facm.tensor.Tensor;
@@ -60,7 +61,8 @@ final class CudaAttentionJvp {
         if (tangent == null) {
             return null;
         }
-        CudaTensor t = check.f32(op, role, tangent);
+        CudaTensor t = check.floating(op, role, tangent);
+        NetworkChecks.attentionTangent(op, role, t, primal);
         Shapes.requireSame(op + " (" + role + " vs " + primal.name() + ")", t, primal);
         return t;
     }
@@ -117,12 +119,17 @@ final class CudaAttentionJvp {
         CudaTensor qd = tangentLike(op, "qDot", qDot, a.q());
         CudaTensor kd = tangentLike(op, "kDot", kDot, a.q());
         CudaTensor vd = tangentLike(op, "vDot", vDot, a.q());
-        CudaTensor od = check.f32(op, "outDot", outDot);
+        CudaTensor od = check.floating(op, "outDot", outDot);
+        NetworkChecks.attentionActivation(op, "outDot", od, a.q());
         Shapes.requireSame(op + " (outDot vs out)", od, a.out());
         requireNoSharing(op, od, a.q(), a.k(), a.v(), qd, kd, vd, a.out(), a.lse());
         requireNoSharing(op, a.out(), qd, kd, vd);
         if (a.lse() != null) {
             requireNoSharing(op, a.lse(), qd, kd, vd);
+        }
+        if (a.q().dtype() == DType.BF16) {
+            attention.tensorCore().jvp(op, a.q(), a.k(), a.v(), qd, kd, vd, scale, a.out(), od, a.lse());
+            return;
         }
         int dh = a.q().dim(3), b = a.q().dim(0), heads = a.q().dim(1), t = a.q().dim(2);
         Kernel kernel = attentionByHeadDim.get(dh);

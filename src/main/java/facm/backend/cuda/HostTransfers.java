@@ -1,6 +1,7 @@
 package facm.backend.cuda;
 
 import facm.cuda.Cuda;
+import facm.cuda.CudaGraph;
 import facm.cuda.CudaStream;
 import facm.cuda.DeviceBuffer;
 import jcuda.Pointer;
@@ -37,6 +38,7 @@ final class HostTransfers {
     }
 
     static void toDevice(CudaStream stream, MemorySegment host, DeviceBuffer dst, String what) {
+        CudaGraph.requireNotCapturing("upload into " + what); // staged copies synchronize: never inside a capture
         long total = host.byteSize();
         requireFits(total, dst, what);
         if (total == 0) {
@@ -57,6 +59,7 @@ final class HostTransfers {
 
     /** Copies the first {@code host.byteSize()} bytes of {@code src} into {@code host}, after all queued work. */
     static void toHost(CudaStream stream, DeviceBuffer src, MemorySegment host, String what) {
+        CudaGraph.requireNotCapturing("download of " + what);
         long total = host.byteSize();
         requireFits(total, src, what);
         if (total == 0) {

@@ -64,6 +64,9 @@ final class CublasLtAbi {
 
     // cublasLtMatmulPreferenceAttributes_t (cublasLt.h): MAX_WORKSPACE_BYTES is uint64_t, MIN_ALIGNMENT_* uint32_t
     static final int CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1;
+    /** uint32_t mask of cublasLtReductionScheme_t: INPLACE 1, COMPUTE_TYPE 2, OUTPUT_TYPE 4. */
+    static final int CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK = 3;
+    static final int CUBLASLT_REDUCTION_SCHEME_INPLACE_OR_COMPUTE_TYPE = 1 | 2;
     static final int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5;
     static final int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6;
     static final int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7;

@@ -138,14 +138,23 @@ final class MatmulPlan {
             scratch.set(JAVA_LONG, 0, key.workspaceBytes());
             f.setPreferenceAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                     "CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES", scratch, 8, context);
+            if (kind.outputDataType == CublasLtAbi.CUDA_R_16BF) {
+                // A split-K algorithm may add its partial products in the OUTPUT type: for a bf16 output that rounds
+                // every partial sum to bf16 (seen on an H200: 3 bf16 steps off where a long product and the bias
+                // nearly cancel). Allow only in-place and fp32 (compute-type) reductions, so the result is rounded
+                // to bf16 once, as the CPU reference does.
+                setUint32(f, preference, CublasLtAbi.CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+                        "CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK",
+                        CublasLtAbi.CUBLASLT_REDUCTION_SCHEME_INPLACE_OR_COMPUTE_TYPE, scratch, context);
+            }
             // cuBLAS's A is our b pointer and its B our a pointer; C and D are both c.
-            setAlignment(f, preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+            setUint32(f, preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
                     "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES", key.alignB(), scratch, context);
-            setAlignment(f, preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+            setUint32(f, preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
                     "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES", key.alignA(), scratch, context);
-            setAlignment(f, preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+            setUint32(f, preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
                     "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES", key.alignC(), scratch, context);
-            setAlignment(f, preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+            setUint32(f, preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
                     "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES", key.alignC(), scratch, context);
 
             heuristic.fill((byte) 0);
@@ -210,9 +219,10 @@ final class MatmulPlan {
         return layout;
     }
 
-    private static void setAlignment(CublasLtFunctions f, long preference, int attribute, String name, int bytes,
-                                     MemorySegment scratch, String context) {
-        scratch.set(JAVA_INT, 0, bytes);
+    /** Sets a uint32_t preference attribute (the alignments, the reduction-scheme mask). */
+    private static void setUint32(CublasLtFunctions f, long preference, int attribute, String name, int value,
+                                  MemorySegment scratch, String context) {
+        scratch.set(JAVA_INT, 0, value);
         f.setPreferenceAttribute(preference, attribute, name, scratch, 4, context);
     }
 

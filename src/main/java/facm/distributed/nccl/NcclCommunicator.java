@@ -2,7 +2,10 @@ package facm.distributed.nccl;
 
 import facm.backend.cuda.CudaBackend;
 import facm.backend.cuda.CudaTensor;
+import facm.cuda.CudaEvent;
+import facm.cuda.CudaStream;
 import facm.distributed.Communicator;
+import facm.distributed.GradientAverage;
 import facm.distributed.DistributedException;
 import facm.distributed.HostStar;
 import facm.distributed.WorldRank;
@@ -12,6 +15,7 @@ import facm.tensor.Tensor;
 import java.io.PrintStream;
 import java.lang.foreign.MemorySegment;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -40,6 +44,9 @@ public final class NcclCommunicator implements Communicator {
     private final Duration collectiveTimeout;
     private final PrintStream console;
     private final Thread watchdog;
+    /** The stream the overlapped gradient buckets run on (made on first use), and its reusable events. */
+    private CudaStream commStream;
+    private final List<CudaEvent> eventPool = new ArrayList<>();
     private volatile long stepDeadline = Long.MAX_VALUE;
     private volatile boolean closed;
 
@@ -93,6 +100,36 @@ public final class NcclCommunicator implements Communicator {
             return;
         }
         enqueue(tensors, true);
+    }
+
+    /** Buckets on a separate stream, overlapping the rest of the backward ({@link OverlappedBuckets}). */
+    @Override
+    public GradientAverage beginGradientAverage() {
+        requireOpen();
+        if (commStream == null) {
+            commStream = backend.cudaDevice().newStream();
+        }
+        return new OverlappedBuckets(nccl, comm, backend, commStream, eventPool);
+    }
+
+    private ShardCollectives shards() {
+        requireOpen();
+        return new ShardCollectives(nccl, comm, backend, world().rank(), world().worldSize());
+    }
+
+    @Override
+    public void reduceScatterMean(List<Tensor> bucket, int chunk, Tensor shard, long shardOffset) {
+        shards().reduceScatterMean(bucket, chunk, shard, shardOffset);
+    }
+
+    @Override
+    public void allGather(Tensor shard, long shardOffset, int chunk, List<Tensor> bucket) {
+        shards().allGather(shard, shardOffset, chunk, bucket);
+    }
+
+    @Override
+    public void copyOwnChunk(List<Tensor> bucket, int chunk, Tensor shard, long shardOffset) {
+        shards().copyOwnChunk(bucket, chunk, shard, shardOffset);
     }
 
     @Override
@@ -209,7 +246,14 @@ public final class NcclCommunicator implements Communicator {
         try {
             if (world().distributed()) {
                 backend.cudaDevice().makeCurrent();
+                if (commStream != null) {
+                    commStream.synchronize();
+                }
                 nccl.destroy(comm);
+            }
+            eventPool.forEach(CudaEvent::close);
+            if (commStream != null) {
+                commStream.close();
             }
         } finally {
             star.close();

@@ -47,6 +47,8 @@ public final class NcclLibrary {
     private final MethodHandle commInitRank;
     private final MethodHandle allReduce;
     private final MethodHandle broadcast;
+    private final MethodHandle reduceScatter;
+    private final MethodHandle allGather;
     private final MethodHandle groupStart;
     private final MethodHandle groupEnd;
     private final MethodHandle getErrorString;
@@ -69,6 +71,13 @@ public final class NcclLibrary {
         broadcast = bind(linker, lib, "ncclBroadcast",
                 FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_INT, ADDRESS,
                         JAVA_LONG));
+        // (sendbuff, recvbuff, recvcount, datatype, op, comm, stream)
+        reduceScatter = bind(linker, lib, "ncclReduceScatter",
+                FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_INT, ADDRESS,
+                        JAVA_LONG));
+        // (sendbuff, recvbuff, sendcount, datatype, comm, stream)
+        allGather = bind(linker, lib, "ncclAllGather",
+                FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
         groupStart = bind(linker, lib, "ncclGroupStart", FunctionDescriptor.of(JAVA_INT));
         groupEnd = bind(linker, lib, "ncclGroupEnd", FunctionDescriptor.of(JAVA_INT));
         getErrorString = bind(linker, lib, "ncclGetErrorString", FunctionDescriptor.of(ADDRESS, JAVA_INT));
@@ -183,6 +192,26 @@ public final class NcclLibrary {
                     "ncclBroadcast(" + count + " floats)");
         } catch (Throwable t) {
             throw rethrow(t, "ncclBroadcast");
+        }
+    }
+
+    /** recv[recvCount] = op over ranks of send[rank·recvCount, (rank+1)·recvCount); send holds ranks·recvCount floats. */
+    public void reduceScatter(long send, long recv, long recvCount, int op, MemorySegment comm, long stream) {
+        try {
+            check((int) reduceScatter.invokeExact(send, recv, recvCount, NCCL_FLOAT32, op, comm, stream),
+                    "ncclReduceScatter(" + recvCount + " floats per rank)");
+        } catch (Throwable t) {
+            throw rethrow(t, "ncclReduceScatter");
+        }
+    }
+
+    /** recv[r·sendCount, (r+1)·sendCount) = rank r's send[sendCount], for every rank r. */
+    public void allGather(long send, long recv, long sendCount, MemorySegment comm, long stream) {
+        try {
+            check((int) allGather.invokeExact(send, recv, sendCount, NCCL_FLOAT32, comm, stream),
+                    "ncclAllGather(" + sendCount + " floats per rank)");
+        } catch (Throwable t) {
+            throw rethrow(t, "ncclAllGather");
         }
     }
 

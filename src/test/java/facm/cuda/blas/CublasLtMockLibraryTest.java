@@ -217,6 +217,7 @@ int cublasLtMatmulPreferenceDestroy(Pref *p) { free(p); return 0; }
 int cublasLtMatmulPreferenceSetAttribute(Pref *p, int attr, const void *buf, size_t size) {
   if (attr == 1 && size == 8) { p->maxws = *(const uint64_t *)buf; return 0; }
   if (attr >= 5 && attr <= 8 && size == 4) { p->align[attr - 5] = *(const uint32_t *)buf; return 0; }
+  if (attr == 3 && size == 4 && *(const uint32_t *)buf <= 7) return 0; /* reduction-scheme mask */
   return INVALID; }
 
 static int shape(Desc *d, Layout *A, Layout *B, Layout *C, Layout *D, uint64_t *M, uint64_t *N, uint64_t *K) {

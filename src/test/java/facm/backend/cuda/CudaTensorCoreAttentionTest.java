@@ -1,0 +1,202 @@
+package facm.backend.cuda;
+
+import facm.tensor.Bf16;
+import facm.tensor.DType;
+import facm.tensor.NetworkOps;
+import facm.tensor.ShapeException;
+import facm.tensor.Tensor;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+
+import java.util.Arrays;
+
+import static facm.backend.cuda.GpuCpuPair.assertBitEqual;
+import static facm.backend.cuda.GpuCpuPair.values;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+/**
+ * The bf16 tensor-core attention kernels (kernels/attention_tc*.cu, dispatched when q, k, v are BF16) against the CPU
+ * backend on the same bf16 inputs (the CPU widens them exactly and computes in float64): forward, backward and JVP,
+ * random non-zero inputs, outputs poisoned with NaN, odd T (1, 17, 77), the DiT shapes (B2·H16·T256·dh72, dh 64 and
+ * 128 at T 256), F32 and BF16 outputs, null tangents.
+ * <p>
+ * Tolerances. out, outDot and the gradients: max |gpu − cpu| ≤ 1e-2 · max |cpu| per tensor. The kernels round P (and
+ * P⊙Ṡ in the JVP, dS and dO in the backward) to bf16 before the second product, a relative error of 2^-9 ≈ 2e-3 per
+ * term that partly averages out over the keys; the standalone harness (tools/attention-harness) measured at most
+ * 4.1e-3 (outDot; out 3.1e-3, gradients 3.6e-3) over every head dimension and T on an H200, so 1e-2 leaves a ~2.5x
+ * margin and still catches any indexing or masking
+ * error (those give O(1) errors). A BF16 output adds one more rounding of 2^-9. lse: 1e-5 · max(1, max |lse|), since
+ * the scores are fp32 sums of exact bf16 products and only their rounding differs from the float64 reference.
+ */
+@Tag("gpu")
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+class CudaTensorCoreAttentionTest {
+    private static final double TOL = 1e-2;
+    private static final double LSE_TOL = 1e-5;
+
+    private GpuCpuPair p;
+    private NetworkOps gpu;
+    private NetworkOps cpu;
+
+    @BeforeEach
+    void open() {
+        if (p == null) {
+            p = GpuCpuPair.open();
+            gpu = new CudaNetworkOps(p.gpu);
+            cpu = p.cpu.network();
+        }
+    }
+
+    @AfterEach
+    void closeTensors() {
+        if (p != null) {
+            p.closeTensors();
+        }
+    }
+
+    @AfterAll
+    void close() {
+        if (p != null) {
+            p.close();
+        }
+    }
+
+    /** bf16 bit patterns of non-zero values uniform in [lo, hi) (rounding never produces a zero here). */
+    private static short[] bf16(long seed, int n, float lo, float hi) {
+        float[] v = values(seed, n, lo, hi);
+        short[] bits = new short[n];
+        for (int i = 0; i < n; i++) {
+            bits[i] = Bf16.fromFloat(v[i]);
+        }
+        return bits;
+    }
+
+    private float[] gpuValues(Tensor t) {
+        return t.dtype() == DType.BF16 ? Bf16.toFloats(p.gpu.downloadBf16(t)) : p.gpu.download(t);
+    }
+
+    private float[] cpuValues(Tensor t) {
+        return t.dtype() == DType.BF16 ? Bf16.toFloats(p.cpu.downloadBf16(t)) : p.cpu.download(t);
+    }
+
+    private void assertClose(String what, GpuCpuPair.Both t, double tol, double floor) {
+        float[] expected = cpuValues(t.cpu()), actual = gpuValues(t.gpu());
+        double max = floor;
+        for (float e : expected) {
+            max = Math.max(max, Math.abs(e));
+        }
+        for (int i = 0; i < expected.length; i++) {
+            double err = Math.abs((double) expected[i] - actual[i]);
+            if (!(err <= tol * max)) {  // NaN fails
+                throw new AssertionError(what + "[" + i + "] of " + t.gpu().describe() + ": cpu " + expected[i]
+                        + ", gpu " + actual[i] + " (tolerance " + tol + " of max " + max + ")");
+            }
+        }
+    }
+
+    private void check(int b, int h, int t, int dh, DType outType, boolean nullTangents, long seed) {
+        int n = b * h * t * dh;
+        float scale = (float) (1 / Math.sqrt(dh));
+        String shape = "B" + b + " H" + h + " T" + t + " dh" + dh + " out " + outType.lower()
+                + (nullTangents ? " qDot,vDot null" : "");
+        int[] head = {b, h, t, dh}, tok = {b, t, h * dh}, rows = {b, h, t};
+        var q = p.uploadBf16("q", bf16(seed, n, -2, 2), head);
+        var k = p.uploadBf16("k", bf16(seed + 1, n, -2, 2), head);
+        var v = p.uploadBf16("v", bf16(seed + 2, n, -1, 1), head);
+        var qDot = nullTangents ? null : p.uploadBf16("qDot", bf16(seed + 3, n, -1, 1), head);
+        var kDot = p.uploadBf16("kDot", bf16(seed + 4, n, -1, 1), head);
+        var vDot = nullTangents ? null : p.uploadBf16("vDot", bf16(seed + 5, n, -1, 1), head);
+
+        // forward
+        var out = p.poisoned("out", outType, tok);
+        var lse = p.poisoned("lse", DType.F32, rows);
+        gpu.attention(q.gpu(), k.gpu(), v.gpu(), scale, out.gpu(), lse.gpu());
+        cpu.attention(q.cpu(), k.cpu(), v.cpu(), scale, out.cpu(), lse.cpu());
+        assertClose("attention out " + shape, out, TOL, 0);
+        assertClose("attention lse " + shape, lse, LSE_TOL, 1);
+
+        // backward from the CPU's out and lse on both (gradOut F32 as the tape hands it; BF16 with a BF16 out)
+        float[] outValues = cpuValues(out.cpu());
+        var outIn = outType == DType.BF16 ? p.uploadBf16("outIn", p.cpu.downloadBf16(out.cpu()), tok)
+                : p.upload("outIn", outValues, tok);
+        var lseIn = p.upload("lseIn", p.cpu.download(lse.cpu()), rows);
+        var gradOut = outType == DType.BF16 ? p.uploadBf16("gradOut", bf16(seed + 6, n, -1, 1), tok)
+                : p.upload("gradOut", values(seed + 6, n, -1, 1), tok);
+        var gq = p.poisoned("gradQ", DType.F32, head);
+        var gk = p.poisoned("gradK", DType.F32, head);
+        var gv = p.poisoned("gradV", DType.F32, head);
+        gpu.attentionBackward(q.gpu(), k.gpu(), v.gpu(), scale, outIn.gpu(), lseIn.gpu(), gradOut.gpu(), gq.gpu(),
+                gk.gpu(), gv.gpu());
+        cpu.attentionBackward(q.cpu(), k.cpu(), v.cpu(), scale, outIn.cpu(), lseIn.cpu(), gradOut.cpu(), gq.cpu(),
+                gk.cpu(), gv.cpu());
+        assertClose("attentionBackward gradQ " + shape, gq, TOL, 1e-3);
+        assertClose("attentionBackward gradK " + shape, gk, TOL, 1e-3);
+        assertClose("attentionBackward gradV " + shape, gv, TOL, 1e-3);
+        // deterministic: a second run gives the same bits
+        float[] firstQ = gpuValues(gq.gpu()), firstK = gpuValues(gk.gpu()), firstV = gpuValues(gv.gpu());
+        p.gpu.fill(gq.gpu(), Float.NaN);
+        p.gpu.fill(gk.gpu(), Float.NaN);
+        p.gpu.fill(gv.gpu(), Float.NaN);
+        gpu.attentionBackward(q.gpu(), k.gpu(), v.gpu(), scale, outIn.gpu(), lseIn.gpu(), gradOut.gpu(), gq.gpu(),
+                gk.gpu(), gv.gpu());
+        assertBitEqual("attentionBackward gradQ rerun " + shape, firstQ, gpuValues(gq.gpu()));
+        assertBitEqual("attentionBackward gradK rerun " + shape, firstK, gpuValues(gk.gpu()));
+        assertBitEqual("attentionBackward gradV rerun " + shape, firstV, gpuValues(gv.gpu()));
+
+        // JVP
+        var jOut = p.poisoned("jvpOut", outType, tok);
+        var jOutDot = p.poisoned("jvpOutDot", outType, tok);
+        var jLse = p.poisoned("jvpLse", DType.F32, rows);
+        gpu.attentionJvp(q.gpu(), k.gpu(), v.gpu(), qDot == null ? null : qDot.gpu(), kDot.gpu(),
+                vDot == null ? null : vDot.gpu(), scale, jOut.gpu(), jOutDot.gpu(), jLse.gpu());
+        cpu.attentionJvp(q.cpu(), k.cpu(), v.cpu(), qDot == null ? null : qDot.cpu(), kDot.cpu(),
+                vDot == null ? null : vDot.cpu(), scale, jOut.cpu(), jOutDot.cpu(), jLse.cpu());
+        assertClose("attentionJvp out " + shape, jOut, TOL, 0);
+        assertClose("attentionJvp outDot " + shape, jOutDot, TOL, 1e-3);
+        assertClose("attentionJvp lse " + shape, jLse, LSE_TOL, 1);
+        p.closeTensors();
+    }
+
+    @Test
+    void oddTokenCountsEveryHeadDim() {
+        long seed = 100;
+        for (int dh : CudaTensorCoreAttention.SUPPORTED_HEAD_DIMS) {
+            for (int t : new int[] {1, 17, 77}) {
+                check(1, 2, t, dh, DType.F32, false, seed += 10);
+            }
+        }
+    }
+
+    @Test
+    void ditShapes() {
+        check(2, 16, 256, 72, DType.F32, false, 1);
+        check(1, 4, 256, 64, DType.F32, false, 2);
+        check(1, 4, 256, 128, DType.F32, false, 3);
+    }
+
+    @Test
+    void bf16OutputsAndNullTangents() {
+        check(2, 3, 77, 72, DType.BF16, true, 7);
+        check(1, 2, 130, 64, DType.BF16, false, 8);
+        check(1, 2, 33, 128, DType.F32, true, 9);
+    }
+
+    @Test
+    void unsupportedHeadDimIsAShapeError() {
+        int b = 1, h = 1, t = 8, dh = 24;
+        int n = b * h * t * dh;
+        short[] bits = bf16(5, n, -1, 1);
+        var q = p.uploadBf16("q", bits, b, h, t, dh);
+        var out = p.poisoned("out", DType.F32, b, t, h * dh);
+        ShapeException e = assertThrows(ShapeException.class,
+                () -> gpu.attention(q.gpu(), q.gpu(), q.gpu(), 0.2f, out.gpu(), null));
+        if (!e.getMessage().contains("attention") || !e.getMessage().contains(Arrays.toString(
+                CudaTensorCoreAttention.SUPPORTED_HEAD_DIMS))) {
+            throw new AssertionError("message should name the op and the supported head dims: " + e.getMessage());
+        }
+    }
+}
