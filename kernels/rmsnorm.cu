@@ -297,10 +297,13 @@ extern "C" __global__ void __launch_bounds__(32 * RMSNORM_PART_ROWS) partials_su
 // out, rstd exactly as rmsnorm_fwd (the same per-lane order for the sum of squares, so bit-identical to it; the
 // _vec4 forward sums in another order), and with n = x·ρ, s = 1 + scale, ṅ = ρ·(ẋ − x·ρ²·mean_D(x ⊙ ẋ)):
 //   outDot = w ⊙ ṅ ⊙ s + n ⊙ w ⊙ scaleDot + shiftDot   (without mod: w ⊙ ṅ)
-// xDot and modDot may be nullptr (zero tangents). One warp per row like the forward; out may alias x and outDot xDot.
-extern "C" __global__ void __launch_bounds__(256) rmsnorm_jvp(
+// xDot and modDot may be nullptr (zero tangents). One warp per row like the forward; out may alias x and outDot xDot
+// (fp32 only). OUT = float, or uint16_t (bf16): out and outDot are the same fp32 values, each rounded once, the GEMM
+// operands of the next linear and of its tangent (rmsnorm_jvp_bf16out; no separate cast pass).
+template <typename OUT>
+__device__ __forceinline__ void rmsnorm_jvp_body(
         const float* x, const float* xDot, const float* __restrict__ w, const float* __restrict__ mod,
-        const float* __restrict__ modDot, float* out, float* outDot, float* __restrict__ rstd, int64_t rows, int D,
+        const float* __restrict__ modDot, OUT* out, OUT* outDot, float* __restrict__ rstd, int64_t rows, int D,
         int tokens, int64_t modStride, int shiftOff, int scaleOff, float eps) {
     const int lane = threadIdx.x & 31;
     const int warpsPerBlock = blockDim.x >> 5;
@@ -332,8 +335,8 @@ extern "C" __global__ void __launch_bounds__(256) rmsnorm_jvp(
                 scaleDot = modDot + mb + scaleOff;
             }
         }
-        float* orow = out + row * D;
-        float* odrow = outDot + row * D;
+        OUT* orow = out + row * D;
+        OUT* odrow = outDot + row * D;
         for (int d = lane; d < D; d += 32) {
             const float xv = xr[d];
             const float wv = w[d];
@@ -344,8 +347,19 @@ extern "C" __global__ void __launch_bounds__(256) rmsnorm_jvp(
                 t *= 1.0f + scale[d];
                 if (scaleDot != nullptr) t = fmaf(xv * rho * wv, scaleDot[d], t + shiftDot[d]);
             }
-            orow[d] = rmsnorm_modulate(xv, rho, wv, shift, scale, d);
-            odrow[d] = t;
+            rmsnorm_store1(orow, d, rmsnorm_modulate(xv, rho, wv, shift, scale, d));
+            rmsnorm_store1(odrow, d, t);
         }
     }
 }
+
+#define RMSNORM_JVP(NAME, OUT)                                                                                     \
+    extern "C" __global__ void __launch_bounds__(256) NAME(                                                        \
+            const float* x, const float* xDot, const float* __restrict__ w, const float* __restrict__ mod,         \
+            const float* __restrict__ modDot, OUT* out, OUT* outDot, float* __restrict__ rstd, int64_t rows, int D, \
+            int tokens, int64_t modStride, int shiftOff, int scaleOff, float eps) {                                \
+        rmsnorm_jvp_body<OUT>(x, xDot, w, mod, modDot, out, outDot, rstd, rows, D, tokens, modStride, shiftOff,    \
+                              scaleOff, eps);                                                                      \
+    }
+RMSNORM_JVP(rmsnorm_jvp, float)
+RMSNORM_JVP(rmsnorm_jvp_bf16out, uint16_t)

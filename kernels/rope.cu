@@ -130,6 +130,9 @@ __device__ __forceinline__ void qk_norm_rope_fwd_body(
 QK_NORM_ROPE_FWD(qk_norm_rope_fwd, float, float)
 QK_NORM_ROPE_FWD(qk_norm_rope_fwd_bf16, uint16_t, uint16_t)
 QK_NORM_ROPE_FWD(qk_norm_rope_fwd_bf16_f32out, uint16_t, float)
+// _bf16out: fp32 qkv (kept for the backward of a training pass) → bf16 q, k, v for the tensor-core attention: the fp32
+// kernel's values, each rounded once.
+QK_NORM_ROPE_FWD(qk_norm_rope_fwd_bf16out, float, uint16_t)
 
 // ------------------------------------------------------------------------------------------- backward
 // For one q or k head vector x (dh values) with y = x·ρ ⊙ w (qk-norm) and z = RoPE(y), given gz:
@@ -273,9 +276,11 @@ extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_bwd(
 // n = x·ρ, ṅ = ρ·(ẋ − x·ρ²·mean_dh(x ⊙ ẋ)), ẏ = ṅ ⊙ w, and the same rotation applied to ẏ (RoPE is linear); v̇ is a
 // copy of the v part of qkvDot. qkvDot nullptr: every tangent is zero.
 
-// One head vector of q or k and its tangent (src/srcDot → dst/dstDot). All 32 lanes call it (warp_sum).
+// One head vector of q or k and its tangent (src/srcDot → dst/dstDot). All 32 lanes call it (warp_sum). OUT = float,
+// or uint16_t (bf16: primal and tangent rounded once on store, the tensor-core attention JVP's operands).
+template <typename OUT>
 __device__ __forceinline__ void qk_norm_rope_head_jvp(const float2* __restrict__ src, const float2* __restrict__ srcDot,
-                                                      float2* __restrict__ dst, float2* __restrict__ dstDot,
+                                                      OUT* __restrict__ dst, OUT* __restrict__ dstDot,
                                                       const float* __restrict__ weight,
                                                       const float* __restrict__ cosRow,
                                                       const float* __restrict__ sinRow, float* __restrict__ rstdOut,
@@ -333,18 +338,20 @@ __device__ __forceinline__ void qk_norm_rope_head_jvp(const float2* __restrict__
     for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
         const int p = lane + 32 * j;
         if (p < pairs) {
-            dst[p] = e[j];
-            dstDot[p] = t[j];
+            rope_store_pair(dst, p, e[j]);
+            rope_store_pair(dstDot, p, t[j]);
         }
     }
 }
 
-// Launch and argument rules as qk_norm_rope_fwd; qkvDot may be nullptr; qDot, kDot, vDot are required.
-extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_jvp(
+// Launch and argument rules as qk_norm_rope_fwd; qkvDot may be nullptr; qDot, kDot, vDot are required. OUT = float
+// (qk_norm_rope_jvp) or uint16_t (qk_norm_rope_jvp_bf16out: all six outputs bf16).
+template <typename OUT>
+__device__ __forceinline__ void qk_norm_rope_jvp_body(
         const float* __restrict__ qkv, const float* __restrict__ qkvDot, const float* __restrict__ qw,
         const float* __restrict__ kw, const float* __restrict__ cosT, const float* __restrict__ sinT,
-        float* __restrict__ q, float* __restrict__ k, float* __restrict__ v, float* __restrict__ qDot,
-        float* __restrict__ kDot, float* __restrict__ vDot, float* __restrict__ rstd, int B, int T, int H, int dh,
+        OUT* __restrict__ q, OUT* __restrict__ k, OUT* __restrict__ v, OUT* __restrict__ qDot,
+        OUT* __restrict__ kDot, OUT* __restrict__ vDot, float* __restrict__ rstd, int B, int T, int H, int dh,
         float eps) {
     const int lane = threadIdx.x & 31;
     const int warpsPerBlock = blockDim.x >> 5;
@@ -364,21 +371,32 @@ extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_jvp(
         float* rstdQ = rstd != nullptr ? rstd + (bt * 2 + 0) * H + h : nullptr;
         float* rstdK = rstd != nullptr ? rstd + (bt * 2 + 1) * H + h : nullptr;
         const int64_t qIn = (int64_t)h * dh, kIn = (int64_t)(H + h) * dh, vIn = (int64_t)(2 * H + h) * dh;
-        qk_norm_rope_head_jvp(reinterpret_cast<const float2*>(tokenIn + qIn),
-                              tokenDot != nullptr ? reinterpret_cast<const float2*>(tokenDot + qIn) : nullptr,
-                              reinterpret_cast<float2*>(q + outRow), reinterpret_cast<float2*>(qDot + outRow), qw,
-                              cosRow, sinRow, rstdQ, dh, eps, lane);
-        qk_norm_rope_head_jvp(reinterpret_cast<const float2*>(tokenIn + kIn),
-                              tokenDot != nullptr ? reinterpret_cast<const float2*>(tokenDot + kIn) : nullptr,
-                              reinterpret_cast<float2*>(k + outRow), reinterpret_cast<float2*>(kDot + outRow), kw,
-                              cosRow, sinRow, rstdK, dh, eps, lane);
+        qk_norm_rope_head_jvp<OUT>(reinterpret_cast<const float2*>(tokenIn + qIn),
+                                   tokenDot != nullptr ? reinterpret_cast<const float2*>(tokenDot + qIn) : nullptr,
+                                   q + outRow, qDot + outRow, qw, cosRow, sinRow, rstdQ, dh, eps, lane);
+        qk_norm_rope_head_jvp<OUT>(reinterpret_cast<const float2*>(tokenIn + kIn),
+                                   tokenDot != nullptr ? reinterpret_cast<const float2*>(tokenDot + kIn) : nullptr,
+                                   k + outRow, kDot + outRow, kw, cosRow, sinRow, rstdK, dh, eps, lane);
         const float2* vin = reinterpret_cast<const float2*>(tokenIn + vIn);
         const float2* vdin = tokenDot != nullptr ? reinterpret_cast<const float2*>(tokenDot + vIn) : nullptr;
-        float2* vout = reinterpret_cast<float2*>(v + outRow);
-        float2* vdout = reinterpret_cast<float2*>(vDot + outRow);
+        OUT* vout = v + outRow;
+        OUT* vdout = vDot + outRow;
         for (int p = lane; p < (dh >> 1); p += 32) {
-            vout[p] = vin[p];
-            vdout[p] = vdin != nullptr ? vdin[p] : make_float2(0.0f, 0.0f);
+            rope_store_pair(vout, p, vin[p]);
+            rope_store_pair(vdout, p, vdin != nullptr ? vdin[p] : make_float2(0.0f, 0.0f));
         }
     }
 }
+
+#define QK_NORM_ROPE_JVP(NAME, OUT)                                                                                \
+    extern "C" __global__ void __launch_bounds__(256) NAME(                                                        \
+            const float* __restrict__ qkv, const float* __restrict__ qkvDot, const float* __restrict__ qw,         \
+            const float* __restrict__ kw, const float* __restrict__ cosT, const float* __restrict__ sinT,          \
+            OUT* __restrict__ q, OUT* __restrict__ k, OUT* __restrict__ v, OUT* __restrict__ qDot,                 \
+            OUT* __restrict__ kDot, OUT* __restrict__ vDot, float* __restrict__ rstd, int B, int T, int H, int dh, \
+            float eps) {                                                                                           \
+        qk_norm_rope_jvp_body<OUT>(qkv, qkvDot, qw, kw, cosT, sinT, q, k, v, qDot, kDot, vDot, rstd, B, T, H, dh,  \
+                                   eps);                                                                           \
+    }
+QK_NORM_ROPE_JVP(qk_norm_rope_jvp, float)
+QK_NORM_ROPE_JVP(qk_norm_rope_jvp_bf16out, uint16_t)

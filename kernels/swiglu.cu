@@ -103,6 +103,36 @@ SWIGLU_FWD_BF16(swiglu_fwd_bf16, swiglu_fwd_bf16_body, uint16_t)
 SWIGLU_FWD_BF16(swiglu_fwd_bf16_f32out_vec8, swiglu_fwd_bf16_vec8_body, float)
 SWIGLU_FWD_BF16(swiglu_fwd_bf16_f32out, swiglu_fwd_bf16_body, float)
 
+// fp32 gu (an fp32 w12 output that a backward still reads) → bf16 out (the w3 GEMM's operand in a bf16 training
+// pass): the fp32 kernels' values, each rounded once, so the result equals swiglu_fwd followed by a cast, to the bit.
+// _vec4: F % 4 == 0, gu 16-byte and out 8-byte aligned (checked by the launcher); 4 fp32 of g and of u per step.
+extern "C" __global__ void swiglu_fwd_vec4_bf16out(const float* __restrict__ gu, uint16_t* __restrict__ out,
+                                                   int64_t rows, int F) {
+    const int F4 = F >> 2;
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        const float4* g4 = reinterpret_cast<const float4*>(gu + row * 2 * F);
+        const float4* u4 = g4 + F4;
+        uint2* o4 = reinterpret_cast<uint2*>(out + row * F);
+        for (int c = threadIdx.x; c < F4; c += blockDim.x) {
+            const float4 g = g4[c];
+            const float4 u = u4[c];
+            o4[c] = make_uint2(bf16_pack2(swiglu_silu(g.x) * u.x, swiglu_silu(g.y) * u.y),
+                               bf16_pack2(swiglu_silu(g.z) * u.z, swiglu_silu(g.w) * u.w));
+        }
+    }
+}
+
+// Any F, any alignment.
+extern "C" __global__ void swiglu_fwd_bf16out(const float* __restrict__ gu, uint16_t* __restrict__ out, int64_t rows,
+                                              int F) {
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        const float* g = gu + row * 2 * F;
+        const float* u = g + F;
+        uint16_t* o = out + row * F;
+        for (int f = threadIdx.x; f < F; f += blockDim.x) o[f] = bf16_from_float(swiglu_silu(g[f]) * u[f]);
+    }
+}
+
 // ------------------------------------------------------------------------------------------- backward
 // SiLU'(g) = σ(g)·(1 + g·(1 − σ(g))). gradGu = [gradOut·u·SiLU'(g), gradOut·SiLU(g)] (overwritten).
 
@@ -172,27 +202,37 @@ extern "C" __global__ void silu_bwd(const float* x, const float* gradOut, float*
 
 // ------------------------------------------------------------------------------------------- forward mode (JVP)
 // out = SiLU(g) ⊙ u exactly as swiglu_fwd; outDot = SiLU'(g)·ġ·u + SiLU(g)·u̇ (guDot [rows, 2F], nullptr = zero).
-// Any F and alignment; launch like swiglu_fwd (rows over blocks, threads over F).
-extern "C" __global__ void swiglu_jvp(const float* __restrict__ gu, const float* __restrict__ guDot,
-                                      float* __restrict__ out, float* __restrict__ outDot, int64_t rows, int F) {
+// Any F and alignment; launch like swiglu_fwd (rows over blocks, threads over F). OUT = float, or uint16_t (bf16,
+// swiglu_jvp_bf16out): out and outDot are the fp32 values rounded once, the operands of the w3 GEMM and its tangent.
+template <typename OUT>
+__device__ __forceinline__ void swiglu_jvp_body(const float* __restrict__ gu, const float* __restrict__ guDot,
+                                                OUT* __restrict__ out, OUT* __restrict__ outDot, int64_t rows, int F) {
     for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
         const float* g = gu + row * 2 * F;
         const float* u = g + F;
         const float* gd = guDot != nullptr ? guDot + row * 2 * F : nullptr;
-        float* o = out + row * F;
-        float* od = outDot + row * F;
+        OUT* o = out + row * F;
+        OUT* od = outDot + row * F;
         for (int f = threadIdx.x; f < F; f += blockDim.x) {
             const float gv = g[f];
             const float uv = u[f];
             const float silu = swiglu_silu(gv);
-            o[f] = silu * uv;
+            swiglu_store1(o, f, silu * uv);
             if (gd == nullptr) {
-                od[f] = 0.0f;
+                swiglu_store1(od, f, 0.0f);
             } else {
                 const float sg = silu_sigmoid(gv);
                 const float dsilu = sg * (1.0f + gv * (1.0f - sg));
-                od[f] = fmaf(dsilu * gd[f], uv, silu * gd[F + f]);
+                swiglu_store1(od, f, fmaf(dsilu * gd[f], uv, silu * gd[F + f]));
             }
         }
     }
 }
+
+#define SWIGLU_JVP(NAME, OUT)                                                                                     \
+    extern "C" __global__ void NAME(const float* __restrict__ gu, const float* __restrict__ guDot,                \
+                                    OUT* __restrict__ out, OUT* __restrict__ outDot, int64_t rows, int F) {       \
+        swiglu_jvp_body<OUT>(gu, guDot, out, outDot, rows, F);                                                    \
+    }
+SWIGLU_JVP(swiglu_jvp, float)
+SWIGLU_JVP(swiglu_jvp_bf16out, uint16_t)

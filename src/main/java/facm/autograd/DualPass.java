@@ -30,8 +30,24 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
 
     /** A pass on {@code backend}; {@code tape} may be null (no gradients through the primal). */
     public DualPass(Backend backend, GemmPrecision precision, Tape tape) {
-        this.primal = new ForwardPass(backend, precision, tape);
-        this.tangents = new ForwardPass(backend, precision, null);
+        this(backend, precision, tape, null);
+    }
+
+    /**
+     * As {@link #DualPass(Backend, GemmPrecision, Tape)}, with BF16 {@code forms} (null: none; only for BF16
+     * precision): the fused JVP ops write the primal and the tangent in bf16 where the primal pass's forms say a
+     * bf16 GEMM operand (norms, swiglu; heads and attention with {@link ForwardPass.Bf16Training#attention}), the
+     * same bits the linears' casts would make.
+     */
+    public DualPass(Backend backend, GemmPrecision precision, Tape tape, ForwardPass.Bf16Training forms) {
+        if (forms != null && precision != GemmPrecision.BF16) {
+            throw new IllegalArgumentException("DualPass: bf16 forms " + forms + " need BF16 precision, not "
+                    + precision);
+        }
+        this.primal = forms == null ? new ForwardPass(backend, precision, tape)
+                : ForwardPass.bf16Training(backend, tape, forms);
+        this.tangents = forms == null ? new ForwardPass(backend, precision, null)
+                : ForwardPass.bf16Training(backend, null, forms);
         this.be = backend;
         this.net = backend.network();
     }
@@ -166,7 +182,7 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
     @Override
     public Dual rmsNormModulate(String name, Dual x, Tensor weight, float eps, Dual mod, int shiftChunk,
                                 int scaleChunk) {
-        Tensor outDot = tangents.alloc(name + " tangent", DType.F32, x.primal().shape());
+        Tensor outDot = tangents.alloc(name + " tangent", primal.operandType(DType.BF16), x.primal().shape());
         Tensor out = primal.rmsNormModulate(name, x.primal(), weight, eps, mod.primal(), shiftChunk, scaleChunk,
                 (o, rstd) -> net.rmsNormModulateJvp(x.primal(), x.tangent(), weight, eps, mod.primal(),
                         mod.tangent(), shiftChunk, scaleChunk, o, outDot, rstd));
@@ -194,9 +210,10 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
         int b = qkv.primal().dim(0);
         int t = qkv.primal().dim(1);
         int dh = qkv.primal().dim(2) / (3 * heads);
-        Tensor qDot = tangents.alloc(name + ".q tangent", DType.F32, b, heads, t, dh);
-        Tensor kDot = tangents.alloc(name + ".k tangent", DType.F32, b, heads, t, dh);
-        Tensor vDot = tangents.alloc(name + ".v tangent", DType.F32, b, heads, t, dh);
+        DType headType = primal.headType(qkv.primal().dtype());
+        Tensor qDot = tangents.alloc(name + ".q tangent", headType, b, heads, t, dh);
+        Tensor kDot = tangents.alloc(name + ".k tangent", headType, b, heads, t, dh);
+        Tensor vDot = tangents.alloc(name + ".v tangent", headType, b, heads, t, dh);
         Qkv<Tensor> p = primal.qkNormRope(name, qkv.primal(), heads, qWeight, kWeight, eps, ropeCos, ropeSin,
                 (q, k, v, rstd) -> net.qkNormRopeJvp(qkv.primal(), qkv.tangent(), heads, qWeight, kWeight, eps,
                         ropeCos, ropeSin, q, k, v, qDot, kDot, vDot, rstd));
@@ -208,7 +225,7 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
     public Dual attention(String name, Dual qIn, Dual kIn, Dual vIn, float scale) {
         Tensor q = qIn.primal();
         int[] shape = {q.dim(0), q.dim(2), q.dim(1) * q.dim(3)};
-        Tensor outDot = tangents.alloc(name + " tangent", DType.F32, shape);
+        Tensor outDot = tangents.alloc(name + " tangent", primal.attentionOutType(q.dtype()), shape);
         Tensor out = primal.attention(name, q, kIn.primal(), vIn.primal(), scale,
                 (o, lse) -> net.attentionJvp(q, kIn.primal(), vIn.primal(), qIn.tangent(), kIn.tangent(),
                         vIn.tangent(), scale, o, outDot, lse));
@@ -220,7 +237,7 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
     public Dual swiglu(String name, Dual gu) {
         int[] shape = gu.primal().shape();
         shape[shape.length - 1] /= 2;
-        Tensor outDot = tangents.alloc(name + " tangent", DType.F32, shape);
+        Tensor outDot = tangents.alloc(name + " tangent", primal.operandType(gu.primal().dtype()), shape);
         Tensor out = primal.swiglu(name, gu.primal(), o -> net.swigluJvp(gu.primal(), gu.tangent(), o, outDot));
         return new Dual(out, outDot);
     }

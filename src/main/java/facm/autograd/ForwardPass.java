@@ -44,7 +44,28 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
     private final Tape tape;
     private final Set<Tensor> live = Collections.newSetFromMap(new IdentityHashMap<>());
     private final LinearLayer linears;
+    private final NetworkLayers layers;
     private final Bf16Forms bf16;
+    private final Bf16Training training;
+
+    /**
+     * How a BF16 pass that may record on a tape ({@link #bf16Training}) writes the operands of its GEMMs. For a
+     * network whose rmsNormModulate and swiglu outputs (and attention outputs) feed nothing but a linear, as in
+     * LightningDiT; not for one that reads a norm's output otherwise (the classifier's pooled features).
+     *
+     * @param operands  rmsNormModulate and swiglu write bf16, the operand of the linear they feed: the same bits the
+     *                  linear's cast would make (the f32 value rounded once), so losses and gradients are unchanged to
+     *                  the bit, and the tape keeps that bf16 tensor for the weight gradient as it kept the cast. Their
+     *                  backwards read their inputs (f32), never these outputs.
+     * @param attention qkNormRope writes bf16 q, k, v (rounded from the f32 heads) and attention writes the bf16
+     *                  operand of the projection after it; the attention, its backward and JVP run on the tensor-core
+     *                  kernels. This changes numerics (bf16 probabilities and heads). Only where the backend's
+     *                  {@link NetworkOps#attentionTakes} BF16.
+     */
+    public record Bf16Training(boolean operands, boolean attention) {
+        /** Bit-identical operand fusions only, f32 attention. */
+        public static final Bf16Training OPERANDS = new Bf16Training(true, false);
+    }
 
     /**
      * How a {@link #bf16Inference} pass treats its activations.
@@ -70,21 +91,76 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
 
     /** A pass on {@code backend}; {@code tape} may be null (no gradients). Activations are f32. */
     public ForwardPass(Backend backend, GemmPrecision precision, Tape tape) {
-        this(backend, precision, tape, null);
+        this(backend, precision, tape, null, null);
     }
 
-    private ForwardPass(Backend backend, GemmPrecision precision, Tape tape, Bf16Forms bf16) {
+    private ForwardPass(Backend backend, GemmPrecision precision, Tape tape, Bf16Forms bf16, Bf16Training training) {
         this.be = backend;
         this.net = backend.network();
         this.precision = precision;
         this.tape = tape;
         this.bf16 = bf16;
+        this.training = training;
         this.linears = new LinearLayer(this);
+        this.layers = new NetworkLayers(this);
     }
 
     /** A tape-less BF16 pass with bf16 activations between GEMM-bound ops (see the class comment). */
     public static ForwardPass bf16Inference(Backend backend, Bf16Forms forms) {
-        return new ForwardPass(backend, GemmPrecision.BF16, null, java.util.Objects.requireNonNull(forms, "forms"));
+        return new ForwardPass(backend, GemmPrecision.BF16, null, java.util.Objects.requireNonNull(forms, "forms"),
+                null);
+    }
+
+    /**
+     * A BF16 pass ({@code tape} may be null) whose GEMM-operand producers write bf16 as {@code forms} says; the
+     * activations a backward reads stay f32. Throws when {@code forms} asks for a bf16 attention the backend's
+     * attention does not take.
+     */
+    public static ForwardPass bf16Training(Backend backend, Tape tape, Bf16Training forms) {
+        java.util.Objects.requireNonNull(forms, "forms");
+        if (forms.attention() && !backend.network().attentionTakes(DType.BF16)) {
+            throw new UnsupportedOperationException("bf16Training: the " + backend.getClass().getSimpleName()
+                    + " attention does not take bf16 q, k, v");
+        }
+        return new ForwardPass(backend, GemmPrecision.BF16, tape, null, forms);
+    }
+
+    /** A pass like this one (precision, bf16 forms) recording on {@code otherTape} (null: none). */
+    ForwardPass sibling(Tape otherTape) {
+        return new ForwardPass(be, precision, otherTape, bf16, training);
+    }
+
+    /** Makes {@code t} (the caller's, e.g. kept from a sibling pass) a temporary of this pass. */
+    void adopt(Tensor t) {
+        live.add(t);
+    }
+
+    /** The bf16 training forms of this pass, or null. */
+    Bf16Training bf16Training() {
+        return training;
+    }
+
+    /**
+     * The dtype of an output that feeds only a linear (a norm's, swiglu's) made from an input of dtype {@code in}:
+     * bf16 in a bf16-activation pass for a bf16 input (norms: always), or with {@link Bf16Training#operands}.
+     */
+    DType operandType(DType in) {
+        if (training != null) {
+            return training.operands() ? DType.BF16 : DType.F32;
+        }
+        return activation(in);
+    }
+
+    /** The dtype of the q, k, v qkNormRope writes from a qkv of dtype {@code qkv}. */
+    DType headType(DType qkv) {
+        boolean bf16Heads = training != null ? training.attention()
+                : bf16 != null && bf16.attention() && qkv == DType.BF16;
+        return bf16Heads ? DType.BF16 : DType.F32;
+    }
+
+    /** The dtype of an attention output from heads of dtype {@code heads}: bf16 (the projection's operand) or f32. */
+    DType attentionOutType(DType heads) {
+        return heads == DType.BF16 && (bf16 != null || training != null) ? DType.BF16 : DType.F32;
     }
 
     /** The bf16-activation forms of this pass, or null (all activations f32). */
@@ -254,89 +330,37 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
     /** Patch layout [B,C,H,W] → [B, T, C·p²]. */
     @Override
     public Tensor patchify(Tensor x, int patch, int tokens, int features) {
-        Tensor out = alloc("patches", DType.F32, x.dim(0), tokens, features);
-        net.patchify(x, patch, out);
-        if (recording(x)) {
-            tape.record("patchify", () -> {
-                Tensor gx = tape.newGradBuffer(x);
-                net.patchifyBackward(tape.grad(out), patch, gx);
-                tape.adoptGrad(x, gx);
-            }, out);
-        }
-        return out;
+        return layers.patchify(x, patch, tokens, features);
     }
 
     /** Output layout [B, T, p²·C] → [B, C, H, W] with the spatial shape of {@code like}. */
     @Override
     public Tensor unpatchify(Tensor tokens, int patch, int[] outShape) {
-        Tensor out = alloc("F", DType.F32, outShape);
-        net.unpatchify(tokens, patch, out);
-        if (recording(tokens)) {
-            tape.record("unpatchify", () -> {
-                Tensor g = tape.newGradBuffer(tokens);
-                net.unpatchifyBackward(tape.grad(out), patch, g);
-                tape.adoptGrad(tokens, g);
-            }, out);
-        }
-        return out;
+        return layers.unpatchify(tokens, patch, outShape);
     }
 
     /** Sinusoidal time features (no gradient: time inputs are never tracked). */
     @Override
     public Tensor timestepEmbedding(String name, Tensor t, int dim, float maxPeriod) {
-        if (tape != null && tape.requiresGrad(t)) {
-            throw new UnsupportedOperationException("timestepEmbedding " + name + ": no gradient w.r.t. time");
-        }
-        Tensor out = alloc(name, DType.F32, t.dim(0), dim);
-        net.timestepEmbedding(t, maxPeriod, out);
-        return out;
+        return layers.timestepEmbedding(name, t, dim, maxPeriod);
     }
 
     /** Rows of {@code table} picked by {@code ids}; the table's gradient accumulates per id. */
     @Override
     public Tensor embedding(String name, Tensor table, Tensor ids) {
-        Tensor out = alloc(name, DType.F32, ids.dim(0), table.dim(1));
-        net.embedding(table, ids, out);
-        if (recording(table)) {
-            requireParameter("embedding " + name, table);
-            tape.record("embedding " + name, () -> net.embeddingBackward(tape.grad(out), ids,
-                    tape.paramGrad(table)), out);
-        }
-        return out;
+        return layers.embedding(name, table, ids);
     }
 
     /** RMSNorm of x with adaLN chunks of mod (null: plain RMSNorm); saves x, mod and the row statistics. */
     @Override
     public Tensor rmsNormModulate(String name, Tensor x, Tensor weight, float eps, Tensor mod, int shiftChunk,
                                   int scaleChunk) {
-        return rmsNormModulate(name, x, weight, eps, mod, shiftChunk, scaleChunk,
-                (out, rstd) -> net.rmsNormModulate(x, weight, eps, mod, shiftChunk, scaleChunk, out, rstd));
+        return layers.rmsNormModulate(name, x, weight, eps, mod, shiftChunk, scaleChunk);
     }
 
     Tensor rmsNormModulate(String name, Tensor x, Tensor weight, float eps, Tensor mod, int shiftChunk,
                            int scaleChunk, Compute compute) {
-        // A norm's output feeds a linear: bf16 in a bf16-activation pass (its operand, rounded once here).
-        Tensor out = alloc(name, bf16 != null ? DType.BF16 : DType.F32, x.shape());
-        boolean rec = recording(x, weight, mod);
-        Tensor rstd = rec ? tape.save(alloc(name + ".rstd", DType.F32, (int) (x.numel() / x.dim(-1)))) : null;
-        compute.run(out, rstd);
-        if (rec) {
-            requireParameter("rmsNorm " + name, weight);
-            saveForBackward(x);
-            if (mod != null) {
-                saveForBackward(mod);
-            }
-            tape.record("rmsNorm " + name, () -> {
-                Tensor gx = tape.requiresGrad(x) ? tape.newGradBuffer(x) : null;
-                Tensor gMod = tape.requiresGrad(mod) ? tape.gradForAccumulation(mod) : null;
-                net.rmsNormModulateBackward(x, weight, eps, mod, shiftChunk, scaleChunk, rstd, tape.grad(out), gx,
-                        tape.paramGrad(weight), gMod);
-                if (gx != null) {
-                    tape.adoptGrad(x, gx);
-                }
-            }, out);
-        }
-        return out;
+        return layers.rmsNormModulate(name, x, weight, eps, mod, shiftChunk, scaleChunk, compute);
     }
 
     /**
@@ -346,135 +370,43 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
      */
     @Override
     public Tensor gatedResidual(Tensor h, Tensor a, Tensor mod, int gateChunk) {
-        return gatedResidual(h, a, mod, gateChunk, target -> net.gatedResidual(target, a, mod, gateChunk));
+        return layers.gatedResidual(h, a, mod, gateChunk);
     }
 
-    /** As {@link #gatedResidual(Tensor, Tensor, Tensor, int)}, the in-place update of the residual done by update. */
     Tensor gatedResidual(Tensor h, Tensor a, Tensor mod, int gateChunk, java.util.function.Consumer<Tensor> update) {
-        if (!recording(h, a, mod)) {
-            update.accept(h);
-            return h;
-        }
-        Tensor out = alloc(h.name(), DType.F32, h.shape());
-        be.copy(h, out);
-        update.accept(out);
-        release(h);
-        saveForBackward(a);
-        saveForBackward(mod);
-        tape.record("gatedResidual " + h.name(), () -> {
-            Tensor g = tape.grad(out);
-            Tensor ga = tape.requiresGrad(a) ? tape.newGradBuffer(a) : null;
-            Tensor gMod = tape.requiresGrad(mod) ? tape.gradForAccumulation(mod) : null;
-            net.gatedResidualBackward(a, mod, gateChunk, g, ga, gMod);
-            if (ga != null) {
-                tape.adoptGrad(a, ga);
-            }
-            tape.adoptGrad(h, tape.takeGrad(out)); // dh = d(out): the same buffer moves on
-        }, out);
-        return out;
+        return layers.gatedResidual(h, a, mod, gateChunk, update);
     }
 
     /** q, k, v {@code [B,H,T,dh]} from a fused qkv projection (qk-norm and RoPE applied to q and k). */
     @Override
     public Qkv<Tensor> qkNormRope(String name, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps,
                                   Tensor ropeCos, Tensor ropeSin) {
-        return qkNormRope(name, qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin,
-                (q, k, v, rstd) -> net.qkNormRope(qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v, rstd));
+        return layers.qkNormRope(name, qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin);
     }
 
     Qkv<Tensor> qkNormRope(String name, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps,
                            Tensor ropeCos, Tensor ropeSin, QkvCompute compute) {
-        int b = qkv.dim(0);
-        int t = qkv.dim(1);
-        int dh = qkv.dim(2) / (3 * heads);
-        DType headType = bf16 != null && bf16.attention() ? activation(qkv.dtype()) : DType.F32;
-        Tensor q = alloc(name + ".q", headType, b, heads, t, dh);
-        Tensor k = alloc(name + ".k", headType, b, heads, t, dh);
-        Tensor v = alloc(name + ".v", headType, b, heads, t, dh);
-        boolean rec = recording(qkv, qWeight, kWeight);
-        Tensor rstd = rec && qWeight != null ? tape.save(alloc(name + ".rstd", DType.F32, b, t, 2, heads)) : null;
-        compute.run(q, k, v, rstd);
-        if (rec) {
-            saveForBackward(qkv);
-            tape.record("qkNormRope " + name, () -> {
-                Tensor gq = gradOrZeros(q);
-                Tensor gk = gradOrZeros(k);
-                Tensor gv = gradOrZeros(v);
-                Tensor gQkv = tape.requiresGrad(qkv) ? tape.newGradBuffer(qkv) : null;
-                net.qkNormRopeBackward(qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, rstd, gq, gk, gv, gQkv,
-                        tape.paramGrad(qWeight), tape.paramGrad(kWeight));
-                if (gQkv != null) {
-                    tape.adoptGrad(qkv, gQkv);
-                }
-            }, q, k, v);
-        }
-        return new Qkv<>(q, k, v);
-    }
-
-    private Tensor gradOrZeros(Tensor t) {
-        return tape.grad(t) != null ? tape.grad(t) : tape.gradForAccumulation(t);
+        return layers.qkNormRope(name, qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, compute);
     }
 
     /** Softmax attention, token-major output {@code [B,T,H·dh]}; saves q, k, v, the output and the log-sum-exp. */
     @Override
     public Tensor attention(String name, Tensor q, Tensor k, Tensor v, float scale) {
-        return attention(name, q, k, v, scale, (out, lse) -> net.attention(q, k, v, scale, out, lse));
+        return layers.attention(name, q, k, v, scale);
     }
 
     Tensor attention(String name, Tensor q, Tensor k, Tensor v, float scale, Compute compute) {
-        int b = q.dim(0);
-        int heads = q.dim(1);
-        int t = q.dim(2);
-        int dh = q.dim(3);
-        Tensor out = alloc(name, activation(q.dtype()), b, t, heads * dh);
-        boolean rec = recording(q, k, v);
-        Tensor lse = rec ? tape.save(alloc(name + ".lse", DType.F32, b, heads, t)) : null;
-        compute.run(out, lse);
-        if (rec) {
-            saveForBackward(q);
-            saveForBackward(k);
-            saveForBackward(v);
-            saveForBackward(out);
-            tape.record("attention " + name, () -> {
-                Tensor gq = tape.newGradBuffer(q);
-                Tensor gk = tape.newGradBuffer(k);
-                Tensor gv = tape.newGradBuffer(v);
-                net.attentionBackward(q, k, v, scale, out, lse, tape.grad(out), gq, gk, gv);
-                tape.adoptGrad(q, gq);
-                tape.adoptGrad(k, gk);
-                tape.adoptGrad(v, gv);
-            }, out);
-        }
-        return out;
+        return layers.attention(name, q, k, v, scale, compute);
     }
 
     /** SiLU(g) ⊙ u of a fused [g; u] input {@code [..., 2F]} → {@code [..., F]}; saves the input. */
     @Override
     public Tensor swiglu(String name, Tensor gu) {
-        return swiglu(name, gu, out -> net.swiglu(gu, out));
+        return layers.swiglu(name, gu);
     }
 
     Tensor swiglu(String name, Tensor gu, java.util.function.Consumer<Tensor> compute) {
-        int[] shape = gu.shape();
-        shape[shape.length - 1] /= 2;
-        Tensor out = alloc(name, activation(gu.dtype()), shape);
-        compute.accept(out);
-        if (recording(gu)) {
-            saveForBackward(gu);
-            tape.record("swiglu " + name, () -> {
-                Tensor g = tape.newGradBuffer(gu);
-                net.swigluBackward(gu, tape.grad(out), g);
-                tape.adoptGrad(gu, g);
-            }, out);
-        }
-        return out;
-    }
-
-    private void requireParameter(String op, Tensor weight) {
-        if (weight != null && tape.requiresGrad(weight) && tape.paramGrad(weight) == null) {
-            throw new UnsupportedOperationException(op + ": " + weight.describe()
-                    + " is tracked but not a parameter; only parameter weights get gradients here");
-        }
+        return layers.swiglu(name, gu, compute);
     }
 
     /** Frees the temporaries left and the bf16 weight copies the tape did not save. */

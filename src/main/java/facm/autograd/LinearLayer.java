@@ -20,6 +20,9 @@ import java.util.Map;
  * db = Σ_rows dY in fp32. The tape keeps the bf16 copies of X and W (what the backward multiplies) instead of fp32
  * originals, which halves the memory of linear inputs that nothing else needs. FP32/TF32: the tape keeps X itself.
  *
+ * <p>A bf16 x (written by its producer as this GEMM's operand in a {@link ForwardPass#bf16Training} pass: the same
+ * bits the cast would make) is used as it is, and the tape keeps x itself for the weight gradient.
+ *
  * <p>A pass with bf16 activations ({@link ForwardPass#bf16Inference}) takes bf16 inputs as they are, writes bf16
  * outputs where its input was bf16 and fuses the bias into the product ({@link #inference}).
  */
@@ -60,9 +63,10 @@ final class LinearLayer implements AutoCloseable {
         Tensor out2 = out.reshape(rows, outF);
         be.gemm(x2, false, w2, true, out2, 1f, 0f, precision);
         if (bias != null) {
+            // f32 out: the separate add, not the fused epilogue, whose kernel choice may round differently
             be.binary(BinaryOp.ADD, out2, bias, out2);
         }
-        if (x2.dtype() == DType.BF16 && !needDw) {
+        if (x.dtype() != DType.BF16 && x2.dtype() == DType.BF16 && !needDw) {
             x2.close(); // the cast of x was only needed for this product
         }
         if (rec) {
@@ -161,9 +165,16 @@ final class LinearLayer implements AutoCloseable {
         return cast;
     }
 
-    /** x as a 2-D GEMM operand: a view (fp32) or a fresh bf16 cast; saved when the weight gradient needs it. */
+    /**
+     * x as a 2-D GEMM operand: a view of x (fp32, or a bf16 x that its producer wrote as this GEMM's operand) or a
+     * fresh bf16 cast; saved when the weight gradient needs it (x itself, so its producer's release keeps it).
+     */
     private Tensor gemmInput(Tensor x, int rows, int in, boolean neededByBackward) {
-        if (precision != GemmPrecision.BF16) {
+        if (precision != GemmPrecision.BF16 || x.dtype() == DType.BF16) {
+            if (x.dtype() == DType.BF16 && precision != GemmPrecision.BF16) {
+                throw new IllegalArgumentException("linear: a bf16 input " + x.describe() + " needs BF16 precision, not "
+                        + precision);
+            }
             if (neededByBackward) {
                 pass.saveForBackward(x);
             }

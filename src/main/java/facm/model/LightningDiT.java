@@ -1,5 +1,6 @@
 package facm.model;
 
+import facm.autograd.CheckpointedBlock;
 import facm.autograd.Dual;
 import facm.autograd.DualPass;
 import facm.autograd.ForwardPass;
@@ -42,8 +43,10 @@ public final class LightningDiT {
     private final Backend be;
     private GemmPrecision precision = GemmPrecision.FP32;
     private boolean bf16Activations = true;
-    /** Both backends' attention takes bf16 q, k, v (CUDA: the tensor-core kernels); see {@link #bf16Attention}. */
-    private boolean bf16Attention = !"false".equals(System.getProperty("facm.bf16Attention"));
+    private boolean bf16Operands = true;
+    /** Used only where the backend's attention takes bf16 q, k, v; see {@link #bf16Attention}. */
+    private boolean bf16Attention = !"false".equalsIgnoreCase(System.getProperty("facm.bf16Attention", "true"));
+    private boolean checkpointBlocks;
     private Bf16WeightCache weightCache;
 
     public LightningDiT(ModelWeights weights) {
@@ -84,12 +87,41 @@ public final class LightningDiT {
     }
 
     /**
-     * Whether those passes hand bf16 q, k, v to the backend's attention (default on; system property
-     * {@code facm.bf16Attention=false} turns it off); off, qkNormRope writes f32 heads for the f32 attention.
+     * Whether BF16 passes hand bf16 q, k, v to the backend's attention where it takes them
+     * ({@link facm.tensor.NetworkOps#attentionTakes}): the tape-less bf16-activation forward, and the training and
+     * forward-mode passes ({@link ForwardPass.Bf16Training#attention}: attention, its backward and JVP on bf16 heads,
+     * which changes numerics). Default on, unless system property {@code facm.bf16Attention=false}; off, or where the
+     * backend has no bf16 attention, qkNormRope writes f32 heads for the f32 attention.
      */
     public LightningDiT bf16Attention(boolean on) {
         this.bf16Attention = on;
         return this;
+    }
+
+    /**
+     * Whether BF16 passes with a tape, and forward-mode passes, write the bf16 GEMM operands directly (norms and
+     * swiglu; {@link ForwardPass.Bf16Training#operands}): the same bits as casting in the linear, so losses and
+     * gradients do not change (default on; off is the reference the tests compare with).
+     */
+    public LightningDiT bf16Operands(boolean on) {
+        this.bf16Operands = on;
+        return this;
+    }
+
+    /**
+     * Activation checkpointing (the train flag {@code --checkpoint-blocks}): a forward with a tape keeps only each
+     * block's input (and the shared conditioning) for the backward and recomputes the block's forward, with a tape of
+     * its own, when the backward reaches it ({@link CheckpointedBlock}). Same gradients, about one more
+     * forward of compute, and the saved activations of one block instead of all. Forward-mode passes
+     * ({@link #jvp}) are not checkpointed.
+     */
+    public LightningDiT checkpointBlocks(boolean on) {
+        this.checkpointBlocks = on;
+        return this;
+    }
+
+    public boolean checkpointBlocks() {
+        return checkpointBlocks;
     }
 
     /**
@@ -116,11 +148,25 @@ public final class LightningDiT {
 
     /** The pass a forward on {@code tape} runs on. */
     private ForwardPass pass(Tape tape) {
-        if (tape != null || precision != GemmPrecision.BF16 || !bf16Activations) {
+        if (precision != GemmPrecision.BF16 || (tape == null && !bf16Activations)) {
             return new ForwardPass(be, precision, tape);
         }
-        return ForwardPass.bf16Inference(be, new ForwardPass.Bf16Forms(bf16Attention,
-                java.util.Set.of(w.get("final_layer.linear.weight")), weightCache));
+        if (tape == null) {
+            return ForwardPass.bf16Inference(be, new ForwardPass.Bf16Forms(useBf16Attention(),
+                    java.util.Set.of(w.get("final_layer.linear.weight")), weightCache));
+        }
+        ForwardPass.Bf16Training forms = trainingForms();
+        return forms == null ? new ForwardPass(be, precision, tape) : ForwardPass.bf16Training(be, tape, forms);
+    }
+
+    /** The bf16 forms of a BF16 pass with a tape or in forward mode, or null (f32 activations, casts in the linears). */
+    private ForwardPass.Bf16Training trainingForms() {
+        boolean attention = useBf16Attention();
+        return bf16Operands || attention ? new ForwardPass.Bf16Training(bf16Operands, attention) : null;
+    }
+
+    private boolean useBf16Attention() {
+        return bf16Attention && be.network().attentionTakes(DType.BF16);
     }
 
     public Tensor forward(Tensor x, Tensor t, Tensor y) {
@@ -158,7 +204,8 @@ public final class LightningDiT {
      * never recorded. Both outputs are the caller's to close. xDot or tDot may be null (zero tangent).
      */
     public Dual jvp(Tensor x, Tensor xDot, Tensor t, Tensor tDot, Tensor y, Tensor r, Tape tape) {
-        try (DualPass pass = new DualPass(be, precision, tape)) {
+        try (DualPass pass = new DualPass(be, precision, tape,
+                precision == GemmPrecision.BF16 ? trainingForms() : null)) {
             return pass.keep(jvp(pass, x, xDot, t, tDot, y, r));
         }
     }
@@ -187,7 +234,8 @@ public final class LightningDiT {
         V h = embedPatches(pass, x);
         V sc = conditioning(pass, t, y, r);
         for (int i = 0; i < c.depth(); i++) {
-            h = block(pass, i, h, sc);
+            h = checkpointBlocks && pass instanceof ForwardPass fp && fp.tape() != null
+                    ? checkpointedBlock(fp, i, h, sc) : block(pass, i, h, sc);
         }
         V out = finalLayer(pass, h, sc, outShape);
         pass.release(h, sc);
@@ -268,6 +316,20 @@ public final class LightningDiT {
         h = pass.gatedResidual(h, m, mod, 5);
         pass.release(m, mod);
         return h;
+    }
+
+    /** {@link #block} i under {@link CheckpointedBlock} (V is Tensor on a ForwardPass). */
+    @SuppressWarnings("unchecked")
+    private <V> V checkpointedBlock(ForwardPass pass, int i, V h, V sc) {
+        String prefix = "blocks." + i + ".";
+        java.util.List<Tensor> params = new java.util.ArrayList<>();
+        w.asMap().forEach((k, v) -> {
+            if (k.startsWith(prefix)) {
+                params.add(v);
+            }
+        });
+        return (V) CheckpointedBlock.run(pass, prefix + "block", (Tensor) h, (Tensor) sc, params,
+                (p, hIn, cond) -> block(p, i, hIn, cond));
     }
 
     /** §3.2 steps 7–8: adaLN [shift, scale], RMSNorm, output linear and unpatchify to {@code outShape}. */

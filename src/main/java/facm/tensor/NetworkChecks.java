@@ -268,7 +268,7 @@ public final class NetworkChecks {
     // ---------------------------------------------------------------- dtypes of the bf16-activation forms
     // The forward ops below take bf16 activations where a bf16 GEMM produced them or consumes them (inference with
     // bf16 activations, see facm.autograd.ForwardPass): statistics, parameters and the residual stream stay f32.
-    // Backward and JVP ops take f32 only.
+    // Backward ops take f32 only; JVP ops take f32 inputs and may write bf16 outputs (jvpOutDTypes).
 
     /** rmsNormModulate: x, weight, mod and rstd f32; out f32 or bf16 (the fp32 value rounded once). */
     public static void rmsNormDTypes(String op, Tensor x, Tensor out) {
@@ -282,27 +282,32 @@ public final class NetworkChecks {
         Shapes.requireDType(op + ": a", a, DType.F32, DType.BF16);
     }
 
-    /** swiglu: gu f32 with out f32, or gu bf16 with out bf16 or f32. */
+    /**
+     * swiglu: gu f32 or bf16 (widened exactly), out f32 or bf16 (the f32 result rounded once; a bf16 training pass
+     * keeps an f32 gu for the backward and writes the w3 GEMM's bf16 operand directly).
+     */
     public static void swigluDTypes(String op, Tensor gu, Tensor out) {
         Shapes.requireDType(op + ": gu", gu, DType.F32, DType.BF16);
-        if (gu.dtype() == DType.F32) {
-            Shapes.requireDType(op + ": out (for f32 gu " + gu.describe() + ")", out, DType.F32);
-        } else {
-            Shapes.requireDType(op + ": out", out, DType.F32, DType.BF16);
-        }
+        Shapes.requireDType(op + ": out", out, DType.F32, DType.BF16);
     }
 
     /**
-     * qkNormRope: qkv f32 with f32 q, k, v; or qkv bf16 with q, k, v all bf16 or all f32. Weights, tables and rstd
-     * stay f32.
+     * The outputs of rmsNormModulateJvp and swigluJvp: out and outDot both f32, or both bf16 (the f32 values rounded
+     * once: the operands of the next bf16 linear and of its tangent). Inputs and statistics stay f32.
+     */
+    public static void jvpOutDTypes(String op, Tensor out, Tensor outDot) {
+        Shapes.requireDType(op + ": out", out, DType.F32, DType.BF16);
+        Shapes.requireDType(op + ": outDot (like out " + out.describe() + ")", outDot, out.dtype());
+    }
+
+    /**
+     * qkNormRope (and its JVP, whose qkv is f32): qkv f32 or bf16 (widened exactly), q, k, v all f32 or all bf16 (the
+     * f32 results rounded once: tensor-core attention operands; a bf16 training pass keeps the f32 qkv for the
+     * backward). Weights, tables and rstd stay f32.
      */
     public static void qkvDTypes(String op, Tensor qkv, Tensor q, Tensor k, Tensor v) {
         Shapes.requireDType(op + ": qkv", qkv, DType.F32, DType.BF16);
-        if (qkv.dtype() == DType.F32) {
-            Shapes.requireDType(op + ": q (for f32 qkv " + qkv.describe() + ")", q, DType.F32);
-        } else {
-            Shapes.requireDType(op + ": q", q, DType.F32, DType.BF16);
-        }
+        Shapes.requireDType(op + ": q", q, DType.F32, DType.BF16);
         Shapes.requireDType(op + ": k (like q " + q.describe() + ")", k, q.dtype());
         Shapes.requireDType(op + ": v (like q " + q.describe() + ")", v, q.dtype());
     }

@@ -65,6 +65,16 @@ public interface NetworkOps {
      */
     void attention(Tensor q, Tensor k, Tensor v, float scale, Tensor out, Tensor lse);
 
+    /**
+     * Whether {@link #attention}, {@link #attentionBackward} and {@link #attentionJvp} take q, k, v (and their
+     * tangents) of {@code dtype}: F32 always; BF16 where the backend has a bf16 attention (the tensor-core kernels on
+     * CUDA; on the CPU the reference that widens, computes and rounds). A bf16 training pass asks before it writes
+     * bf16 heads.
+     */
+    default boolean attentionTakes(DType dtype) {
+        return dtype == DType.F32;
+    }
+
     /** SwiGLU (§3.2): gu {@code [rows, 2F]} (first F = gate g, last F = u) → out {@code [rows, F]} = SiLU(g) ⊙ u. */
     void swiglu(Tensor gu, Tensor out);
 

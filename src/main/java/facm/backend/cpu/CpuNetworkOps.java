@@ -183,6 +183,15 @@ public final class CpuNetworkOps implements NetworkOps {
         String op = "qkNormRope";
         NetworkChecks.qkvDTypes(op, args.require(op, "qkv", qkv), args.require(op, "q", q), args.require(op, "k", k),
                 args.require(op, "v", v));
+        if (qkv.dtype() == DType.F32 && q.dtype() == DType.BF16) {
+            try (Tensor q32 = f32Like(q); Tensor k32 = f32Like(k); Tensor v32 = f32Like(v)) {
+                qkNormRope(qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q32, k32, v32, rstd);
+                backend.convert(q32, q);
+                backend.convert(k32, k);
+                backend.convert(v32, v);
+            }
+            return;
+        }
         if (qkv.dtype() == DType.BF16) {
             try (Tensor wide = widened(qkv)) {
                 if (q.dtype() == DType.F32) {
@@ -219,13 +228,51 @@ public final class CpuNetworkOps implements NetworkOps {
         CpuAttention.storeOutput(in.out(), o);
     }
 
+    /**
+     * F32 always; BF16 once this reference's attention takes bf16 heads (widen, compute, round), found out once by
+     * running it on a one-token bf16 head: the answer follows the attention code, not a flag kept beside it.
+     */
+    @Override
+    public boolean attentionTakes(DType dtype) {
+        if (dtype != DType.BF16) {
+            return dtype == DType.F32;
+        }
+        Boolean takes = bf16Attention;
+        if (takes == null) {
+            takes = probeBf16Attention();
+            bf16Attention = takes;
+        }
+        return takes;
+    }
+
+    private Boolean bf16Attention;
+
+    private boolean probeBf16Attention() {
+        try (Tensor q = backend.zeros(DType.BF16, 1, 1, 1, 2); Tensor k = backend.zeros(DType.BF16, 1, 1, 1, 2);
+             Tensor v = backend.zeros(DType.BF16, 1, 1, 1, 2); Tensor out = backend.zeros(DType.BF16, 1, 1, 2);
+             Tensor lse = backend.zeros(DType.F32, 1, 1, 1)) {
+            attention(q, k, v, 1f, out, lse);
+            return true;
+        } catch (RuntimeException notTaken) {
+            return false;
+        }
+    }
+
     // ---------------------------------------------------------------- MLP
 
-    /** gu F32 → out F32; gu BF16 (widened exactly) → out BF16 (the f32 result rounded) or F32. */
+    /** gu F32 or BF16 (widened exactly) → out F32, or BF16 (the f32 result rounded once). */
     @Override
     public void swiglu(Tensor gu, Tensor out) {
         String op = "swiglu";
         NetworkChecks.swigluDTypes(op, args.require(op, "gu", gu), args.require(op, "out", out));
+        if (gu.dtype() == DType.F32 && out.dtype() == DType.BF16) {
+            NetworkChecks.swigluWidth(op, gu, "out", out);
+            try (Tensor o32 = f32Like(out)) {
+                swiglu(gu, o32);
+                backend.convert(o32, out);
+            }
+            return;
+        }
         if (gu.dtype() == DType.BF16) {
             NetworkChecks.swigluWidth(op, gu, "out", out);
             try (Tensor wide = widened(gu)) {
@@ -316,6 +363,16 @@ public final class CpuNetworkOps implements NetworkOps {
     @Override
     public void rmsNormModulateJvp(Tensor x, Tensor xDot, Tensor weight, float eps, Tensor mod, Tensor modDot,
                                    int shiftChunk, int scaleChunk, Tensor out, Tensor outDot, Tensor rstd) {
+        NetworkChecks.jvpOutDTypes("rmsNormModulateJvp", args.require("rmsNormModulateJvp", "out", out),
+                args.require("rmsNormModulateJvp", "outDot", outDot));
+        if (out.dtype() == DType.BF16) {
+            try (Tensor o32 = f32Like(out); Tensor od32 = f32Like(outDot)) {
+                jvp.rmsNormModulateJvp(x, xDot, weight, eps, mod, modDot, shiftChunk, scaleChunk, o32, od32, rstd);
+                backend.convert(o32, out);
+                backend.convert(od32, outDot);
+            }
+            return;
+        }
         jvp.rmsNormModulateJvp(x, xDot, weight, eps, mod, modDot, shiftChunk, scaleChunk, out, outDot, rstd);
     }
 
@@ -329,6 +386,30 @@ public final class CpuNetworkOps implements NetworkOps {
     public void qkNormRopeJvp(Tensor qkv, Tensor qkvDot, int heads, Tensor qWeight, Tensor kWeight, float eps,
                               Tensor ropeCos, Tensor ropeSin, Tensor q, Tensor k, Tensor v, Tensor qDot, Tensor kDot,
                               Tensor vDot, Tensor rstd) {
+        if (args.require("qkNormRopeJvp", "q", q).dtype() == DType.BF16) {
+            // bf16 heads and tangents (the bf16 attention JVP's operands): the f32 results, each rounded once.
+            Tensor[] bf16 = {q, k, v, qDot, kDot, vDot};
+            Tensor[] f32 = new Tensor[bf16.length];
+            try {
+                for (int i = 0; i < bf16.length; i++) {
+                    Shapes.requireDType("qkNormRopeJvp: " + args.require("qkNormRopeJvp", "head", bf16[i]).name()
+                            + " (like q " + q.describe() + ")", bf16[i], DType.BF16);
+                    f32[i] = f32Like(bf16[i]);
+                }
+                jvp.qkNormRopeJvp(qkv, qkvDot, heads, qWeight, kWeight, eps, ropeCos, ropeSin, f32[0], f32[1], f32[2],
+                        f32[3], f32[4], f32[5], rstd);
+                for (int i = 0; i < bf16.length; i++) {
+                    backend.convert(f32[i], bf16[i]);
+                }
+            } finally {
+                for (Tensor t : f32) {
+                    if (t != null) {
+                        t.close();
+                    }
+                }
+            }
+            return;
+        }
         jvp.qkNormRopeJvp(qkv, qkvDot, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v, qDot, kDot, vDot,
                 rstd);
     }
@@ -341,6 +422,16 @@ public final class CpuNetworkOps implements NetworkOps {
 
     @Override
     public void swigluJvp(Tensor gu, Tensor guDot, Tensor out, Tensor outDot) {
+        NetworkChecks.jvpOutDTypes("swigluJvp", args.require("swigluJvp", "out", out),
+                args.require("swigluJvp", "outDot", outDot));
+        if (out.dtype() == DType.BF16) {
+            try (Tensor o32 = f32Like(out); Tensor od32 = f32Like(outDot)) {
+                jvp.swigluJvp(gu, guDot, o32, od32);
+                backend.convert(o32, out);
+                backend.convert(od32, outDot);
+            }
+            return;
+        }
         jvp.swigluJvp(gu, guDot, out, outDot);
     }
 

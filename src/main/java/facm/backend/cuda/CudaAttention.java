@@ -41,6 +41,7 @@ final class CudaAttention {
     private final Kernel qkNormRope;
     private final Kernel qkNormRopeBf16;
     private final Kernel qkNormRopeBf16F32Out;
+    private final Kernel qkNormRopeF32Bf16Out;
     private final Map<Integer, Kernel> attentionByHeadDim = new LinkedHashMap<>();
 
     CudaAttention(CudaNetworkChecks check, KernelLibrary lib, CudaStream stream) {
@@ -50,6 +51,7 @@ final class CudaAttention {
         qkNormRope = lib.kernel("qk_norm_rope_fwd", rope);
         qkNormRopeBf16 = lib.kernel("qk_norm_rope_fwd_bf16", rope);
         qkNormRopeBf16F32Out = lib.kernel("qk_norm_rope_fwd_bf16_f32out", rope);
+        qkNormRopeF32Bf16Out = lib.kernel("qk_norm_rope_fwd_bf16out", rope);
         for (int dh : SUPPORTED_HEAD_DIMS) {
             attentionByHeadDim.put(dh, lib.kernel("attention_fwd_f32_dh" + dh, PTR, PTR, PTR, PTR, PTR, I32, I32, F32));
         }
@@ -73,8 +75,9 @@ final class CudaAttention {
     }
 
     /**
-     * qkv F32 → q, k, v F32; or qkv BF16 (the bf16 qkv GEMM's output) → q, k, v all BF16 (tensor-core attention
-     * operands) or all F32. Statistics and rotation in fp32, each output rounded once; rstd F32.
+     * qkv F32 or BF16 (the bf16 qkv GEMM's output) → q, k, v all F32 or all BF16 (tensor-core attention operands; a
+     * bf16 training pass keeps its f32 qkv for the backward). Statistics and rotation in fp32, each output rounded
+     * once; rstd F32.
      */
     void qkNormRope(Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps, Tensor ropeCos, Tensor ropeSin,
                     Tensor q, Tensor k, Tensor v, Tensor rstd) {
@@ -86,20 +89,24 @@ final class CudaAttention {
         }
         int warpsPerBlock = ROPE_BLOCK / 32;
         int grid = (int) Math.min((headVectors + warpsPerBlock - 1) / warpsPerBlock, CudaNetworkOps.MAX_GRID);
-        Kernel kernel = a.qkv().dtype() == DType.F32 ? qkNormRope
-                : a.q().dtype() == DType.BF16 ? qkNormRopeBf16 : qkNormRopeBf16F32Out;
+        boolean bf16In = a.qkv().dtype() == DType.BF16;
+        Kernel kernel = a.q().dtype() == DType.BF16 ? (bf16In ? qkNormRopeBf16 : qkNormRopeF32Bf16Out)
+                : (bf16In ? qkNormRopeBf16F32Out : qkNormRope);
         kernel.launch(stream, grid, 1, 1, ROPE_BLOCK, 1, 1, 0, a.qkv().address(), addressOrNull(a.qWeight()),
                 addressOrNull(a.kWeight()), addressOrNull(a.cos()), addressOrNull(a.sin()), a.q().address(),
                 a.k().address(), a.v().address(), addressOrNull(a.rstd()), a.batch(), a.tokens(), heads, a.dh(), eps);
     }
 
-    /** The f32 rules of {@link #qkNormRope} (shared with its JVP, which names itself {@code op} in the messages). */
+    /**
+     * The rules of {@link #qkNormRope} for its JVP (which names itself {@code op} in the messages): qkv f32, q, k, v
+     * all f32 or all bf16.
+     */
     QkNormRopeArgs checkQkNormRope(String op, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps,
                                    Tensor ropeCos, Tensor ropeSin, Tensor q, Tensor k, Tensor v, Tensor rstd) {
         return checkQkNormRope(op, qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v, rstd, false);
     }
 
-    /** The rules of {@link #qkNormRope}; {@code bf16Forms} admits the bf16 dtypes of the forward. */
+    /** The rules of {@link #qkNormRope}; {@code bf16Forms} admits a bf16 qkv (the forward's; the JVP's is f32). */
     private QkNormRopeArgs checkQkNormRope(String op, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight,
                                            float eps, Tensor ropeCos, Tensor ropeSin, Tensor q, Tensor k, Tensor v,
                                            Tensor rstd, boolean bf16Forms) {
@@ -112,9 +119,10 @@ final class CudaAttention {
             NetworkChecks.qkvDTypes(op, in, qo, ko, vo);
         } else {
             in = check.f32(op, "qkv", qkv);
-            qo = check.f32(op, "q", q);
-            ko = check.f32(op, "k", k);
-            vo = check.f32(op, "v", v);
+            qo = check.floating(op, "q", q);
+            ko = check.floating(op, "k", k);
+            vo = check.floating(op, "v", v);
+            NetworkChecks.qkvDTypes(op, in, qo, ko, vo);
         }
         CudaTensor qw = qWeight == null ? null : check.f32(op, "qWeight", qWeight);
         CudaTensor kw = kWeight == null ? null : check.f32(op, "kWeight", kWeight);

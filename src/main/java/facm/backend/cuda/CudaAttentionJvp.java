@@ -2,6 +2,7 @@ package facm.backend.cuda;
 
 import facm.cuda.CudaStream;
 import facm.cuda.Kernel;
+import facm.cuda.KernelArg;
 import facm.cuda.KernelLibrary;
 import facm.tensor.DType;
 import facm.tensor.NetworkChecks;
@@ -36,14 +37,16 @@ final class CudaAttentionJvp {
     private final CudaAttention attention;
     private final CudaStream stream;
     private final Kernel qkNormRope;
+    private final Kernel qkNormRopeBf16Out;
     private final Map<Integer, Kernel> attentionByHeadDim = new LinkedHashMap<>();
 
     CudaAttentionJvp(CudaNetworkChecks check, CudaAttention attention, KernelLibrary lib, CudaStream stream) {
         this.check = check;
         this.attention = attention;
         this.stream = stream;
-        qkNormRope = lib.kernel("qk_norm_rope_jvp", PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR,
-                I32, I32, I32, I32, F32);
+        KernelArg[] rope = {PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I32, I32, I32, I32, F32};
+        qkNormRope = lib.kernel("qk_norm_rope_jvp", rope);
+        qkNormRopeBf16Out = lib.kernel("qk_norm_rope_jvp_bf16out", rope);
         for (int dh : CudaAttention.SUPPORTED_HEAD_DIMS) {
             attentionByHeadDim.put(dh, lib.kernel("attention_jvp_f32_dh" + dh, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR,
                     PTR, I32, I32, F32));
@@ -72,7 +75,13 @@ final class CudaAttentionJvp {
                 ropeSin, q, k, v, rstd);
         CudaTensor in = a.qkv();
         CudaTensor id = tangentLike(op, "qkvDot", qkvDot, in);
-        CudaTensor qd = check.f32(op, "qDot", qDot), kd = check.f32(op, "kDot", kDot), vd = check.f32(op, "vDot", vDot);
+        // The tangents of the heads have the heads' dtype (bf16: the tensor-core attention JVP's operands).
+        CudaTensor qd = check.floating(op, "qDot", qDot), kd = check.floating(op, "kDot", kDot);
+        CudaTensor vd = check.floating(op, "vDot", vDot);
+        for (CudaTensor tangent : new CudaTensor[] {qd, kd, vd}) {
+            Shapes.requireDType(op + ": " + tangent.name() + " (like q " + a.q().describe() + ")", tangent,
+                    a.q().dtype());
+        }
         Shapes.requireSame(op + " (qDot vs q)", qd, a.q());
         Shapes.requireSame(op + " (kDot vs k)", kd, a.k());
         Shapes.requireSame(op + " (vDot vs v)", vd, a.v());
@@ -96,7 +105,8 @@ final class CudaAttentionJvp {
         }
         int warpsPerBlock = ROPE_BLOCK / 32;
         int grid = (int) Math.min((headVectors + warpsPerBlock - 1) / warpsPerBlock, CudaNetworkOps.MAX_GRID);
-        qkNormRope.launch(stream, grid, 1, 1, ROPE_BLOCK, 1, 1, 0, in.address(), addressOrNull(id),
+        (a.q().dtype() == DType.BF16 ? qkNormRopeBf16Out : qkNormRope).launch(stream, grid, 1, 1, ROPE_BLOCK, 1, 1,
+                0, in.address(), addressOrNull(id),
                 addressOrNull(a.qWeight()), addressOrNull(a.kWeight()), addressOrNull(a.cos()), addressOrNull(a.sin()),
                 a.q().address(), a.k().address(), a.v().address(), qd.address(), kd.address(), vd.address(),
                 addressOrNull(a.rstd()), a.batch(), a.tokens(), heads, a.dh(), eps);

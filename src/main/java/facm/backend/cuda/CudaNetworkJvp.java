@@ -3,6 +3,7 @@ package facm.backend.cuda;
 import facm.cuda.CudaStream;
 import facm.cuda.Kernel;
 import facm.cuda.KernelLibrary;
+import facm.tensor.DType;
 import facm.tensor.NetworkChecks;
 import facm.tensor.NetworkOps;
 import facm.tensor.ShapeException;
@@ -25,7 +26,8 @@ import static facm.cuda.KernelArg.PTR;
  * same pass (kernels/embed.cu, elementwise.cu, rmsnorm.cu, adaln.cu, swiglu.cu, "forward mode" sections). The primal
  * arguments get the forward op's rules and messages (restated here: the forward launchers check inline), each tangent
  * must have its primal's shape, and a null tangent input is passed as a null pointer, which the kernels read as zero.
- * The JVP kernels are the scalar (any D, any alignment) forms; there is no float4 twin yet.
+ * The JVP kernels are the scalar (any D, any alignment) forms; there is no float4 twin yet. rmsNormModulateJvp and
+ * swigluJvp may write bf16 out and outDot (both), the operands of the next bf16 linear and its tangent.
  */
 final class CudaNetworkJvp {
     private static final int ELEMENTWISE_BLOCK = 256;
@@ -38,6 +40,8 @@ final class CudaNetworkJvp {
     private final Kernel rmsNorm;
     private final Kernel gated;
     private final Kernel swiglu;
+    private final Kernel rmsNormBf16Out;
+    private final Kernel swigluBf16Out;
 
     CudaNetworkJvp(CudaNetworkChecks check, KernelLibrary lib, CudaStream stream) {
         this.check = check;
@@ -48,6 +52,9 @@ final class CudaNetworkJvp {
                 F32);
         gated = lib.kernel("gated_residual_jvp", PTR, PTR, PTR, PTR, PTR, PTR, I64, I32, I32, I64, I32);
         swiglu = lib.kernel("swiglu_jvp", PTR, PTR, PTR, PTR, I64, I32);
+        rmsNormBf16Out = lib.kernel("rmsnorm_jvp_bf16out", PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I64, I32, I32,
+                I64, I32, I32, F32);
+        swigluBf16Out = lib.kernel("swiglu_jvp_bf16out", PTR, PTR, PTR, PTR, I64, I32);
     }
 
     /** The tangent (may be null) as a tensor of the primal's shape; {@code role} names it in errors. */
@@ -111,8 +118,9 @@ final class CudaNetworkJvp {
         String op = "rmsNormModulateJvp";
         CudaTensor in = check.f32(op, "x", x);
         CudaTensor w = check.f32(op, "weight", weight);
-        CudaTensor o = check.f32(op, "out", out);
-        CudaTensor od = check.f32(op, "outDot", outDot);
+        CudaTensor o = check.floating(op, "out", out);
+        CudaTensor od = check.floating(op, "outDot", outDot);
+        NetworkChecks.jvpOutDTypes(op, o, od);
         if (in.rank() < 1 || in.dim(-1) == 0) {
             throw new ShapeException(op + ": x " + in.describe() + " needs a non-empty last dimension to normalize");
         }
@@ -150,7 +158,8 @@ final class CudaNetworkJvp {
         }
         long modStride = m == null ? 0 : m.dim(1);
         int grid = (int) Math.min((rows + NORM_BLOCK / 32 - 1) / (NORM_BLOCK / 32), CudaNetworkOps.MAX_GRID);
-        rmsNorm.launch(stream, grid, 1, 1, NORM_BLOCK, 1, 1, 0, in.address(), addressOrNull(xd), w.address(),
+        Kernel kernel = o.dtype() == DType.BF16 ? rmsNormBf16Out : rmsNorm;
+        kernel.launch(stream, grid, 1, 1, NORM_BLOCK, 1, 1, 0, in.address(), addressOrNull(xd), w.address(),
                 addressOrNull(m), addressOrNull(md), o.address(), od.address(), addressOrNull(r), rows, d, tokens,
                 modStride, shiftChunk * d, scaleChunk * d, eps);
     }
@@ -182,8 +191,9 @@ final class CudaNetworkJvp {
     void swigluJvp(Tensor gu, Tensor guDot, Tensor out, Tensor outDot) {
         String op = "swigluJvp";
         CudaTensor in = check.f32(op, "gu", gu);
-        CudaTensor o = check.f32(op, "out", out);
-        CudaTensor od = check.f32(op, "outDot", outDot);
+        CudaTensor o = check.floating(op, "out", out);
+        CudaTensor od = check.floating(op, "outDot", outDot);
+        NetworkChecks.jvpOutDTypes(op, o, od);
         if (in.rank() < 1 || in.dim(-1) == 0 || in.dim(-1) % 2 != 0) {
             throw new ShapeException(op + ": gu " + in.describe() + " needs an even, non-zero last dimension 2F");
         }
@@ -199,7 +209,8 @@ final class CudaNetworkJvp {
         if (rows == 0) {
             return;
         }
-        swiglu.launch(stream, (int) Math.min(rows, CudaNetworkOps.MAX_GRID), 1, 1, CudaNetworkOps.rowBlock(f), 1, 1,
-                0, in.address(), addressOrNull(gd), o.address(), od.address(), rows, f);
+        (o.dtype() == DType.BF16 ? swigluBf16Out : swiglu).launch(stream,
+                (int) Math.min(rows, CudaNetworkOps.MAX_GRID), 1, 1, CudaNetworkOps.rowBlock(f), 1, 1, 0,
+                in.address(), addressOrNull(gd), o.address(), od.address(), rows, f);
     }
 }

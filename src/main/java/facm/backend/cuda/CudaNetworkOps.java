@@ -43,7 +43,12 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
     /** Largest D for rmsnorm_fwd_vec4 (RMSNORM_CACHE float4 per lane in kernels/rmsnorm.cu). */
     private static final int NORM_VEC4_MAX_D = 32 * 16 * 4;
 
+    /** Module names of kernels/attention_tc*.cu: all three present means bf16 attention in every direction. */
+    private static final java.util.List<String> TENSOR_CORE_ATTENTION_MODULES =
+            java.util.List.of("attention_tc", "attention_tc_bwd", "attention_tc_jvp");
+
     private final CudaNetworkChecks check;
+    private final boolean tensorCoreAttention;
     private final CudaStream stream;
     private final CudaAttention attention;
     private final CudaLayerBackward layerBackward;
@@ -69,11 +74,14 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
     private final Kernel swigluBf16Vec8;
     private final Kernel swigluBf16F32Out;
     private final Kernel swigluBf16F32OutVec8;
+    private final Kernel swigluF32Bf16Out;
+    private final Kernel swigluF32Bf16OutVec4;
 
     public CudaNetworkOps(CudaBackend backend) {
         this.check = new CudaNetworkChecks(backend);
         KernelLibrary lib = backend.cudaDevice().kernels();
         this.stream = backend.cudaDevice().stream();
+        this.tensorCoreAttention = lib.buildInfo().modules().containsAll(TENSOR_CORE_ATTENTION_MODULES);
         this.attention = new CudaAttention(check, lib, stream);
         PartialSums sums = new PartialSums(lib, stream);
         DeviceArena arena = backend.cudaDevice().arena();
@@ -104,6 +112,8 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
         swigluBf16Vec8 = lib.kernel("swiglu_fwd_bf16_vec8", PTR, PTR, I64, I32);
         swigluBf16F32Out = lib.kernel("swiglu_fwd_bf16_f32out", PTR, PTR, I64, I32);
         swigluBf16F32OutVec8 = lib.kernel("swiglu_fwd_bf16_f32out_vec8", PTR, PTR, I64, I32);
+        swigluF32Bf16Out = lib.kernel("swiglu_fwd_bf16out", PTR, PTR, I64, I32);
+        swigluF32Bf16OutVec4 = lib.kernel("swiglu_fwd_vec4_bf16out", PTR, PTR, I64, I32);
     }
 
     // ---------------------------------------------------------------- layout: patches, time features, embedding
@@ -223,9 +233,21 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
         attention.attention(q, k, v, scale, out, lse);
     }
 
+    /**
+     * F32 always; BF16 when the library holds the tensor-core attention modules (forward, backward, JVP), which
+     * {@link CudaAttention} and its twins dispatch bf16 q, k, v to.
+     */
+    @Override
+    public boolean attentionTakes(DType dtype) {
+        return dtype == DType.F32 || (dtype == DType.BF16 && tensorCoreAttention);
+    }
+
     // ---------------------------------------------------------------- MLP
 
-    /** gu F32 → out F32; gu BF16 (the bf16 w12 GEMM's output) → out BF16 (the w3 GEMM's operand) or F32. */
+    /**
+     * gu F32 → out F32, or BF16 (a bf16 training pass: the w3 GEMM's operand, equal to the f32 kernel's output cast);
+     * gu BF16 (the bf16 w12 GEMM's output) → out BF16 (the w3 GEMM's operand) or F32.
+     */
     @Override
     public void swiglu(Tensor gu, Tensor out) {
         String op = "swiglu";
@@ -241,8 +263,10 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
         int grid = (int) Math.min(rows, MAX_GRID);
         if (in.dtype() == DType.F32) {
             boolean vec4 = f % 4 == 0 && aligned16(in, o);
-            (vec4 ? swigluVec4 : swiglu).launch(stream, grid, 1, 1, rowBlock(vec4 ? f / 4 : f), 1, 1, 0,
-                    in.address(), o.address(), rows, f);
+            Kernel kernel = o.dtype() == DType.BF16 ? (vec4 ? swigluF32Bf16OutVec4 : swigluF32Bf16Out)
+                    : (vec4 ? swigluVec4 : swiglu);
+            kernel.launch(stream, grid, 1, 1, rowBlock(vec4 ? f / 4 : f), 1, 1, 0, in.address(), o.address(), rows,
+                    f);
             return;
         }
         // 8 bf16 (16 bytes) of g and of u per thread and step; row starts stay 16-byte aligned when F % 8 == 0.
