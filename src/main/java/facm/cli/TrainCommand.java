@@ -88,6 +88,10 @@ final class TrainCommand implements Runnable {
     @Option(names = "--shard-optimizer", description = "data-parallel: keep the AdamW moments sharded over the ranks "
             + "(ZeRO-1); checkpoints stay whole, so a run may switch it on or off at a resume")
     boolean shardOptimizer;
+    @Option(names = "--checkpoint-blocks", description = "activation checkpointing: each block keeps only its input "
+            + "and recomputes its forward in the backward (FM pass; less memory, same gradients, more time); may "
+            + "change at a resume")
+    boolean checkpointBlocks;
     @Option(names = "--log-every", description = "steps per metrics line (default 10)")
     Integer logEvery;
     @Option(names = "--ckpt-every", description = "steps per checkpoint (default 1000; 0 = only at the end)")
@@ -316,6 +320,7 @@ final class TrainCommand implements Runnable {
                  facm.distributed.Communicator comm = dist.connect(be);
                  Trainer trainer = new Trainer(options, weights, obj, be.training(), runDir, out, comm,
                          shardOptimizer)) {
+                obj.checkpointBlocks(checkpointBlocks);
                 if (resumed != null) {
                     trainer.resume(last);
                     out.printf(Locale.ROOT, "resumed from %s at step %d (data position %d)%n", last,

@@ -114,6 +114,7 @@ public final class ConsistencyObjective implements Objective {
     private final ModelWeights teacherWeights;
     private final TimeSampler times;
     private LightningDiT student;
+    private boolean checkpointBlocks;
     private LightningDiT teacher;
     private Map<String, Double> lastMetrics = Map.of();
 
@@ -326,13 +327,21 @@ public final class ConsistencyObjective implements Objective {
     }
 
     @Override
+    public void checkpointBlocks(boolean on) {
+        checkpointBlocks = on;
+        if (student != null) {
+            student.checkpointBlocks(on);
+        }
+    }
+
+    @Override
     public Map<String, Double> lastMetrics() {
         return lastMetrics;
     }
 
     private LightningDiT studentFor(ModelWeights weights) {
         if (student == null || student.weights() != weights) {
-            student = new LightningDiT(weights).precision(precision);
+            student = new LightningDiT(weights).precision(precision).checkpointBlocks(checkpointBlocks);
         }
         return student;
     }

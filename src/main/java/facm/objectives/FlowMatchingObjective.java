@@ -55,6 +55,7 @@ public final class FlowMatchingObjective implements Objective {
     private final GemmPrecision precision;
     private final Options options;
     private LightningDiT model;
+    private boolean checkpointBlocks;
     private Map<String, Double> lastMetrics = Map.of();
 
     public FlowMatchingObjective(long seed, GemmPrecision precision, Options options) {
@@ -201,13 +202,21 @@ public final class FlowMatchingObjective implements Objective {
     }
 
     @Override
+    public void checkpointBlocks(boolean on) {
+        checkpointBlocks = on;
+        if (model != null) {
+            model.checkpointBlocks(on);
+        }
+    }
+
+    @Override
     public Map<String, Double> lastMetrics() {
         return lastMetrics;
     }
 
     private LightningDiT modelFor(ModelWeights weights) {
         if (model == null || model.weights() != weights) {
-            model = new LightningDiT(weights).precision(precision);
+            model = new LightningDiT(weights).precision(precision).checkpointBlocks(checkpointBlocks);
         }
         return model;
     }

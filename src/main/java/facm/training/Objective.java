@@ -34,6 +34,15 @@ public interface Objective extends AutoCloseable {
     }
 
     /** Named scalars of the last step worth logging (e.g. loss terms); may be empty. */
+    /**
+     * Activation checkpointing per block for the passes whose backward the objective runs ({@code train
+     * --checkpoint-blocks}): each block keeps only its input and recomputes its forward in the backward. Gradients
+     * are unchanged (see {@link facm.model.LightningDiT#checkpointBlocks}); only peak memory and time move. Objectives
+     * without a model pass ignore it.
+     */
+    default void checkpointBlocks(boolean on) {
+    }
+
     default java.util.Map<String, Double> lastMetrics() {
         return java.util.Map.of();
     }

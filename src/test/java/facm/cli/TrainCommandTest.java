@@ -78,6 +78,24 @@ class TrainCommandTest {
         assertTrue(Files.size(png) > 0);
     }
 
+    /** --checkpoint-blocks trades memory for recompute only: the logged losses and gradient norms are the same bits. */
+    @Test
+    void checkpointBlocksLeavesTheLossesUnchanged(@TempDir Path dir) throws Exception {
+        Path plain = dir.resolve("plain");
+        Path ckpt = dir.resolve("ckpt");
+        assertEquals(0, train(common(plain, "--steps", "2")));
+        assertEquals(0, train(common(ckpt, "--steps", "2", "--checkpoint-blocks")));
+        List<String> a = Files.readAllLines(plain.resolve("metrics.jsonl"));
+        List<String> b = Files.readAllLines(ckpt.resolve("metrics.jsonl"));
+        assertEquals(2, a.size());
+        for (int i = 0; i < a.size(); i++) {
+            JsonObject x = JsonParser.parseString(a.get(i)).getAsJsonObject();
+            JsonObject y = JsonParser.parseString(b.get(i)).getAsJsonObject();
+            assertEquals(x.get("loss").getAsDouble(), y.get("loss").getAsDouble(), 0.0, "step " + (i + 1));
+            assertEquals(x.get("grad_norm").getAsDouble(), y.get("grad_norm").getAsDouble(), 0.0, "step " + (i + 1));
+        }
+    }
+
     @Test
     void defaultJobIsTheEmbeddedConfig(@TempDir Path dir) throws Exception {
         Path out = dir.resolve("job");
