@@ -62,18 +62,23 @@ __device__ __forceinline__ void attention_bwd_dq_bf16_body(const uint16_t* __res
     const int64_t tokenHead = (int64_t)b * T * H * DH + (int64_t)h * DH;  // row r at tokenHead + r·H·DH
     const int64_t rowStride = (int64_t)H * DH;
 
-    // D_i over the lane's columns (the same columns as its fragments), completed across the quad.
+    // D_i over the lane's columns (the same columns as its fragments), completed across the quad. dO enters rounded
+    // to bf16, the values dP = dO·Vᵀ multiplies on the tensor cores: then D = Σ_j P_ij dP_ij holds up to fp32
+    // rounding and dS = P ⊙ (dP − D) cancels where it must (one key: dS = 0 exactly in the math; an fp32 D against
+    // a bf16 dP left 1e-3 there).
     float dA = 0.0f, dB = 0.0f;
 #pragma unroll
     for (int n = 0; n < D::DTILES; n++) {
         const int d = n * 8 + 2 * t;
         if (rowA < T) {
-            const float2 go = tc_load_pair(gradOut, tokenHead + (int64_t)rowA * rowStride + d, gradOutBf16);
+            const float2 go = tc_round_pair_bf16(tc_load_pair(gradOut, tokenHead + (int64_t)rowA * rowStride + d,
+                                                              gradOutBf16));
             const float2 ov = tc_load_pair(out, tokenHead + (int64_t)rowA * rowStride + d, outBf16);
             dA = fmaf(go.x, ov.x, fmaf(go.y, ov.y, dA));
         }
         if (rowB < T) {
-            const float2 go = tc_load_pair(gradOut, tokenHead + (int64_t)rowB * rowStride + d, gradOutBf16);
+            const float2 go = tc_round_pair_bf16(tc_load_pair(gradOut, tokenHead + (int64_t)rowB * rowStride + d,
+                                                              gradOutBf16));
             const float2 ov = tc_load_pair(out, tokenHead + (int64_t)rowB * rowStride + d, outBf16);
             dB = fmaf(go.x, ov.x, fmaf(go.y, ov.y, dB));
         }

@@ -135,6 +135,12 @@ __device__ __forceinline__ float2 tc_load_pair(const void* base, int64_t index, 
     return *reinterpret_cast<const float2*>(static_cast<const float*>(base) + index);
 }
 
+/** Both values rounded to bf16 (nearest even) and widened back: what a bf16 tensor-core operand holds. */
+__device__ __forceinline__ float2 tc_round_pair_bf16(float2 v) {
+    const uint32_t packed = tc_pack_bf16(v.x, v.y);
+    return make_float2(tc_bf16_lo(packed), tc_bf16_hi(packed));
+}
+
 __device__ __forceinline__ void tc_store_pair(void* base, int64_t index, float a, float b, bool isBf16) {
     if (isBf16) {
         *reinterpret_cast<uint32_t*>(static_cast<uint16_t*>(base) + index) = tc_pack_bf16(a, b);

@@ -303,8 +303,37 @@ public final class CudaBackend implements Backend {
             Backend.super.linear(x, weight, bias, out, precision);
             return;
         }
-        gemm.linearBias(require("linear", x), require("linear", weight), require("linear", bias),
-                require("linear", out), precision);
+        CudaTensor cx = require("linear", x), cw = require("linear", weight), cb = require("linear", bias);
+        CudaTensor co = require("linear", out);
+        if (co.dtype() == DType.BF16 && !epilogueAligned(cx, cw, cb, co)) {
+            // Seen on an H200: with rows of 70 and 17 bf16 elements the epilogue's result was 3 bf16 steps off
+            // where product and bias nearly cancel (the product rounded to bf16 before the bias was added). The
+            // fp32 product, the fp32 bias add and one rounding are the op's contract: keep it where the rows are
+            // not 16-byte multiples (no real layer of ours has such rows; they all take the fused path).
+            linearThroughF32(cx, cw, cb, co);
+            return;
+        }
+        gemm.linearBias(cx, cw, cb, co, precision);
+    }
+
+    /** Whether every operand of a bias-epilogue product has 16-byte rows and a 16-byte aligned start. */
+    private static boolean epilogueAligned(CudaTensor... ts) {
+        for (CudaTensor t : ts) {
+            long rowBytes = (long) t.dim(-1) * t.dtype().bytes();
+            if (rowBytes % 16 != 0 || t.address() % 16 != 0) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** y = bf16(x·Wᵀ + b) through an fp32 product and an fp32 bias add, rounded once. */
+    private void linearThroughF32(CudaTensor x, CudaTensor weight, CudaTensor bias, CudaTensor out) {
+        try (Tensor f32 = empty("linear f32 out", DType.F32, out.shape());
+             Tensor b32 = bias.dtype() == DType.F32 ? null : convert(bias, DType.F32)) {
+            Backend.super.linear(x, weight, b32 == null ? bias : b32, f32, GemmPrecision.BF16);
+            convert(f32, out);
+        }
     }
 
     // ---------------------------------------------------------------- random numbers
