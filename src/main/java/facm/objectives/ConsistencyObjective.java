@@ -326,6 +326,14 @@ public final class ConsistencyObjective implements Objective {
         return sum / v.length;
     }
 
+    /** Frees the teacher's cached bf16 weight copies. */
+    @Override
+    public void close() {
+        if (teacher != null) {
+            teacher.cacheBf16Weights(false);
+        }
+    }
+
     @Override
     public void checkpointBlocks(boolean on) {
         checkpointBlocks = on;
@@ -348,7 +356,8 @@ public final class ConsistencyObjective implements Objective {
 
     private LightningDiT teacherModel() {
         if (teacherWeights != null && teacher == null) {
-            teacher = new LightningDiT(teacherWeights).precision(precision);
+            // The teacher is frozen: its bf16 weight copies are made once for the run, not in every teacher pass.
+            teacher = new LightningDiT(teacherWeights).precision(precision).cacheBf16Weights(true);
         }
         return teacher;
     }
