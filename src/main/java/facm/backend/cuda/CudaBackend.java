@@ -7,7 +7,6 @@ import facm.cuda.Kernel;
 import facm.cuda.KernelArg;
 import facm.cuda.KernelLibrary;
 import facm.tensor.Backend;
-import facm.tensor.Bf16;
 import facm.tensor.BinaryOp;
 import facm.tensor.DType;
 import facm.tensor.Device;
@@ -42,11 +41,14 @@ public final class CudaBackend implements Backend {
     private final boolean ownsDevice;
     private final CudaStream stream;
     private final KernelLibrary kernels;
+    private final CudaTensorTransfers transfers;
     private final ElementwiseKernels elementwise;
-    private final ReductionKernels reductions;
+    private final CudaElementwiseOps elementwiseOps;
+    private final CudaReductionOps reductionOps;
     private final RandomKernels random;
     private final Kernel noop;
     private final CudaGemm gemm;
+    private final CudaBiasEpilogueLinear biasLinear;
     private volatile boolean closed;
 
     private CudaBackend(CudaDevice device, boolean ownsDevice) {
@@ -55,11 +57,14 @@ public final class CudaBackend implements Backend {
         device.makeCurrent();
         this.stream = device.stream();
         this.kernels = device.kernels(); // one-line CudaUnavailableException when the jar has no kernels for this GPU
+        this.transfers = new CudaTensorTransfers(this, stream);
         this.elementwise = new ElementwiseKernels(kernels, stream);
-        this.reductions = new ReductionKernels(kernels, stream);
+        this.elementwiseOps = new CudaElementwiseOps(this, elementwise);
+        this.reductionOps = new CudaReductionOps(this, new ReductionKernels(kernels, stream));
         this.random = new RandomKernels(kernels, stream);
         this.noop = kernels.kernel("noop", KernelArg.I32);
         this.gemm = new CudaGemm(device, elementwise);
+        this.biasLinear = new CudaBiasEpilogueLinear(this, gemm);
     }
 
     /** Opens GPU {@code ordinal} for this backend alone; {@link #close()} releases the device. */
@@ -117,68 +122,33 @@ public final class CudaBackend implements Backend {
 
     @Override
     public CudaTensor upload(String name, float[] data, int... shape) {
-        checkUploadLength("upload", name, data.length, shape);
-        return uploaded(name, DType.F32, shape, MemorySegment.ofArray(data));
+        return transfers.upload("upload", name, DType.F32, shape, data.length, MemorySegment.ofArray(data));
     }
 
     @Override
     public CudaTensor upload(String name, int[] data, int... shape) {
-        checkUploadLength("upload", name, data.length, shape);
-        return uploaded(name, DType.I32, shape, MemorySegment.ofArray(data));
+        return transfers.upload("upload", name, DType.I32, shape, data.length, MemorySegment.ofArray(data));
     }
 
     @Override
     public CudaTensor uploadBf16(String name, short[] bits, int... shape) {
-        checkUploadLength("uploadBf16", name, bits.length, shape);
-        return uploaded(name, DType.BF16, shape, MemorySegment.ofArray(bits));
-    }
-
-    private CudaTensor uploaded(String name, DType dtype, int[] shape, MemorySegment host) {
-        CudaTensor t = empty(name, dtype, shape);
-        try {
-            HostTransfers.toDevice(stream, host, t.buffer(), "upload " + t.describe());
-        } catch (RuntimeException e) {
-            t.close();
-            throw e;
-        }
-        return t;
-    }
-
-    private void checkUploadLength(String op, String name, int length, int[] shape) {
-        requireOpenBackend(op);
-        Shapes.requireHostLength(op, name, length, shape);
+        return transfers.upload("uploadBf16", name, DType.BF16, shape, bits.length, MemorySegment.ofArray(bits));
     }
 
     @Override
     public float[] download(Tensor t) {
-        CudaTensor x = require("download", t);
-        Shapes.requireDType("download", x, DType.F32, DType.BF16);
-        if (x.dtype() == DType.BF16) {
-            return Bf16.toFloats(downloadBf16(x));
-        }
-        float[] values = new float[HostTransfers.hostLength("download", x)];
-        HostTransfers.toHost(stream, x.buffer(), MemorySegment.ofArray(values), "download " + x.describe());
-        return values;
+        return transfers.download(t);
     }
 
     @Override
     public int[] downloadInts(Tensor t) {
-        CudaTensor x = require("downloadInts", t);
-        Shapes.requireDType("downloadInts", x, DType.I32);
-        int[] values = new int[HostTransfers.hostLength("downloadInts", x)];
-        HostTransfers.toHost(stream, x.buffer(), MemorySegment.ofArray(values), "downloadInts " + x.describe());
-        return values;
+        return transfers.downloadInts(t);
     }
 
     @Override
     public short[] downloadBf16(Tensor t) {
-        CudaTensor x = require("downloadBf16", t);
-        Shapes.requireDType("downloadBf16", x, DType.BF16);
-        short[] bits = new short[HostTransfers.hostLength("downloadBf16", x)];
-        HostTransfers.toHost(stream, x.buffer(), MemorySegment.ofArray(bits), "downloadBf16 " + x.describe());
-        return bits;
+        return transfers.downloadBf16(t);
     }
-
 
     @Override
     public void copy(Tensor src, Tensor dst) {
@@ -197,90 +167,41 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void fill(Tensor out, float value) {
-        CudaTensor o = require("fill", out);
-        Shapes.requireDType("fill", o, DType.F32, DType.BF16);
-        if (o.dtype() == DType.F32) {
-            elementwise.fill32(o.address(), o.numel(), Float.floatToRawIntBits(value));
-        } else {
-            elementwise.fill16(o.address(), o.numel(), Bf16.fromFloat(value));
-        }
+        elementwiseOps.fill(out, value);
     }
 
     // ---------------------------------------------------------------- elementwise
 
     @Override
     public void unary(UnaryOp op, Tensor x, Tensor out) {
-        String what = "unary " + Objects.requireNonNull(op, "unary: op is null");
-        CudaTensor in = requireF32(what, x);
-        CudaTensor o = requireF32(what, out);
-        Shapes.requireSame(what, in, o);
-        elementwise.unary(op, in.address(), o.address(), in.numel());
+        elementwiseOps.unary(op, x, out);
     }
 
     @Override
     public void binary(BinaryOp op, Tensor a, Tensor b, Tensor out) {
-        String what = "binary " + Objects.requireNonNull(op, "binary: op is null");
-        CudaTensor x = requireF32(what, a);
-        CudaTensor y = requireF32(what, b);
-        CudaTensor o = requireF32(what, out);
-        if (!(x.sameShape(y) || y.numel() == 1 || Shapes.isSuffix(x.shape(), y.shape()))) {
-            throw new ShapeException(what + ": b " + y.describe() + " must have a's shape, equal a's trailing "
-                    + "dimensions, or hold one element; a is " + x.describe());
-        }
-        Shapes.requireSame(what + " (out vs a)", o, x);
-        elementwise.binary(op, x.address(), y.address(), o.address(), x.numel(), y.numel());
+        elementwiseOps.binary(op, a, b, out);
     }
 
     @Override
     public void affine(Tensor x, float alpha, float beta, Tensor out) {
-        CudaTensor in = requireF32("affine", x);
-        CudaTensor o = requireF32("affine", out);
-        Shapes.requireSame("affine", in, o);
-        elementwise.affine(in.address(), o.address(), in.numel(), alpha, beta);
+        elementwiseOps.affine(x, alpha, beta, out);
     }
 
     @Override
     public void axpby(float alpha, Tensor a, float beta, Tensor b, Tensor out) {
-        CudaTensor x = requireF32("axpby", a);
-        CudaTensor y = requireF32("axpby", b);
-        CudaTensor o = requireF32("axpby", out);
-        Shapes.requireSame("axpby (a vs b)", x, y);
-        Shapes.requireSame("axpby (a vs out)", x, o);
-        elementwise.axpby(x.address(), y.address(), o.address(), x.numel(), alpha, beta);
+        elementwiseOps.axpby(alpha, a, beta, b, out);
     }
 
     // ---------------------------------------------------------------- reductions and softmax
 
     @Override
     public void reduce(ReduceOp op, Tensor x, int axis, Tensor out) {
-        String what = "reduce " + Objects.requireNonNull(op, "reduce: op is null") + " axis " + axis;
-        CudaTensor in = requireF32(what, x);
-        CudaTensor o = requireF32(what, out);
-        if (axis < -in.rank() || axis >= in.rank()) {
-            throw new ShapeException(what + ": axis out of range for " + in.describe());
-        }
-        int ax = Shapes.axis(axis, in.rank());
-        int[] shape = in.shape();
-        Shapes.requireShape(what + ": out", o, Shapes.without(shape, ax));
-        if (o.sharesStorageWith(in)) {
-            throw new ShapeException(what + ": out " + o.describe() + " must not share storage with x");
-        }
-        reductions.reduce(op, in.address(), o.address(), Shapes.outer(shape, ax), shape[ax], Shapes.inner(shape, ax));
+        reductionOps.reduce(op, x, axis, out);
     }
 
     @Override
     public void softmax(Tensor x, Tensor out) {
-        CudaTensor in = requireF32("softmax", x);
-        CudaTensor o = requireF32("softmax", out);
-        if (in.rank() == 0) {
-            throw new ShapeException("softmax: " + in.describe() + " has no last axis");
-        }
-        Shapes.requireSame("softmax", in, o);
-        int cols = in.dim(-1);
-        if (cols == 0) {
-            return;
-        }
-        reductions.softmax(in.address(), o.address(), in.numel() / cols, cols);
+        reductionOps.softmax(x, out);
     }
 
     // ---------------------------------------------------------------- matrix products
@@ -303,37 +224,12 @@ public final class CudaBackend implements Backend {
             Backend.super.linear(x, weight, bias, out, precision);
             return;
         }
-        CudaTensor cx = require("linear", x), cw = require("linear", weight), cb = require("linear", bias);
-        CudaTensor co = require("linear", out);
-        if (co.dtype() == DType.BF16 && !epilogueAligned(cx, cw, cb, co)) {
-            // Seen on an H200: with rows of 70 and 17 bf16 elements the epilogue's result was 3 bf16 steps off
-            // where product and bias nearly cancel (the product rounded to bf16 before the bias was added). The
-            // fp32 product, the fp32 bias add and one rounding are the op's contract: keep it where the rows are
-            // not 16-byte multiples (no real layer of ours has such rows; they all take the fused path).
-            linearThroughF32(cx, cw, cb, co);
-            return;
-        }
-        gemm.linearBias(cx, cw, cb, co, precision);
+        biasLinear.linear(x, weight, bias, out, precision);
     }
 
-    /** Whether every operand of a bias-epilogue product has 16-byte rows and a 16-byte aligned start. */
-    private static boolean epilogueAligned(CudaTensor... ts) {
-        for (CudaTensor t : ts) {
-            long rowBytes = (long) t.dim(-1) * t.dtype().bytes();
-            if (rowBytes % 16 != 0 || t.address() % 16 != 0) {
-                return false;
-            }
-        }
-        return true;
-    }
-
-    /** y = bf16(x·Wᵀ + b) through an fp32 product and an fp32 bias add, rounded once. */
-    private void linearThroughF32(CudaTensor x, CudaTensor weight, CudaTensor bias, CudaTensor out) {
-        try (Tensor f32 = empty("linear f32 out", DType.F32, out.shape());
-             Tensor b32 = bias.dtype() == DType.F32 ? null : convert(bias, DType.F32)) {
-            Backend.super.linear(x, weight, b32 == null ? bias : b32, f32, GemmPrecision.BF16);
-            convert(f32, out);
-        }
+    /** The interface's linear (gemm, then the bias added by {@link #binary}), for {@link CudaBiasEpilogueLinear}. */
+    void unfusedLinear(Tensor x, Tensor weight, Tensor bias, Tensor out, GemmPrecision precision) {
+        Backend.super.linear(x, weight, bias, out, precision);
     }
 
     // ---------------------------------------------------------------- random numbers
@@ -354,20 +250,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void convert(Tensor x, Tensor out) {
-        CudaTensor in = require("convert", x);
-        CudaTensor o = require("convert", out);
-        Shapes.requireSame("convert", in, o);
-        DType from = in.dtype();
-        DType to = o.dtype();
-        if (from == to) {
-            copy(in, o);
-            return;
-        }
-        if (!ElementwiseKernels.converts(from, to)) {
-            throw new ShapeException("convert: " + in.describe() + " -> " + out.describe() + " is not supported "
-                    + "(supported: f32<->bf16, f32<->i32)");
-        }
-        elementwise.convert(from, to, in.address(), o.address(), in.numel());
+        elementwiseOps.convert(x, out);
     }
 
     @Override
@@ -448,13 +331,13 @@ public final class CudaBackend implements Backend {
 
     // ---------------------------------------------------------------- checks
 
-    private CudaTensor requireF32(String op, Tensor t) {
+    CudaTensor requireF32(String op, Tensor t) {
         CudaTensor c = require(op, t);
         Shapes.requireDType(op, c, DType.F32);
         return c;
     }
 
-    private void requireOpenBackend(String op) {
+    void requireOpenBackend(String op) {
         if (closed) {
             throw new IllegalStateException(op + ": the cuda backend (" + device + ") was closed");
         }
