@@ -28,7 +28,8 @@ import java.util.Objects;
  *
  * <p>bf16 activations (inference): rmsNormModulate's out, gatedResidual's a, swiglu's gu and out, qkNormRope's qkv
  * and q, k, v may be BF16 ({@link NetworkChecks#rmsNormDTypes} and its neighbours state the combinations). The
- * reference for those forms: widen the bf16 inputs exactly, compute as for f32, round each output to bf16 once more.
+ * reference for those forms ({@link CpuBf16Forms}): widen the bf16 inputs exactly, compute as for f32, round each
+ * output to bf16 once more.
  *
  * <p>Aliasing: an op whose output is a permutation or a reduction of its inputs (patchify, unpatchify, embedding,
  * qkNormRope, attention, swiglu) rejects outputs that share storage with an input. Row-local ops allow the one
@@ -43,12 +44,14 @@ public final class CpuNetworkOps implements NetworkOps {
     private final CpuNetworkArgs args;
     private final CpuNetworkBackward backward;
     private final CpuNetworkJvp jvp;
+    private final CpuBf16Forms bf16;
 
     public CpuNetworkOps(CpuBackend backend) {
         this.backend = Objects.requireNonNull(backend, "CpuNetworkOps: backend is null");
         this.args = new CpuNetworkArgs(backend);
         this.backward = new CpuNetworkBackward(args);
         this.jvp = new CpuNetworkJvp(this, args);
+        this.bf16 = new CpuBf16Forms(this, backend, jvp);
     }
 
     // ---------------------------------------------------------------- layout: patches, time features, embedding
@@ -128,10 +131,7 @@ public final class CpuNetworkOps implements NetworkOps {
         String op = "rmsNormModulate";
         NetworkChecks.rmsNormDTypes(op, args.require(op, "x", x), args.require(op, "out", out));
         if (out.dtype() == DType.BF16) {
-            try (Tensor wide = f32Like(out)) {
-                rmsNormModulate(x, weight, eps, mod, shiftChunk, scaleChunk, wide, rstd);
-                backend.convert(wide, out);
-            }
+            bf16.rmsNormModulate(x, weight, eps, mod, shiftChunk, scaleChunk, out, rstd);
             return;
         }
         NormInputs in = args.normInputs(op, x, weight, mod, shiftChunk, scaleChunk);
@@ -148,9 +148,7 @@ public final class CpuNetworkOps implements NetworkOps {
         String op = "gatedResidual";
         NetworkChecks.gatedResidualDTypes(op, args.require(op, "h", h), args.require(op, "a", a));
         if (a.dtype() == DType.BF16) {
-            try (Tensor wide = widened(a)) {
-                gatedResidual(h, wide, mod, gateChunk);
-            }
+            bf16.gatedResidual(h, a, mod, gateChunk);
             return;
         }
         CpuTensor hs = args.f32(op, "h", h);
@@ -162,18 +160,6 @@ public final class CpuNetworkOps implements NetworkOps {
                 hs.dim(1), d);
     }
 
-    /** A new F32 tensor shaped like {@code t} (the f32 result of a bf16-output form before its rounding). */
-    private Tensor f32Like(Tensor t) {
-        return backend.empty(t.name() + " f32", DType.F32, t.shape());
-    }
-
-    /** A new F32 copy of a BF16 tensor (exact). */
-    private Tensor widened(Tensor t) {
-        Tensor wide = f32Like(t);
-        backend.convert(t, wide);
-        return wide;
-    }
-
     // ---------------------------------------------------------------- attention
 
     /** qkv F32 → F32 q, k, v; qkv BF16 (widened exactly) → q, k, v all BF16 (the f32 results rounded) or all F32. */
@@ -183,28 +169,8 @@ public final class CpuNetworkOps implements NetworkOps {
         String op = "qkNormRope";
         NetworkChecks.qkvDTypes(op, args.require(op, "qkv", qkv), args.require(op, "q", q), args.require(op, "k", k),
                 args.require(op, "v", v));
-        if (qkv.dtype() == DType.F32 && q.dtype() == DType.BF16) {
-            try (Tensor q32 = f32Like(q); Tensor k32 = f32Like(k); Tensor v32 = f32Like(v)) {
-                qkNormRope(qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q32, k32, v32, rstd);
-                backend.convert(q32, q);
-                backend.convert(k32, k);
-                backend.convert(v32, v);
-            }
-            return;
-        }
-        if (qkv.dtype() == DType.BF16) {
-            try (Tensor wide = widened(qkv)) {
-                if (q.dtype() == DType.F32) {
-                    qkNormRope(wide, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v, rstd);
-                    return;
-                }
-                try (Tensor q32 = f32Like(q); Tensor k32 = f32Like(k); Tensor v32 = f32Like(v)) {
-                    qkNormRope(wide, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q32, k32, v32, rstd);
-                    backend.convert(q32, q);
-                    backend.convert(k32, k);
-                    backend.convert(v32, v);
-                }
-            }
+        if ((qkv.dtype() == DType.F32 && q.dtype() == DType.BF16) || qkv.dtype() == DType.BF16) {
+            bf16.qkNormRope(qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v, rstd);
             return;
         }
         QkvInputs in = args.qkvInputs(op, qkv, heads, qWeight, kWeight, eps, ropeCos, ropeSin);
@@ -237,25 +203,7 @@ public final class CpuNetworkOps implements NetworkOps {
         if (dtype != DType.BF16) {
             return dtype == DType.F32;
         }
-        Boolean takes = bf16Attention;
-        if (takes == null) {
-            takes = probeBf16Attention();
-            bf16Attention = takes;
-        }
-        return takes;
-    }
-
-    private Boolean bf16Attention;
-
-    private boolean probeBf16Attention() {
-        try (Tensor q = backend.zeros(DType.BF16, 1, 1, 1, 2); Tensor k = backend.zeros(DType.BF16, 1, 1, 1, 2);
-             Tensor v = backend.zeros(DType.BF16, 1, 1, 1, 2); Tensor out = backend.zeros(DType.BF16, 1, 1, 2);
-             Tensor lse = backend.zeros(DType.F32, 1, 1, 1)) {
-            attention(q, k, v, 1f, out, lse);
-            return true;
-        } catch (RuntimeException notTaken) {
-            return false;
-        }
+        return bf16.attentionTakesBf16();
     }
 
     // ---------------------------------------------------------------- MLP
@@ -265,26 +213,8 @@ public final class CpuNetworkOps implements NetworkOps {
     public void swiglu(Tensor gu, Tensor out) {
         String op = "swiglu";
         NetworkChecks.swigluDTypes(op, args.require(op, "gu", gu), args.require(op, "out", out));
-        if (gu.dtype() == DType.F32 && out.dtype() == DType.BF16) {
-            NetworkChecks.swigluWidth(op, gu, "out", out);
-            try (Tensor o32 = f32Like(out)) {
-                swiglu(gu, o32);
-                backend.convert(o32, out);
-            }
-            return;
-        }
-        if (gu.dtype() == DType.BF16) {
-            NetworkChecks.swigluWidth(op, gu, "out", out);
-            try (Tensor wide = widened(gu)) {
-                if (out.dtype() == DType.F32) {
-                    swiglu(wide, out);
-                    return;
-                }
-                try (Tensor o32 = f32Like(out)) {
-                    swiglu(wide, o32);
-                    backend.convert(o32, out);
-                }
-            }
+        if ((gu.dtype() == DType.F32 && out.dtype() == DType.BF16) || gu.dtype() == DType.BF16) {
+            bf16.swiglu(op, gu, out);
             return;
         }
         CpuTensor in = args.f32(op, "gu", gu);
@@ -366,11 +296,7 @@ public final class CpuNetworkOps implements NetworkOps {
         NetworkChecks.jvpOutDTypes("rmsNormModulateJvp", args.require("rmsNormModulateJvp", "out", out),
                 args.require("rmsNormModulateJvp", "outDot", outDot));
         if (out.dtype() == DType.BF16) {
-            try (Tensor o32 = f32Like(out); Tensor od32 = f32Like(outDot)) {
-                jvp.rmsNormModulateJvp(x, xDot, weight, eps, mod, modDot, shiftChunk, scaleChunk, o32, od32, rstd);
-                backend.convert(o32, out);
-                backend.convert(od32, outDot);
-            }
+            bf16.rmsNormModulateJvp(x, xDot, weight, eps, mod, modDot, shiftChunk, scaleChunk, out, outDot, rstd);
             return;
         }
         jvp.rmsNormModulateJvp(x, xDot, weight, eps, mod, modDot, shiftChunk, scaleChunk, out, outDot, rstd);
@@ -387,27 +313,8 @@ public final class CpuNetworkOps implements NetworkOps {
                               Tensor ropeCos, Tensor ropeSin, Tensor q, Tensor k, Tensor v, Tensor qDot, Tensor kDot,
                               Tensor vDot, Tensor rstd) {
         if (args.require("qkNormRopeJvp", "q", q).dtype() == DType.BF16) {
-            // bf16 heads and tangents (the bf16 attention JVP's operands): the f32 results, each rounded once.
-            Tensor[] bf16 = {q, k, v, qDot, kDot, vDot};
-            Tensor[] f32 = new Tensor[bf16.length];
-            try {
-                for (int i = 0; i < bf16.length; i++) {
-                    Shapes.requireDType("qkNormRopeJvp: " + args.require("qkNormRopeJvp", "head", bf16[i]).name()
-                            + " (like q " + q.describe() + ")", bf16[i], DType.BF16);
-                    f32[i] = f32Like(bf16[i]);
-                }
-                jvp.qkNormRopeJvp(qkv, qkvDot, heads, qWeight, kWeight, eps, ropeCos, ropeSin, f32[0], f32[1], f32[2],
-                        f32[3], f32[4], f32[5], rstd);
-                for (int i = 0; i < bf16.length; i++) {
-                    backend.convert(f32[i], bf16[i]);
-                }
-            } finally {
-                for (Tensor t : f32) {
-                    if (t != null) {
-                        t.close();
-                    }
-                }
-            }
+            bf16.qkNormRopeJvp(args, qkv, qkvDot, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v, qDot,
+                    kDot, vDot, rstd);
             return;
         }
         jvp.qkNormRopeJvp(qkv, qkvDot, heads, qWeight, kWeight, eps, ropeCos, ropeSin, q, k, v, qDot, kDot, vDot,
@@ -425,11 +332,7 @@ public final class CpuNetworkOps implements NetworkOps {
         NetworkChecks.jvpOutDTypes("swigluJvp", args.require("swigluJvp", "out", out),
                 args.require("swigluJvp", "outDot", outDot));
         if (out.dtype() == DType.BF16) {
-            try (Tensor o32 = f32Like(out); Tensor od32 = f32Like(outDot)) {
-                jvp.swigluJvp(gu, guDot, o32, od32);
-                backend.convert(o32, out);
-                backend.convert(od32, outDot);
-            }
+            bf16.swigluJvp(gu, guDot, out, outDot);
             return;
         }
         jvp.swigluJvp(gu, guDot, out, outDot);
