@@ -4,7 +4,6 @@ import facm.autograd.Gradients;
 import facm.data.Batch;
 import facm.distributed.Communicator;
 import facm.model.ModelWeights;
-import facm.tensor.GemmPrecision;
 import facm.tensor.TrainingOps;
 
 import java.io.IOException;
@@ -12,13 +11,8 @@ import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.concurrent.CountDownLatch;
-import java.util.stream.Collectors;
 
 /**
  * The training loop. Each step: next batch; zero the gradients; the objective's loss and gradients; the global
@@ -64,6 +58,7 @@ public final class Trainer implements AutoCloseable {
     private final EmaSet emas;
     private final GradientNorm gradNorm;
     private final DataParallel parallel;
+    private final TrainingPictures pictures;
 
     private int step;
     private long dataPosition;
@@ -127,6 +122,7 @@ public final class Trainer implements AutoCloseable {
         this.adam = a;
         this.sharded = z;
         this.emas = e;
+        this.pictures = new TrainingPictures(options, model, e, outDir, console);
     }
 
     public static Path checkpointDir(Path outDir) {
@@ -192,36 +188,8 @@ public final class Trainer implements AutoCloseable {
      */
     public Result run(BatchSource data, boolean handleCtrlC) throws IOException {
         Files.createDirectories(checkpointDir(outDir));
-        CountDownLatch finished = new CountDownLatch(1);
-        Thread hook = new Thread(() -> {
-            if (finished.getCount() == 0) {
-                return;
-            }
-            requestStop();
-            console.println();
-            console.println("interrupted: finishing step " + (step + 1) + " and writing a checkpoint "
-                    + "(the write is atomic: killing the process now loses nothing saved before)");
-            console.flush();
-            try {
-                finished.await();
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-        }, "facm-train-shutdown");
-        if (handleCtrlC) {
-            Runtime.getRuntime().addShutdownHook(hook);
-        }
-        try {
+        try (CtrlCStop ctrlC = new CtrlCStop(handleCtrlC, this::requestStop, () -> step + 1, console)) {
             return loop(data);
-        } finally {
-            finished.countDown();
-            if (handleCtrlC) {
-                try {
-                    Runtime.getRuntime().removeShutdownHook(hook);
-                } catch (IllegalStateException shuttingDown) {
-                    // the JVM is exiting because of the signal; the hook has seen the latch
-                }
-            }
         }
     }
 
@@ -252,7 +220,7 @@ public final class Trainer implements AutoCloseable {
                     last = checkpoint(log);
                 }
                 if (grids && step % options.sampleEvery() == 0) {
-                    sampleGrid(log);
+                    pictures.sampleGrid(step, log);
                 }
             }
             if (checkpointedStep != step) {
@@ -348,21 +316,8 @@ public final class Trainer implements AutoCloseable {
         log.breakLine();
         console.printf(Locale.ROOT, "checkpoint %s (%.1f MB, %.1f s)%n", file, Files.size(file) / 1e6,
                 (System.nanoTime() - t0) / 1e9);
-        writeLossChart();
+        pictures.writeLossChart();
         return last;
-    }
-
-    /** Redraws OUT/loss.png from metrics.jsonl; a chart that cannot be drawn is a warning, never a failed run. */
-    private void writeLossChart() {
-        Path metrics = outDir.resolve("metrics.jsonl");
-        Path png = outDir.resolve(LossChart.FILE);
-        try {
-            if (Files.exists(metrics)) {
-                LossChart.write(metrics, png, "training loss (" + options.objective() + ")");
-            }
-        } catch (IOException | RuntimeException e) {
-            console.println("warning: could not draw " + png + ": " + e.getMessage());
-        }
     }
 
     /**
@@ -378,35 +333,6 @@ public final class Trainer implements AutoCloseable {
             Files.copy(file, tmp, StandardCopyOption.REPLACE_EXISTING);
         }
         Files.move(tmp, last, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-    }
-
-    private void sampleGrid(MetricsLog log) throws IOException {
-        Ema ema = emas.forSampling();
-        ModelWeights w = ema == null ? model : ema.weights();
-        String weights = ema == null ? "raw weights" : "EMA " + ema.name();
-        GemmPrecision precision = GemmPrecision.valueOf(options.precision().toUpperCase(Locale.ROOT));
-        Path dir = outDir.resolve("samples");
-        String stem = String.format(Locale.ROOT, "step-%07d", step);
-        long t0 = System.nanoTime();
-        if (!SampleGrid.usesConsistencySampler(options.objective())) {
-            Path file = dir.resolve(stem + ".png");
-            SampleGrid.writeEuler(file, w, precision, options.sampleSteps(), options.seed());
-            log.breakLine();
-            console.printf(Locale.ROOT, "samples %s (%s, %d Euler steps, %.1f s)%n", file, weights,
-                    options.sampleSteps(), (System.nanoTime() - t0) / 1e9);
-            return;
-        }
-        List<String> files = new ArrayList<>();
-        for (int nfe : SampleGrid.CONSISTENCY_NFES) {
-            Path file = dir.resolve(stem + "-nfe" + nfe + ".png");
-            SampleGrid.writeConsistency(file, w, precision, nfe, options.seed());
-            files.add(file.toString());
-        }
-        log.breakLine();
-        String nfes = Arrays.stream(SampleGrid.CONSISTENCY_NFES).mapToObj(Integer::toString)
-                .collect(Collectors.joining(" and "));
-        console.printf(Locale.ROOT, "samples %s (%s, consistency sampler at NFE %s, %.1f s)%n",
-                String.join(" and ", files), weights, nfes, (System.nanoTime() - t0) / 1e9);
     }
 
     /** With --shard-optimizer: whole moments for a checkpoint, gathered by every rank together. */
