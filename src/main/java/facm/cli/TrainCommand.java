@@ -158,58 +158,6 @@ final class TrainCommand implements Runnable {
         }
     }
 
-    /** The flags given on the command line, as a JSON layer over the config file. */
-    private JsonObject flags() {
-        JsonObject o = new JsonObject();
-        put(o, "objective", objective);
-        put(o, "model", model);
-        put(o, "data", data);
-        put(o, "steps", steps);
-        put(o, "batch", batch);
-        put(o, "lr", lr);
-        put(o, "betas", betas);
-        put(o, "eps", eps);
-        put(o, "weight_decay", weightDecay);
-        put(o, "grad_clip", gradClip);
-        put(o, "ema", ema);
-        put(o, "device", device);
-        put(o, "precision", precision);
-        put(o, "seed", seed);
-        put(o, "out", out == null ? null : out.toString());
-        put(o, "init", init == null ? null : init.toString());
-        put(o, "log_every", logEvery);
-        put(o, "ckpt_every", ckptEvery);
-        put(o, "sample_every", sampleEvery);
-        put(o, "sample_steps", sampleSteps);
-        put(o, "label_dropout", labelDropout);
-        if (expandedInterval != null) {
-            o.addProperty("expanded_interval", expandedInterval);
-        }
-        put(o, "teacher", teacher == null ? null : teacher.toString());
-        put(o, "time_sampler", timeSampler);
-        put(o, "time_mean", timeMean);
-        put(o, "time_std", timeStd);
-        put(o, "relax_p", relaxP);
-        put(o, "cfg_scale", cfgScale);
-        put(o, "cfg_interval", cfgInterval);
-        put(o, "cm_clip", cmClip);
-        put(o, "norm_eps", normEps);
-        put(o, "scm_warmup", scmWarmup);
-        put(o, "r2t_ratio", r2tRatio);
-        if (auxTime != null) {
-            o.addProperty("aux_time", auxTime);
-        }
-        return o;
-    }
-
-    private static void put(JsonObject o, String key, Object v) {
-        if (v instanceof Number n) {
-            o.addProperty(key, n);
-        } else if (v != null) {
-            o.addProperty(key, v.toString());
-        }
-    }
-
     @Spec
     CommandSpec spec;
 
@@ -259,8 +207,8 @@ final class TrainCommand implements Runnable {
     private void train() throws IOException {
         DistributedTraining dist = DistributedTraining.fromEnvironment(rendezvousTimeout, collectiveTimeout);
         java.io.PrintStream out = dist.console();
-        JsonObject fromFile = configLayer();
-        JsonObject fromFlags = flags();
+        JsonObject fromFile = TrainOptionLayers.configLayer(this);
+        JsonObject fromFlags = TrainOptionLayers.flags(this);
         TrainOptions options = TrainOptions.resolve(fromFile, fromFlags);
         Path runDir = Path.of(options.out());
         Path last = Trainer.lastCheckpoint(runDir);
@@ -340,29 +288,6 @@ final class TrainCommand implements Runnable {
                 }
             }
         }
-    }
-
-    /**
-     * The --config layer: the file, or the embedded default job for {@code --config default} and for a bare
-     * {@code train} (no flags at all; the flags' own defaults are the reference values of facm-spec §5.1, sized for
-     * XL/1 on 64 GPUs, while the default job is sized to finish on a 2-core CPU).
-     */
-    private JsonObject configLayer() throws IOException {
-        boolean bare = flags().isEmpty() && config == null && !resume;
-        if (bare || (config != null && config.toString().equals("default"))) {
-            try (java.io.InputStream in = TrainCommand.class.getResourceAsStream(DEFAULT_JOB)) {
-                if (in == null) {
-                    throw new IllegalStateException("the jar lacks its default job " + DEFAULT_JOB);
-                }
-                if (bare) {
-                    System.out.println("no arguments: the default job (" + DEFAULT_JOB + " in the jar; the same as "
-                            + "train --config default); train --help lists the options");
-                }
-                return TrainOptions.parseObject(new String(in.readAllBytes(), StandardCharsets.UTF_8), DEFAULT_JOB);
-            }
-        }
-        return config == null ? null
-                : TrainOptions.parseObject(Files.readString(config, StandardCharsets.UTF_8), config.toString());
     }
 
     /** The stage-2 objective's options (null for fm), validated. */
