@@ -129,6 +129,11 @@ public final class KernelLibrary {
     }
 
     /** How this library runs on a GPU of that compute capability: the fatbin rule, or the forced PTX. */
+    /** The compute capability of the device this library loads for (e.g. 90), for per-architecture launch tuning. */
+    public int computeCapability() {
+        return device.computeCapability();
+    }
+
     public String codePathFor(int computeCapability) {
         return forcePtx ? info.forcedPtxPathFor(computeCapability) : info.codePathFor(computeCapability);
     }

@@ -11,7 +11,10 @@ import java.util.List;
  */
 public interface Communicator extends AutoCloseable {
 
-    WorldRank world();
+    /** This rank's place in the job: the host star's (both implementations share its rendezvous). */
+    default WorldRank world() {
+        return host().world();
+    }
 
     /** The host-side star: per-step scalars (loss, metrics, stop flag), barriers. */
     HostStar host();

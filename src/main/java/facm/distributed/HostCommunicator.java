@@ -25,11 +25,6 @@ public final class HostCommunicator implements Communicator {
     }
 
     @Override
-    public WorldRank world() {
-        return star.world();
-    }
-
-    @Override
     public HostStar host() {
         return star;
     }

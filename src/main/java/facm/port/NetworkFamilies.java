@@ -121,7 +121,12 @@ final class NetworkFamilies {
     /** qk-norm + RoPE inputs: qkv in the case dtype, weights, cos/sin tables [T, dh], outputs q/k/v and rstd. */
     record Rope(Tensor qkv, Tensor qw, Tensor kw, Tensor cos, Tensor sin, Tensor q, Tensor k, Tensor v, Tensor rstd) {
         static Rope make(CaseInputs in, Dims d) {
-            return new Rope(in.act("qkv", -2f, 2f, d.batch(), d.tokens(), 3 * d.attentionWidth()),
+            return make(in, d, in.act("qkv", -2f, 2f, d.batch(), d.tokens(), 3 * d.attentionWidth()));
+        }
+
+        /** With a given qkv (the JVP's bf16 form reads an f32 qkv and writes bf16 heads). */
+        static Rope make(CaseInputs in, Dims d, Tensor qkv) {
+            return new Rope(qkv,
                     in.f32("qWeight", 0.5f, 1.5f, d.headDim()), in.f32("kWeight", 0.5f, 1.5f, d.headDim()),
                     in.f32("ropeCos", -1f, 1f, d.tokens(), d.headDim()), in.f32("ropeSin", -1f, 1f, d.tokens(), d.headDim()),
                     in.out("q", heads(d)), in.out("k", heads(d)), in.out("v", heads(d)),

@@ -146,8 +146,10 @@ final class NetworkGradFamilies {
             }));
         }
         l.add(row("qk_norm_rope", Pass.JVP, "", dt, "rope", Variant.ROWS, tol, null, (in, d) -> {
-            NetworkFamilies.Rope r = NetworkFamilies.Rope.make(in, d);
-            Tensor qkvDot = in.act("qkvDot", -1f, 1f, d.batch(), d.tokens(), 3 * d.attentionWidth());
+            // The JVP reads the f32 qkv and its tangent in every form; the bf16 form writes bf16 heads and tangents.
+            NetworkFamilies.Rope r = NetworkFamilies.Rope.make(in, d,
+                    in.f32("qkv", -2f, 2f, d.batch(), d.tokens(), 3 * d.attentionWidth()));
+            Tensor qkvDot = in.f32("qkvDot", -1f, 1f, d.batch(), d.tokens(), 3 * d.attentionWidth());
             Tensor qd = in.out("qDot", heads(d));
             Tensor kd = in.out("kDot", heads(d));
             Tensor vd = in.out("vDot", heads(d));
@@ -158,10 +160,11 @@ final class NetworkGradFamilies {
                 (in, d) -> {
             NetworkFamilies.Attn a = NetworkFamilies.Attn.make(in, d);
             net(in).attention(a.q(), a.k(), a.v(), a.scale(), a.out(), a.lse());
+            // Gradients of q, k, v are f32 in every form (the bf16 form reads bf16 q, k, v and out).
             Tensor g = in.act("gradOut", -1f, 1f, d.batch(), d.tokens(), d.attentionWidth());
-            Tensor gq = in.out("gradQ", heads(d));
-            Tensor gk = in.out("gradK", heads(d));
-            Tensor gv = in.out("gradV", heads(d));
+            Tensor gq = in.out(DType.F32, "gradQ", heads(d));
+            Tensor gk = in.out(DType.F32, "gradK", heads(d));
+            Tensor gv = in.out(DType.F32, "gradV", heads(d));
             return Prepared.of(() -> net(in).attentionBackward(a.q(), a.k(), a.v(), a.scale(), a.out(), a.lse(), g,
                     gq, gk, gv), gq, gk, gv);
         }));

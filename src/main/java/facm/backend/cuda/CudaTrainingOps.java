@@ -3,6 +3,7 @@ package facm.backend.cuda;
 import facm.cuda.CudaStream;
 import facm.cuda.Kernel;
 import facm.cuda.KernelLibrary;
+import facm.port.Tuning;
 import facm.tensor.DType;
 import facm.tensor.ShapeException;
 import facm.tensor.Shapes;
@@ -39,6 +40,8 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
     private static final int SUM_ELEMENTS_PER_THREAD = 8;
     private static final int SUM_MAX_BLOCKS = 1024;
     private static final int ELEMENTWISE_BLOCK = 256;
+    /** AdamW's block size (tuning table "adamw.fwd block"; a grid-stride kernel without launch bounds). */
+    private final int adamwBlock;
     /** Rows (one warp each) per block of softmax_cross_entropy_f32; must match CE_ROWS_PER_BLOCK in loss.cu. */
     private static final int CE_ROWS_PER_BLOCK = 8;
 
@@ -57,6 +60,7 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
         this.stream = backend.cudaDevice().stream();
         this.scratch = new ScratchBuffer(backend.cudaDevice().arena(), "training ops");
         KernelLibrary lib = backend.cudaDevice().kernels();
+        adamwBlock = Tuning.current().intValue("adamw.fwd", "block", lib.computeCapability(), ELEMENTWISE_BLOCK);
         loss = lib.kernel("flow_matching_loss_f32", PTR, PTR, PTR, PTR, I32, I32, I32, F32);
         consistency = lib.kernel("consistency_loss_f32", PTR, PTR, PTR, PTR, PTR, PTR, I32, I64, F32, F32, F32, F32,
                 F32);
@@ -180,7 +184,7 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
         // to it).
         double bc1 = 1.0 - Math.pow(beta1, step);
         double bc2 = 1.0 - Math.pow(beta2, step);
-        adamw.launch1d(stream, p.numel(), ELEMENTWISE_BLOCK, p.address(), g.address(), ms.address(), vs.address(),
+        adamw.launch1d(stream, p.numel(), adamwBlock, p.address(), g.address(), ms.address(), vs.address(),
                 p.numel(), lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale);
     }
 

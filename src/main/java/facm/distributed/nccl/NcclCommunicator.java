@@ -85,11 +85,6 @@ public final class NcclCommunicator implements Communicator {
     }
 
     @Override
-    public WorldRank world() {
-        return star.world();
-    }
-
-    @Override
     public HostStar host() {
         return star;
     }

@@ -178,57 +178,33 @@ public final class NcclLibrary {
     }
 
     public void allReduce(long send, long recv, long count, int op, MemorySegment comm, long stream) {
-        try {
-            check((int) allReduce.invokeExact(send, recv, count, NCCL_FLOAT32, op, comm, stream),
-                    "ncclAllReduce(" + count + " floats)");
-        } catch (Throwable t) {
-            throw rethrow(t, "ncclAllReduce");
-        }
+        checked("ncclAllReduce(" + count + " floats)",
+                () -> (int) allReduce.invokeExact(send, recv, count, NCCL_FLOAT32, op, comm, stream));
     }
 
     public void broadcast(long send, long recv, long count, int root, MemorySegment comm, long stream) {
-        try {
-            check((int) broadcast.invokeExact(send, recv, count, NCCL_FLOAT32, root, comm, stream),
-                    "ncclBroadcast(" + count + " floats)");
-        } catch (Throwable t) {
-            throw rethrow(t, "ncclBroadcast");
-        }
+        checked("ncclBroadcast(" + count + " floats)",
+                () -> (int) broadcast.invokeExact(send, recv, count, NCCL_FLOAT32, root, comm, stream));
     }
 
     /** recv[recvCount] = op over ranks of send[rank·recvCount, (rank+1)·recvCount); send holds ranks·recvCount floats. */
     public void reduceScatter(long send, long recv, long recvCount, int op, MemorySegment comm, long stream) {
-        try {
-            check((int) reduceScatter.invokeExact(send, recv, recvCount, NCCL_FLOAT32, op, comm, stream),
-                    "ncclReduceScatter(" + recvCount + " floats per rank)");
-        } catch (Throwable t) {
-            throw rethrow(t, "ncclReduceScatter");
-        }
+        checked("ncclReduceScatter(" + recvCount + " floats per rank)",
+                () -> (int) reduceScatter.invokeExact(send, recv, recvCount, NCCL_FLOAT32, op, comm, stream));
     }
 
     /** recv[r·sendCount, (r+1)·sendCount) = rank r's send[sendCount], for every rank r. */
     public void allGather(long send, long recv, long sendCount, MemorySegment comm, long stream) {
-        try {
-            check((int) allGather.invokeExact(send, recv, sendCount, NCCL_FLOAT32, comm, stream),
-                    "ncclAllGather(" + sendCount + " floats per rank)");
-        } catch (Throwable t) {
-            throw rethrow(t, "ncclAllGather");
-        }
+        checked("ncclAllGather(" + sendCount + " floats per rank)",
+                () -> (int) allGather.invokeExact(send, recv, sendCount, NCCL_FLOAT32, comm, stream));
     }
 
     public void groupStart() {
-        try {
-            check((int) groupStart.invokeExact(), "ncclGroupStart");
-        } catch (Throwable t) {
-            throw rethrow(t, "ncclGroupStart");
-        }
+        checked("ncclGroupStart", () -> (int) groupStart.invokeExact());
     }
 
     public void groupEnd() {
-        try {
-            check((int) groupEnd.invokeExact(), "ncclGroupEnd");
-        } catch (Throwable t) {
-            throw rethrow(t, "ncclGroupEnd");
-        }
+        checked("ncclGroupEnd", () -> (int) groupEnd.invokeExact());
     }
 
     /** The communicator's asynchronous error (0 when none; safe to poll from a watchdog thread). */
@@ -287,6 +263,21 @@ public final class NcclLibrary {
             case 7 -> "ncclInProgress";
             default -> "ncclResult " + result;
         };
+    }
+
+    /** A downcall returning an ncclResult_t. */
+    @FunctionalInterface
+    private interface NcclCall {
+        int invoke() throws Throwable;
+    }
+
+    /** Runs the downcall and {@link #check}s its result; a checked throwable becomes a DistributedException. */
+    private void checked(String call, NcclCall downcall) {
+        try {
+            check(downcall.invoke(), call);
+        } catch (Throwable t) {
+            throw rethrow(t, call);
+        }
     }
 
     private static RuntimeException rethrow(Throwable t, String call) {

@@ -3,12 +3,8 @@ package facm.backend.cuda;
 import facm.tensor.DType;
 import facm.tensor.NetworkOps;
 import facm.tensor.ShapeException;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 
 import static facm.backend.cuda.GpuCpuPair.assertBitEqual;
 import static facm.backend.cuda.GpuCpuPair.assertWithin;
@@ -29,36 +25,21 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  * against float64 the worst error was 1/60 of this bound.
  */
 @Tag("gpu")
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-class CudaAttentionBackwardTest {
+class CudaAttentionBackwardTest extends GpuCpuPairTestBase {
     private static final float EPS = 1e-6f;
 
-    private GpuCpuPair p;
     private NetworkOps gpu;
     private NetworkOps cpu;
 
-    @BeforeEach
-    void open() {
-        if (p == null) {
-            p = GpuCpuPair.open();
-            gpu = p.gpu.network();
-            cpu = p.cpu.network();
-        }
+    @Override
+    void opened() {
+        gpu = p.gpu.network();
+        cpu = p.cpu.network();
     }
 
-    @AfterEach
-    void closeTensors() {
-        if (p != null) {
-            p.closeTensors();
-        }
-    }
-
-    @AfterAll
-    void close() {
-        if (p != null) {
-            ((CudaNetworkOps) p.gpu.network()).close(); // scratch back to the arena
-            p.close();
-        }
+    @Override
+    void closing() {
+        ((CudaNetworkOps) p.gpu.network()).close(); // scratch back to the arena
     }
 
     // ---------------------------------------------------------------- qk-norm + RoPE backward

@@ -8,12 +8,8 @@ import facm.tensor.ReduceOp;
 import facm.tensor.ShapeException;
 import facm.tensor.Tensor;
 import facm.tensor.UnaryOp;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -23,31 +19,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The CUDA backend's contract apart from numerics: description, shape and dtype errors, ownership, views, close. */
 @Tag("gpu")
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-class CudaBackendTest {
-    private GpuCpuPair p;
-
-    /** Per test, so that without a GPU each test reports itself skipped (an abort in @BeforeAll hides them). */
-    @BeforeEach
-    void open() {
-        if (p == null) {
-            p = GpuCpuPair.open();
-        }
-    }
-
-    @AfterEach
-    void closeTensors() {
-        if (p != null) {
-            p.closeTensors();
-        }
-    }
-
-    @AfterAll
-    void close() {
-        if (p != null) {
-            p.close();
-        }
-    }
+class CudaBackendTest extends GpuCpuPairTestBase {
 
     @Test
     void describeNamesDeviceArchitectureMemoryAndCodePath() {

@@ -6,16 +6,13 @@ import facm.tensor.DType;
 import facm.tensor.GemmPrecision;
 import facm.tensor.NetworkOps;
 import facm.tensor.Tensor;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
-import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
 import static facm.backend.cuda.GpuCpuPair.assertUlps;
 import static facm.backend.cuda.GpuCpuPair.assertWithin;
+import static facm.backend.cuda.GpuCpuPair.bf16Values;
 import static facm.backend.cuda.GpuCpuPair.values;
 
 /**
@@ -31,48 +28,16 @@ import static facm.backend.cuda.GpuCpuPair.values;
  * the bf16 rounding: 2^-7 of the value plus 1e-3 (|values| up to ~20 at K = 1152).
  */
 @Tag("gpu")
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-class CudaBf16ActivationsTest {
+class CudaBf16ActivationsTest extends GpuCpuPairTestBase {
     private static final float BF16_STEP = 1f / 128f;
 
-    private GpuCpuPair p;
     private NetworkOps gpu;
     private NetworkOps cpu;
 
-    @BeforeEach
-    void open() {
-        if (p == null) {
-            p = GpuCpuPair.open();
-            gpu = new CudaNetworkOps(p.gpu);
-            cpu = new CpuNetworkOps(p.cpu);
-        }
-    }
-
-    @AfterEach
-    void closeTensors() {
-        if (p != null) {
-            p.closeTensors();
-        }
-    }
-
-    @AfterAll
-    void close() {
-        if (p != null) {
-            p.close();
-        }
-    }
-
-    /** bf16 values (as raw bits) of n uniform draws in [lo, hi), none zero after rounding. */
-    private static short[] bf16Values(long seed, int n, float lo, float hi) {
-        float[] v = values(seed, n, lo, hi);
-        short[] bits = new short[n];
-        for (int i = 0; i < n; i++) {
-            bits[i] = Bf16.fromFloat(v[i]);
-            if (bits[i] == 0 || bits[i] == (short) 0x8000) {
-                bits[i] = Bf16.fromFloat(0.5f);
-            }
-        }
-        return bits;
+    @Override
+    void opened() {
+        gpu = new CudaNetworkOps(p.gpu);
+        cpu = new CpuNetworkOps(p.cpu);
     }
 
     private static float[] bf16Tolerance(float[] reference, float abs) {

@@ -5,12 +5,8 @@ import facm.backend.cpu.ConsistencyLossCases.Config;
 import facm.tensor.DType;
 import facm.tensor.ShapeException;
 import facm.tensor.TrainingOps;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 
 import java.util.Arrays;
 
@@ -34,37 +30,22 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * agree to about 1e-15 before the fp32 rounding: in practice within 1 ulp, far inside the stated bound.
  */
 @Tag("gpu")
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-class CudaConsistencyLossTest {
+class CudaConsistencyLossTest extends GpuCpuPairTestBase {
     private static final float RELATIVE_TOLERANCE = 1e-5f;
     private static final float GRAD_SCALE = 1f / 3;
 
-    private GpuCpuPair p;
     private TrainingOps gpu;
     private TrainingOps cpu;
 
-    @BeforeEach
-    void open() {
-        if (p == null) {
-            p = GpuCpuPair.open();
-            gpu = p.gpu.training();
-            cpu = p.cpu.training();
-        }
+    @Override
+    void opened() {
+        gpu = p.gpu.training();
+        cpu = p.cpu.training();
     }
 
-    @AfterEach
-    void closeTensors() {
-        if (p != null) {
-            p.closeTensors();
-        }
-    }
-
-    @AfterAll
-    void close() {
-        if (p != null) {
-            ((CudaTrainingOps) p.gpu.training()).close();
-            p.close();
-        }
+    @Override
+    void closing() {
+        ((CudaTrainingOps) p.gpu.training()).close();
     }
 
     /** Results of one call on both backends. */

@@ -4,12 +4,8 @@ import facm.tensor.Bf16;
 import facm.tensor.BinaryOp;
 import facm.tensor.DType;
 import facm.tensor.UnaryOp;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 
 import static facm.backend.cuda.GpuCpuPair.assertBitEqual;
 import static facm.backend.cuda.GpuCpuPair.assertUlps;
@@ -27,36 +23,13 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
  * multiply) for 4 and 5 ulp. Everything else is computed with the CPU's exact formula and must match bit for bit.
  */
 @Tag("gpu")
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-class CudaElementwiseTest {
+class CudaElementwiseTest extends GpuCpuPairTestBase {
     /** Results below this magnitude are denormal; there a few ulp of an intermediate are many ulp of the result. */
     private static final float DENORMAL_FLOOR = 1e-37f;
     private static final int[][] SHAPES = {{1}, {3, 37, 5}, {257, 1023}};
     private static final int[] LARGE = {64, 256, 1152};
 
-    private GpuCpuPair p;
 
-    /** Per test, so that without a GPU each test reports itself skipped (an abort in @BeforeAll hides them). */
-    @BeforeEach
-    void open() {
-        if (p == null) {
-            p = GpuCpuPair.open();
-        }
-    }
-
-    @AfterEach
-    void closeTensors() {
-        if (p != null) {
-            p.closeTensors();
-        }
-    }
-
-    @AfterAll
-    void close() {
-        if (p != null) {
-            p.close();
-        }
-    }
 
     private static int ulpBound(UnaryOp op) {
         return switch (op) {

@@ -6,12 +6,8 @@ import facm.tensor.GemmPrecision;
 import facm.tensor.Shapes;
 import facm.tensor.Tensor;
 import facm.tensor.UnaryOp;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 
 import static facm.backend.cuda.GpuCpuPair.assertWithin;
 import static facm.backend.cuda.GpuCpuPair.numel;
@@ -28,31 +24,7 @@ import static facm.backend.cuda.GpuCpuPair.values;
  * 2^-22 · (|result| + |beta · c|).
  */
 @Tag("gpu")
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-class CudaGemmTest {
-    private GpuCpuPair p;
-
-    /** Per test, so that without a GPU each test reports itself skipped (an abort in @BeforeAll hides them). */
-    @BeforeEach
-    void open() {
-        if (p == null) {
-            p = GpuCpuPair.open();
-        }
-    }
-
-    @AfterEach
-    void closeTensors() {
-        if (p != null) {
-            p.closeTensors();
-        }
-    }
-
-    @AfterAll
-    void close() {
-        if (p != null) {
-            p.close();
-        }
-    }
+class CudaGemmTest extends GpuCpuPairTestBase {
 
     private GpuCpuPair.Both operand(String name, long seed, GemmPrecision precision, int... shape) {
         float[] v = values(seed, numel(shape), -1f, 1f);

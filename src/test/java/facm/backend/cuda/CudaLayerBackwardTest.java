@@ -3,12 +3,8 @@ package facm.backend.cuda;
 import facm.tensor.DType;
 import facm.tensor.NetworkOps;
 import facm.tensor.ShapeException;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 
 import static facm.backend.cuda.GpuCpuPair.assertBitEqual;
 import static facm.backend.cuda.GpuCpuPair.assertWithin;
@@ -26,34 +22,19 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  * meaningless) and 4e-6·|go·g·σ|.
  */
 @Tag("gpu")
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-class CudaLayerBackwardTest {
-    private GpuCpuPair p;
+class CudaLayerBackwardTest extends GpuCpuPairTestBase {
     private NetworkOps gpu;
     private NetworkOps cpu;
 
-    @BeforeEach
-    void open() {
-        if (p == null) {
-            p = GpuCpuPair.open();
-            gpu = p.gpu.network();
-            cpu = p.cpu.network();
-        }
+    @Override
+    void opened() {
+        gpu = p.gpu.network();
+        cpu = p.cpu.network();
     }
 
-    @AfterEach
-    void closeTensors() {
-        if (p != null) {
-            p.closeTensors();
-        }
-    }
-
-    @AfterAll
-    void close() {
-        if (p != null) {
-            ((CudaNetworkOps) p.gpu.network()).close(); // scratch back to the arena
-            p.close();
-        }
+    @Override
+    void closing() {
+        ((CudaNetworkOps) p.gpu.network()).close(); // scratch back to the arena
     }
 
     // ---------------------------------------------------------------- layout

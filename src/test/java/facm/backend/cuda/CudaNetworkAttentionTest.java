@@ -4,12 +4,8 @@ import facm.backend.cpu.CpuNetworkOps;
 import facm.tensor.DType;
 import facm.tensor.NetworkOps;
 import facm.tensor.ShapeException;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 
 import static facm.backend.cuda.GpuCpuPair.assertBitEqual;
 import static facm.backend.cuda.GpuCpuPair.assertWithin;
@@ -27,35 +23,16 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  * (O is a weighted mean of v and may cancel to near zero); lse rel 1e-4 of |lse| + 1.
  */
 @Tag("gpu")
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-class CudaNetworkAttentionTest {
+class CudaNetworkAttentionTest extends GpuCpuPairTestBase {
     private static final float EPS = 1e-6f;
 
-    private GpuCpuPair p;
     private NetworkOps gpu;
     private NetworkOps cpu;
 
-    @BeforeEach
-    void open() {
-        if (p == null) {
-            p = GpuCpuPair.open();
-            gpu = new CudaNetworkOps(p.gpu);
-            cpu = new CpuNetworkOps(p.cpu);
-        }
-    }
-
-    @AfterEach
-    void closeTensors() {
-        if (p != null) {
-            p.closeTensors();
-        }
-    }
-
-    @AfterAll
-    void close() {
-        if (p != null) {
-            p.close();
-        }
+    @Override
+    void opened() {
+        gpu = new CudaNetworkOps(p.gpu);
+        cpu = new CpuNetworkOps(p.cpu);
     }
 
     // ---------------------------------------------------------------- qk-norm + RoPE + head split

@@ -4,12 +4,8 @@ import facm.backend.cpu.CpuNetworkOps;
 import facm.tensor.DType;
 import facm.tensor.NetworkOps;
 import facm.tensor.ShapeException;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 
 import static facm.backend.cuda.GpuCpuPair.assertBitEqual;
 import static facm.backend.cuda.GpuCpuPair.assertUlps;
@@ -32,44 +28,16 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * (a few ulp), rel 1e-5.
  */
 @Tag("gpu")
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-class CudaNetworkLayersTest {
+class CudaNetworkLayersTest extends GpuCpuPairTestBase {
     private static final float EPS = 1e-6f;
 
-    private GpuCpuPair p;
     private NetworkOps gpu;
     private NetworkOps cpu;
 
-    /** Per test, so that without a GPU each test reports itself skipped. */
-    @BeforeEach
-    void open() {
-        if (p == null) {
-            p = GpuCpuPair.open();
-            gpu = new CudaNetworkOps(p.gpu);
-            cpu = new CpuNetworkOps(p.cpu);
-        }
-    }
-
-    @AfterEach
-    void closeTensors() {
-        if (p != null) {
-            p.closeTensors();
-        }
-    }
-
-    @AfterAll
-    void close() {
-        if (p != null) {
-            p.close();
-        }
-    }
-
-    private float[] gpuValues(GpuCpuPair.Both t) {
-        return p.gpu.download(t.gpu());
-    }
-
-    private float[] cpuValues(GpuCpuPair.Both t) {
-        return p.cpu.download(t.cpu());
+    @Override
+    void opened() {
+        gpu = new CudaNetworkOps(p.gpu);
+        cpu = new CpuNetworkOps(p.cpu);
     }
 
     // ---------------------------------------------------------------- layout and embeddings
@@ -86,13 +54,13 @@ class CudaNetworkLayersTest {
             var tok = p.poisoned("tokens", DType.F32, b, tokens, features);
             gpu.patchify(x.gpu(), patch, tok.gpu());
             cpu.patchify(x.cpu(), patch, tok.cpu());
-            assertBitEqual("patchify " + what, cpuValues(tok), gpuValues(tok));
+            assertBitEqual("patchify " + what, p.cpuValues(tok), p.gpuValues(tok));
 
             var t2 = p.upload("t", values(seed++, b * tokens * features, -1f, 1f), b, tokens, features);
             var img = p.poisoned("img", DType.F32, b, ch, h, w);
             gpu.unpatchify(t2.gpu(), patch, img.gpu());
             cpu.unpatchify(t2.cpu(), patch, img.cpu());
-            assertBitEqual("unpatchify " + what, cpuValues(img), gpuValues(img));
+            assertBitEqual("unpatchify " + what, p.cpuValues(img), p.gpuValues(img));
         }
     }
 
@@ -105,8 +73,8 @@ class CudaNetworkLayersTest {
                 var out = p.poisoned("emb", DType.F32, t.length, dim);
                 gpu.timestepEmbedding(ts.gpu(), maxPeriod, out.gpu());
                 cpu.timestepEmbedding(ts.cpu(), maxPeriod, out.cpu());
-                assertUlps("timestepEmbedding dim " + dim + " maxPeriod " + maxPeriod, cpuValues(out), gpuValues(out),
-                        1, 1e-30f);
+                assertUlps("timestepEmbedding dim " + dim + " maxPeriod " + maxPeriod, p.cpuValues(out),
+                        p.gpuValues(out), 1, 1e-30f);
             }
         }
     }
@@ -120,7 +88,7 @@ class CudaNetworkLayersTest {
         var out = p.poisoned("out", DType.F32, idv.length, d);
         gpu.embedding(table.gpu(), ids.gpu(), out.gpu());
         cpu.embedding(table.cpu(), ids.cpu(), out.cpu());
-        assertBitEqual("embedding", cpuValues(out), gpuValues(out));
+        assertBitEqual("embedding", p.cpuValues(out), p.gpuValues(out));
     }
 
     @Test
@@ -130,7 +98,7 @@ class CudaNetworkLayersTest {
         var out = p.poisoned("out", DType.F32, 3, 37);
         p.gpu.fill(out.gpu(), 0f);
         gpu.embedding(table.gpu(), ids.gpu(), out.gpu());
-        float[] got = gpuValues(out);
+        float[] got = p.gpuValues(out);
         for (int i = 0; i < 37; i++) {
             assertTrue(!Float.isNaN(got[i]), "row of id 1 is finite");
             assertTrue(Float.isNaN(got[37 + i]) && Float.isNaN(got[74 + i]), "rows of ids 5 and -1 are NaN");
@@ -170,13 +138,13 @@ class CudaNetworkLayersTest {
                 tol[r * d + j] = (float) (1e-5 * terms + 1e-30);
             }
         }
-        assertWithin("rmsNormModulate " + what, cpuValues(out), gpuValues(out), tol);
-        float[] rc = cpuValues(rstd);
+        assertWithin("rmsNormModulate " + what, p.cpuValues(out), p.gpuValues(out), tol);
+        float[] rc = p.cpuValues(rstd);
         float[] rtol = new float[rc.length];
         for (int i = 0; i < rc.length; i++) {
             rtol[i] = 1e-5f * Math.abs(rc[i]);
         }
-        assertWithin("rmsNormModulate rstd " + what, rc, gpuValues(rstd), rtol);
+        assertWithin("rmsNormModulate rstd " + what, rc, p.gpuValues(rstd), rtol);
     }
 
     @Test
@@ -227,7 +195,7 @@ class CudaNetworkLayersTest {
                     tol[i] = 1e-6f * (Math.abs(hv[i]) + Math.abs(g * aUsed[i]));
                 }
                 assertWithin("gatedResidual [" + b + "," + t + "," + d + "] gate " + gate + (aliased ? " a=h" : ""),
-                        cpuValues(h), gpuValues(h), tol);
+                        p.cpuValues(h), p.gpuValues(h), tol);
             }
         }
     }
@@ -246,12 +214,12 @@ class CudaNetworkLayersTest {
             var out = p.poisoned("out", DType.F32, outShape);
             gpu.swiglu(gu.gpu(), out.gpu());
             cpu.swiglu(gu.cpu(), out.cpu());
-            float[] ref = cpuValues(out);
+            float[] ref = p.cpuValues(out);
             float[] tol = new float[ref.length];
             for (int i = 0; i < ref.length; i++) {
                 tol[i] = 1e-5f * Math.abs(ref[i]) + 1e-30f;
             }
-            assertWithin("swiglu " + java.util.Arrays.toString(shape), ref, gpuValues(out), tol);
+            assertWithin("swiglu " + java.util.Arrays.toString(shape), ref, p.gpuValues(out), tol);
         }
     }
 

@@ -3,12 +3,8 @@ package facm.backend.cuda;
 import facm.tensor.DType;
 import facm.tensor.NetworkOps;
 import facm.tensor.ShapeException;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 
 import static facm.backend.cuda.GpuCpuPair.assertBitEqual;
 import static facm.backend.cuda.GpuCpuPair.assertWithin;
@@ -27,37 +23,22 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  * 2⁻²³ of the initial value. gatedResidual's gradA is one fp32 product on both sides: bit-exact.
  */
 @Tag("gpu")
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-class CudaNormBackwardTest {
+class CudaNormBackwardTest extends GpuCpuPairTestBase {
     private static final float EPS = 1e-6f;
     private static final int K = 6;
 
-    private GpuCpuPair p;
     private NetworkOps gpu;
     private NetworkOps cpu;
 
-    @BeforeEach
-    void open() {
-        if (p == null) {
-            p = GpuCpuPair.open();
-            gpu = p.gpu.network();
-            cpu = p.cpu.network();
-        }
+    @Override
+    void opened() {
+        gpu = p.gpu.network();
+        cpu = p.cpu.network();
     }
 
-    @AfterEach
-    void closeTensors() {
-        if (p != null) {
-            p.closeTensors();
-        }
-    }
-
-    @AfterAll
-    void close() {
-        if (p != null) {
-            ((CudaNetworkOps) p.gpu.network()).close(); // scratch back to the arena
-            p.close();
-        }
+    @Override
+    void closing() {
+        ((CudaNetworkOps) p.gpu.network()).close(); // scratch back to the arena
     }
 
     /**

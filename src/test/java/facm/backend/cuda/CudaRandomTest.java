@@ -2,12 +2,8 @@ package facm.backend.cuda;
 
 import facm.tensor.DType;
 import facm.tensor.Philox;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 
 import static facm.backend.cuda.GpuCpuPair.assertBitEqual;
 import static facm.backend.cuda.GpuCpuPair.assertUlps;
@@ -19,31 +15,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
  * changes the float only when it sits on a rounding boundary).
  */
 @Tag("gpu")
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-class CudaRandomTest {
-    private GpuCpuPair p;
-
-    /** Per test, so that without a GPU each test reports itself skipped (an abort in @BeforeAll hides them). */
-    @BeforeEach
-    void open() {
-        if (p == null) {
-            p = GpuCpuPair.open();
-        }
-    }
-
-    @AfterEach
-    void closeTensors() {
-        if (p != null) {
-            p.closeTensors();
-        }
-    }
-
-    @AfterAll
-    void close() {
-        if (p != null) {
-            p.close();
-        }
-    }
+class CudaRandomTest extends GpuCpuPairTestBase {
 
     /** Seeds with high bits set, offsets across the 2^32 boundary of the counter's low word. */
     private static final long[][] SEEDS_AND_OFFSETS = {

@@ -5,12 +5,8 @@ import facm.tensor.ReduceOp;
 import facm.tensor.Shapes;
 import facm.tensor.Tensor;
 import facm.tensor.UnaryOp;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 
 import static facm.backend.cuda.GpuCpuPair.assertBitEqual;
 import static facm.backend.cuda.GpuCpuPair.assertWithin;
@@ -28,31 +24,7 @@ import static facm.backend.cuda.GpuCpuPair.values;
  * ulp more; inputs here have |x - max| < 60, so a relative 1e-5 bounds it.
  */
 @Tag("gpu")
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-class CudaReductionTest {
-    private GpuCpuPair p;
-
-    /** Per test, so that without a GPU each test reports itself skipped (an abort in @BeforeAll hides them). */
-    @BeforeEach
-    void open() {
-        if (p == null) {
-            p = GpuCpuPair.open();
-        }
-    }
-
-    @AfterEach
-    void closeTensors() {
-        if (p != null) {
-            p.closeTensors();
-        }
-    }
-
-    @AfterAll
-    void close() {
-        if (p != null) {
-            p.close();
-        }
-    }
+class CudaReductionTest extends GpuCpuPairTestBase {
 
     private void checkReduce(int[] shape, int axis) {
         GpuCpuPair.Both x = p.upload("x", values(71 + shape.length + axis, numel(shape), -4f, 4f), shape);

@@ -3,12 +3,8 @@ package facm.backend.cuda;
 import facm.tensor.DType;
 import facm.tensor.ShapeException;
 import facm.tensor.TrainingOps;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 
 import java.util.SplittableRandom;
 
@@ -26,34 +22,19 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * that underflow towards zero.
  */
 @Tag("gpu")
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-class CudaSoftmaxCrossEntropyTest {
-    private GpuCpuPair p;
+class CudaSoftmaxCrossEntropyTest extends GpuCpuPairTestBase {
     private TrainingOps gpu;
     private TrainingOps cpu;
 
-    @BeforeEach
-    void open() {
-        if (p == null) {
-            p = GpuCpuPair.open();
-            gpu = p.gpu.training();
-            cpu = p.cpu.training();
-        }
+    @Override
+    void opened() {
+        gpu = p.gpu.training();
+        cpu = p.cpu.training();
     }
 
-    @AfterEach
-    void closeTensors() {
-        if (p != null) {
-            p.closeTensors();
-        }
-    }
-
-    @AfterAll
-    void close() {
-        if (p != null) {
-            ((CudaTrainingOps) p.gpu.training()).close();
-            p.close();
-        }
+    @Override
+    void closing() {
+        ((CudaTrainingOps) p.gpu.training()).close();
     }
 
     private void check(int b, int k, float spread, float gradScale, long seed) {

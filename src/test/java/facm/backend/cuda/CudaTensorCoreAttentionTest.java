@@ -1,21 +1,18 @@
 package facm.backend.cuda;
 
-import facm.tensor.Bf16;
 import facm.tensor.DType;
 import facm.tensor.NetworkOps;
 import facm.tensor.ShapeException;
-import facm.tensor.Tensor;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 
 import java.util.Arrays;
 
 import static facm.backend.cuda.GpuCpuPair.assertBitEqual;
+import static facm.backend.cuda.GpuCpuPair.assertWithinFractionOfMax;
+import static facm.backend.cuda.GpuCpuPair.bf16Values;
 import static facm.backend.cuda.GpuCpuPair.values;
+import static facm.backend.cuda.GpuCpuPair.widen;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
 /**
@@ -33,69 +30,22 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  * the scores are fp32 sums of exact bf16 products and only their rounding differs from the float64 reference.
  */
 @Tag("gpu")
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-class CudaTensorCoreAttentionTest {
+class CudaTensorCoreAttentionTest extends GpuCpuPairTestBase {
     private static final double TOL = 1e-2;
     private static final double LSE_TOL = 1e-5;
 
-    private GpuCpuPair p;
     private NetworkOps gpu;
     private NetworkOps cpu;
 
-    @BeforeEach
-    void open() {
-        if (p == null) {
-            p = GpuCpuPair.open();
-            gpu = new CudaNetworkOps(p.gpu);
-            cpu = p.cpu.network();
-        }
+    @Override
+    void opened() {
+        gpu = new CudaNetworkOps(p.gpu);
+        cpu = p.cpu.network();
     }
 
-    @AfterEach
-    void closeTensors() {
-        if (p != null) {
-            p.closeTensors();
-        }
-    }
-
-    @AfterAll
-    void close() {
-        if (p != null) {
-            p.close();
-        }
-    }
-
-    /** bf16 bit patterns of non-zero values uniform in [lo, hi) (rounding never produces a zero here). */
-    private static short[] bf16(long seed, int n, float lo, float hi) {
-        float[] v = values(seed, n, lo, hi);
-        short[] bits = new short[n];
-        for (int i = 0; i < n; i++) {
-            bits[i] = Bf16.fromFloat(v[i]);
-        }
-        return bits;
-    }
-
-    private float[] gpuValues(Tensor t) {
-        return t.dtype() == DType.BF16 ? Bf16.toFloats(p.gpu.downloadBf16(t)) : p.gpu.download(t);
-    }
-
-    private float[] cpuValues(Tensor t) {
-        return t.dtype() == DType.BF16 ? Bf16.toFloats(p.cpu.downloadBf16(t)) : p.cpu.download(t);
-    }
-
+    /** Within tol of the largest |cpu value| (at least floor) of the tensor, element by element. */
     private void assertClose(String what, GpuCpuPair.Both t, double tol, double floor) {
-        float[] expected = cpuValues(t.cpu()), actual = gpuValues(t.gpu());
-        double max = floor;
-        for (float e : expected) {
-            max = Math.max(max, Math.abs(e));
-        }
-        for (int i = 0; i < expected.length; i++) {
-            double err = Math.abs((double) expected[i] - actual[i]);
-            if (!(err <= tol * max)) {  // NaN fails
-                throw new AssertionError(what + "[" + i + "] of " + t.gpu().describe() + ": cpu " + expected[i]
-                        + ", gpu " + actual[i] + " (tolerance " + tol + " of max " + max + ")");
-            }
-        }
+        assertWithinFractionOfMax(what + " " + t.gpu().describe(), widen(p.cpuValues(t)), p.gpuValues(t), tol, floor);
     }
 
     private void check(int b, int h, int t, int dh, DType outType, boolean nullTangents, long seed) {
@@ -104,12 +54,12 @@ class CudaTensorCoreAttentionTest {
         String shape = "B" + b + " H" + h + " T" + t + " dh" + dh + " out " + outType.lower()
                 + (nullTangents ? " qDot,vDot null" : "");
         int[] head = {b, h, t, dh}, tok = {b, t, h * dh}, rows = {b, h, t};
-        var q = p.uploadBf16("q", bf16(seed, n, -2, 2), head);
-        var k = p.uploadBf16("k", bf16(seed + 1, n, -2, 2), head);
-        var v = p.uploadBf16("v", bf16(seed + 2, n, -1, 1), head);
-        var qDot = nullTangents ? null : p.uploadBf16("qDot", bf16(seed + 3, n, -1, 1), head);
-        var kDot = p.uploadBf16("kDot", bf16(seed + 4, n, -1, 1), head);
-        var vDot = nullTangents ? null : p.uploadBf16("vDot", bf16(seed + 5, n, -1, 1), head);
+        var q = p.uploadBf16("q", bf16Values(seed, n, -2, 2), head);
+        var k = p.uploadBf16("k", bf16Values(seed + 1, n, -2, 2), head);
+        var v = p.uploadBf16("v", bf16Values(seed + 2, n, -1, 1), head);
+        var qDot = nullTangents ? null : p.uploadBf16("qDot", bf16Values(seed + 3, n, -1, 1), head);
+        var kDot = p.uploadBf16("kDot", bf16Values(seed + 4, n, -1, 1), head);
+        var vDot = nullTangents ? null : p.uploadBf16("vDot", bf16Values(seed + 5, n, -1, 1), head);
 
         // forward
         var out = p.poisoned("out", outType, tok);
@@ -120,11 +70,11 @@ class CudaTensorCoreAttentionTest {
         assertClose("attention lse " + shape, lse, LSE_TOL, 1);
 
         // backward from the CPU's out and lse on both (gradOut F32 as the tape hands it; BF16 with a BF16 out)
-        float[] outValues = cpuValues(out.cpu());
+        float[] outValues = p.cpuValues(out);
         var outIn = outType == DType.BF16 ? p.uploadBf16("outIn", p.cpu.downloadBf16(out.cpu()), tok)
                 : p.upload("outIn", outValues, tok);
         var lseIn = p.upload("lseIn", p.cpu.download(lse.cpu()), rows);
-        var gradOut = outType == DType.BF16 ? p.uploadBf16("gradOut", bf16(seed + 6, n, -1, 1), tok)
+        var gradOut = outType == DType.BF16 ? p.uploadBf16("gradOut", bf16Values(seed + 6, n, -1, 1), tok)
                 : p.upload("gradOut", values(seed + 6, n, -1, 1), tok);
         var gq = p.poisoned("gradQ", DType.F32, head);
         var gk = p.poisoned("gradK", DType.F32, head);
@@ -137,15 +87,15 @@ class CudaTensorCoreAttentionTest {
         assertClose("attentionBackward gradK " + shape, gk, TOL, 1e-3);
         assertClose("attentionBackward gradV " + shape, gv, TOL, 1e-3);
         // deterministic: a second run gives the same bits
-        float[] firstQ = gpuValues(gq.gpu()), firstK = gpuValues(gk.gpu()), firstV = gpuValues(gv.gpu());
+        float[] firstQ = p.gpuValues(gq), firstK = p.gpuValues(gk), firstV = p.gpuValues(gv);
         p.gpu.fill(gq.gpu(), Float.NaN);
         p.gpu.fill(gk.gpu(), Float.NaN);
         p.gpu.fill(gv.gpu(), Float.NaN);
         gpu.attentionBackward(q.gpu(), k.gpu(), v.gpu(), scale, outIn.gpu(), lseIn.gpu(), gradOut.gpu(), gq.gpu(),
                 gk.gpu(), gv.gpu());
-        assertBitEqual("attentionBackward gradQ rerun " + shape, firstQ, gpuValues(gq.gpu()));
-        assertBitEqual("attentionBackward gradK rerun " + shape, firstK, gpuValues(gk.gpu()));
-        assertBitEqual("attentionBackward gradV rerun " + shape, firstV, gpuValues(gv.gpu()));
+        assertBitEqual("attentionBackward gradQ rerun " + shape, firstQ, p.gpuValues(gq));
+        assertBitEqual("attentionBackward gradK rerun " + shape, firstK, p.gpuValues(gk));
+        assertBitEqual("attentionBackward gradV rerun " + shape, firstV, p.gpuValues(gv));
 
         // JVP
         var jOut = p.poisoned("jvpOut", outType, tok);
@@ -189,7 +139,7 @@ class CudaTensorCoreAttentionTest {
     void unsupportedHeadDimIsAShapeError() {
         int b = 1, h = 1, t = 8, dh = 24;
         int n = b * h * t * dh;
-        short[] bits = bf16(5, n, -1, 1);
+        short[] bits = bf16Values(5, n, -1, 1);
         var q = p.uploadBf16("q", bits, b, h, t, dh);
         var out = p.poisoned("out", DType.F32, b, t, h * dh);
         ShapeException e = assertThrows(ShapeException.class,

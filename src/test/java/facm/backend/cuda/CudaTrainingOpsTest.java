@@ -3,12 +3,8 @@ package facm.backend.cuda;
 import facm.tensor.DType;
 import facm.tensor.ShapeException;
 import facm.tensor.TrainingOps;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 
 import static facm.backend.cuda.GpuCpuPair.assertBitEqual;
 import static facm.backend.cuda.GpuCpuPair.assertUlps;
@@ -24,34 +20,19 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  * sumOfSquares sums fp64 block partials: within 1 ulp of the fp32 accumulator (2 after a second accumulation).
  */
 @Tag("gpu")
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-class CudaTrainingOpsTest {
-    private GpuCpuPair p;
+class CudaTrainingOpsTest extends GpuCpuPairTestBase {
     private TrainingOps gpu;
     private TrainingOps cpu;
 
-    @BeforeEach
-    void open() {
-        if (p == null) {
-            p = GpuCpuPair.open();
-            gpu = p.gpu.training();
-            cpu = p.cpu.training();
-        }
+    @Override
+    void opened() {
+        gpu = p.gpu.training();
+        cpu = p.cpu.training();
     }
 
-    @AfterEach
-    void closeTensors() {
-        if (p != null) {
-            p.closeTensors();
-        }
-    }
-
-    @AfterAll
-    void close() {
-        if (p != null) {
-            ((CudaTrainingOps) p.gpu.training()).close(); // scratch back to the arena
-            p.close();
-        }
+    @Override
+    void closing() {
+        ((CudaTrainingOps) p.gpu.training()).close(); // scratch back to the arena
     }
 
     private void checkLoss(int b, int c, int h, int w, boolean zeroPixels, float gradScale, long seed) {

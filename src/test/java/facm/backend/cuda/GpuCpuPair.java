@@ -2,6 +2,7 @@ package facm.backend.cuda;
 
 import facm.backend.cpu.CpuBackend;
 import facm.cuda.CudaTestSupport;
+import facm.tensor.Bf16;
 import facm.tensor.DType;
 import facm.tensor.Tensor;
 
@@ -80,6 +81,16 @@ final class GpuCpuPair implements AutoCloseable {
         gpu.close();
     }
 
+    /** The GPU side's values (BF16 widened exactly, as download does). */
+    float[] gpuValues(Both t) {
+        return gpu.download(t.gpu);
+    }
+
+    /** The CPU side's values (BF16 widened exactly, as download does). */
+    float[] cpuValues(Both t) {
+        return cpu.download(t.cpu);
+    }
+
     // ---------------------------------------------------------------- data
 
     /** n values uniform in [lo, hi), none exactly zero. */
@@ -94,6 +105,23 @@ final class GpuCpuPair implements AutoCloseable {
             v[i] = x;
         }
         return v;
+    }
+
+    /**
+     * bf16 bit patterns of n draws from {@link #values}; a draw that rounds to ±0 becomes 0.5. (bf16 has float's
+     * exponent range, so that only happens below ~1e-40, which lo + (hi − lo)·u with u a multiple of 2^-53 does not
+     * reach for ranges like [-2, 2): the guard is for odd ranges, not the usual ones.)
+     */
+    static short[] bf16Values(long seed, int n, float lo, float hi) {
+        float[] v = values(seed, n, lo, hi);
+        short[] bits = new short[n];
+        for (int i = 0; i < n; i++) {
+            bits[i] = Bf16.fromFloat(v[i]);
+            if (bits[i] == 0 || bits[i] == (short) 0x8000) {
+                bits[i] = Bf16.fromFloat(0.5f);
+            }
+        }
+        return bits;
     }
 
     static int numel(int... shape) {
@@ -166,6 +194,32 @@ final class GpuCpuPair implements AutoCloseable {
                     + "]: cpu " + expected[first] + ", gpu " + actual[first] + ", |diff| "
                     + Math.abs(expected[first] - actual[first]) + " > " + tolerance[first]);
         }
+    }
+
+    /**
+     * |actual − expected| ≤ tol · max(floor, max |expected|) per element; NaN anywhere fails. For results whose error
+     * scales with the tensor's largest value (sums of many rounded terms), not with each element's own size.
+     */
+    static void assertWithinFractionOfMax(String what, double[] expected, float[] actual, double tol, double floor) {
+        double max = floor;
+        for (double e : expected) {
+            max = Math.max(max, Math.abs(e));
+        }
+        for (int i = 0; i < expected.length; i++) {
+            double err = Math.abs(expected[i] - actual[i]);
+            if (!(err <= tol * max)) {
+                throw new AssertionError(what + "[" + i + "]: expected " + expected[i] + ", got " + actual[i]
+                        + " (tolerance " + tol + " of max " + max + ")");
+            }
+        }
+    }
+
+    static double[] widen(float[] values) {
+        double[] wide = new double[values.length];
+        for (int i = 0; i < values.length; i++) {
+            wide[i] = values[i];
+        }
+        return wide;
     }
 
     private static void checkLength(String what, int expected, int actual) {
