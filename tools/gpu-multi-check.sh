@@ -9,7 +9,8 @@
 #     GPU 3     the GPU test suite (run-gpu-suite.sh)
 #   phase 2: tools/gpu-dp-scaling.sh on all GPUs (issue 10: loss check at 4 ranks, XL/1 FACM bf16 per-GPU batch 16
 #            and 32 on 1, 2, 4 GPUs)
-# Usage: bash tools/gpu-multi-check.sh OUTDIR [SCALING_DEADLINE_S]     (env EXTRA_GPU2=path/to/script.sh)
+# Usage: bash tools/gpu-multi-check.sh OUTDIR [SCALING_DEADLINE_S]     (env EXTRA_GPU2=path/to/script.sh; TOTAL_S, the
+#        seconds the whole run may take, default 560: phase 2 gets what phase 1 left of it)
 set -u
 out=${1:?output folder}; scaling_deadline=${2:-330}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +23,7 @@ nvidia-smi -L | tee "$out/gpus.txt"
 
 (
   export CUDA_VISIBLE_DEVICES=0,1
-  for s in match hosts kill; do timeout 150 bash "$root/tools/gpu-dp-check.sh" "$s" "$out/dp"; done
+  for s in match hosts kill; do timeout 120 bash "$root/tools/gpu-dp-check.sh" "$s" "$out/dp"; done
 ) > "$out/dp-check.log" 2>&1 &
 dp=$!
 (
@@ -48,6 +49,9 @@ echo "--- dp checks"; grep -E "PASS|FAIL|exit|kill:|hosts" "$out/dp-check.log" |
 echo "--- GPU 2"; cat "$out/gpu2.log"
 echo "phase 1: $((SECONDS - t0)) s"
 
+left=$(( ${TOTAL_S:-560} - (SECONDS - t0) - 15 ))   # the whole call must end inside the device tool's 10 minutes
+[ "$left" -lt "$scaling_deadline" ] && scaling_deadline=$left
+echo "scaling deadline: $scaling_deadline s"
 DEADLINE_S=$scaling_deadline bash "$root/tools/gpu-dp-scaling.sh" "$out/scaling" > "$out/scaling.log" 2>&1
 echo "--- scaling"; sed -n '/^host:/,$p' "$out/scaling/summary.md" 2>/dev/null || tail -20 "$out/scaling.log"
 echo "all: $((SECONDS - t0)) s"
