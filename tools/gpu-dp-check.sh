@@ -55,7 +55,14 @@ stage_hosts() {
 
 stage_kill() {
   rm -rf "$out/kill"
-  "${facm[@]}" train "${common[@]}" --steps 2000 --ckpt-every 5 --gpus 2 --out "$out/kill" > "$out/kill.log" 2>&1 &
+  # common's --steps and --ckpt-every replaced (picocli refuses an option given twice)
+  local args=() skip=0 a
+  for a in "${common[@]}"; do
+    if [ "$skip" = 1 ]; then skip=0; continue; fi
+    case "$a" in --steps|--ckpt-every) skip=1; continue ;; esac
+    args+=("$a")
+  done
+  "${facm[@]}" train "${args[@]}" --steps 2000 --ckpt-every 5 --gpus 2 --out "$out/kill" > "$out/kill.log" 2>&1 &
   job=$!
   for _ in $(seq 1 600); do [ -f "$out/kill/checkpoints/last.safetensors" ] && break; sleep 0.5; done
   victim=$(grep -m1 -o 'pids \[[0-9]*, [0-9]*\]' "$out/kill.log" | grep -o '[0-9]*\]' | tr -d ']')
