@@ -25,6 +25,8 @@ import java.util.concurrent.TimeUnit;
  */
 public final class WorkerLauncher {
     static final int GRACE_SECONDS = 10;
+    /** How long a failure report waits for the peers that a dead worker takes down with it. */
+    private static final long SETTLE_MILLIS = 500;
     /** Environment variable telling a worker which backend its launcher meant: "cpu" (--workers) or "cuda" (--gpus). */
     public static final String WORKER_DEVICE = "FACM_WORKER_DEVICE";
 
@@ -124,18 +126,8 @@ public final class WorkerLauncher {
                 }
                 done[r] = true;
                 left--;
-                int code = p.exitValue();
-                if (code != 0) {
-                    int others = 0;
-                    for (int o = 0; o < workers; o++) {
-                        others += o != r && processes.get(o).isAlive() ? 1 : 0;
-                    }
-                    stopAll();
-                    out.printf("train: worker rank %d (pid %d) exited with code %d%s; stopped the other %d worker(s); "
-                            + "continue with --resume once the cause is fixed%n", r, p.pid(), code,
-                            code == 137 || code == 143 ? " (killed)" : "", others);
-                    out.flush();
-                    return code == 0 ? 1 : code;
+                if (p.exitValue() != 0) {
+                    return reportFailure(r);
                 }
             }
             try {
@@ -146,6 +138,54 @@ public final class WorkerLauncher {
             }
         }
         return 0;
+    }
+
+    /**
+     * A worker exited with a non-zero code: names the cause, stops the others, returns the exit code of the job. When
+     * one worker dies its peers notice the broken links within milliseconds and exit too (code 1 or 3), so the first
+     * one seen dead need not be the cause: after a short settling time the report names a worker killed by a signal
+     * (code 128 + n) if there is one, else the lowest rank that failed, and counts the peers that followed it.
+     */
+    private int reportFailure(int firstSeen) {
+        try {
+            Thread.sleep(SETTLE_MILLIS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        int cause = firstSeen;
+        int followed = 0;
+        int stillAlive = 0;
+        for (int r = 0; r < workers; r++) {
+            Process p = processes.get(r);
+            if (p.isAlive()) {
+                stillAlive++;
+                continue;
+            }
+            int code = p.exitValue();
+            if (code == 0) {
+                continue;
+            }
+            boolean signal = code > 128;
+            boolean causeSignal = processes.get(cause).exitValue() > 128;
+            if (r != cause && signal && !causeSignal) {
+                cause = r;
+            }
+        }
+        for (int r = 0; r < workers; r++) {
+            Process p = processes.get(r);
+            if (r != cause && !p.isAlive() && p.exitValue() != 0) {
+                followed++;
+            }
+        }
+        Process p = processes.get(cause);
+        int code = p.exitValue();
+        stopAll();
+        out.printf("train: worker rank %d (pid %d) exited with code %d%s; stopped the other %d worker(s)%s; "
+                + "continue with --resume once the cause is fixed%n", cause, p.pid(), code,
+                code == 137 || code == 143 ? " (killed)" : "", stillAlive + followed,
+                followed == 0 ? "" : " (" + followed + " of them had already exited after losing it)");
+        out.flush();
+        return code;
     }
 
     /** SIGTERM to every live worker (and its children), then SIGKILL for those still alive after the grace time. */
