@@ -182,7 +182,7 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
     @Override
     public Dual rmsNormModulate(String name, Dual x, Tensor weight, float eps, Dual mod, int shiftChunk,
                                 int scaleChunk) {
-        Tensor outDot = tangents.alloc(name + " tangent", primal.operandType(DType.BF16), x.primal().shape());
+        Tensor outDot = tangents.alloc(name + " tangent", primal.dtypes().operandType(DType.BF16), x.primal().shape());
         Tensor out = primal.rmsNormModulate(name, x.primal(), weight, eps, mod.primal(), shiftChunk, scaleChunk,
                 (o, rstd) -> net.rmsNormModulateJvp(x.primal(), x.tangent(), weight, eps, mod.primal(),
                         mod.tangent(), shiftChunk, scaleChunk, o, outDot, rstd));
@@ -210,7 +210,7 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
         int b = qkv.primal().dim(0);
         int t = qkv.primal().dim(1);
         int dh = qkv.primal().dim(2) / (3 * heads);
-        DType headType = primal.headType(qkv.primal().dtype());
+        DType headType = primal.dtypes().headType(qkv.primal().dtype());
         Tensor qDot = tangents.alloc(name + ".q tangent", headType, b, heads, t, dh);
         Tensor kDot = tangents.alloc(name + ".k tangent", headType, b, heads, t, dh);
         Tensor vDot = tangents.alloc(name + ".v tangent", headType, b, heads, t, dh);
@@ -225,7 +225,7 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
     public Dual attention(String name, Dual qIn, Dual kIn, Dual vIn, float scale) {
         Tensor q = qIn.primal();
         int[] shape = {q.dim(0), q.dim(2), q.dim(1) * q.dim(3)};
-        Tensor outDot = tangents.alloc(name + " tangent", primal.attentionOutType(q.dtype()), shape);
+        Tensor outDot = tangents.alloc(name + " tangent", primal.dtypes().attentionOutType(q.dtype()), shape);
         Tensor out = primal.attention(name, q, kIn.primal(), vIn.primal(), scale,
                 (o, lse) -> net.attentionJvp(q, kIn.primal(), vIn.primal(), qIn.tangent(), kIn.tangent(),
                         vIn.tangent(), scale, o, outDot, lse));
@@ -237,7 +237,7 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
     public Dual swiglu(String name, Dual gu) {
         int[] shape = gu.primal().shape();
         shape[shape.length - 1] /= 2;
-        Tensor outDot = tangents.alloc(name + " tangent", primal.operandType(gu.primal().dtype()), shape);
+        Tensor outDot = tangents.alloc(name + " tangent", primal.dtypes().operandType(gu.primal().dtype()), shape);
         Tensor out = primal.swiglu(name, gu.primal(), o -> net.swigluJvp(gu.primal(), gu.tangent(), o, outDot));
         return new Dual(out, outDot);
     }

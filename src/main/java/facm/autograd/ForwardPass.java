@@ -47,6 +47,7 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
     private final NetworkLayers layers;
     private final Bf16Forms bf16;
     private final Bf16Training training;
+    private final PassDTypes dtypes;
 
     /**
      * How a BF16 pass that may record on a tape ({@link #bf16Training}) writes the operands of its GEMMs. For a
@@ -101,6 +102,7 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
         this.tape = tape;
         this.bf16 = bf16;
         this.training = training;
+        this.dtypes = new PassDTypes(bf16, training);
         this.linears = new LinearLayer(this);
         this.layers = new NetworkLayers(this);
     }
@@ -135,42 +137,14 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
         live.add(t);
     }
 
-    /** The bf16 training forms of this pass, or null. */
-    Bf16Training bf16Training() {
-        return training;
-    }
-
-    /**
-     * The dtype of an output that feeds only a linear (a norm's, swiglu's) made from an input of dtype {@code in}:
-     * bf16 in a bf16-activation pass for a bf16 input (norms: always), or with {@link Bf16Training#operands}.
-     */
-    DType operandType(DType in) {
-        if (training != null) {
-            return training.operands() ? DType.BF16 : DType.F32;
-        }
-        return activation(in);
-    }
-
-    /** The dtype of the q, k, v qkNormRope writes from a qkv of dtype {@code qkv}. */
-    DType headType(DType qkv) {
-        boolean bf16Heads = training != null ? training.attention()
-                : bf16 != null && bf16.attention() && qkv == DType.BF16;
-        return bf16Heads ? DType.BF16 : DType.F32;
-    }
-
-    /** The dtype of an attention output from heads of dtype {@code heads}: bf16 (the projection's operand) or f32. */
-    DType attentionOutType(DType heads) {
-        return heads == DType.BF16 && (bf16 != null || training != null) ? DType.BF16 : DType.F32;
+    /** Which outputs of this pass's ops are bf16. */
+    PassDTypes dtypes() {
+        return dtypes;
     }
 
     /** The bf16-activation forms of this pass, or null (all activations f32). */
     Bf16Forms bf16Forms() {
         return bf16;
-    }
-
-    /** The dtype of an output of an op on an input of dtype {@code in} that may be bf16 in this pass. */
-    private DType activation(DType in) {
-        return bf16 != null && in == DType.BF16 ? DType.BF16 : DType.F32;
     }
 
     public Backend backend() {

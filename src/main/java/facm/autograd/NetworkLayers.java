@@ -86,7 +86,7 @@ final class NetworkLayers {
     Tensor rmsNormModulate(String name, Tensor x, Tensor weight, float eps, Tensor mod, int shiftChunk,
                            int scaleChunk, ForwardPass.Compute compute) {
         // A norm's output feeds a linear: bf16 in a bf16-activation pass (its operand, rounded once here).
-        Tensor out = pass.alloc(name, pass.operandType(DType.BF16), x.shape());
+        Tensor out = pass.alloc(name, pass.dtypes().operandType(DType.BF16), x.shape());
         boolean rec = pass.recording(x, weight, mod);
         Tensor rstd = rec ? tape.save(pass.alloc(name + ".rstd", DType.F32, (int) (x.numel() / x.dim(-1)))) : null;
         compute.run(out, rstd);
@@ -155,7 +155,7 @@ final class NetworkLayers {
         int b = qkv.dim(0);
         int t = qkv.dim(1);
         int dh = qkv.dim(2) / (3 * heads);
-        DType headType = pass.headType(qkv.dtype());
+        DType headType = pass.dtypes().headType(qkv.dtype());
         Tensor q = pass.alloc(name + ".q", headType, b, heads, t, dh);
         Tensor k = pass.alloc(name + ".k", headType, b, heads, t, dh);
         Tensor v = pass.alloc(name + ".v", headType, b, heads, t, dh);
@@ -193,7 +193,7 @@ final class NetworkLayers {
         int heads = q.dim(1);
         int t = q.dim(2);
         int dh = q.dim(3);
-        Tensor out = pass.alloc(name, pass.attentionOutType(q.dtype()), b, t, heads * dh);
+        Tensor out = pass.alloc(name, pass.dtypes().attentionOutType(q.dtype()), b, t, heads * dh);
         boolean rec = pass.recording(q, k, v);
         Tensor lse = rec ? tape.save(pass.alloc(name + ".lse", DType.F32, b, heads, t)) : null;
         compute.run(out, lse);
@@ -223,7 +223,7 @@ final class NetworkLayers {
     Tensor swiglu(String name, Tensor gu, java.util.function.Consumer<Tensor> compute) {
         int[] shape = gu.shape();
         shape[shape.length - 1] /= 2;
-        Tensor out = pass.alloc(name, pass.operandType(gu.dtype()), shape);
+        Tensor out = pass.alloc(name, pass.dtypes().operandType(gu.dtype()), shape);
         compute.accept(out);
         if (pass.recording(gu)) {
             pass.saveForBackward(gu);

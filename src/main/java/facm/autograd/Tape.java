@@ -60,28 +60,16 @@ public final class Tape implements AutoCloseable {
         void backwardEnds(Tape tape);
     }
 
-    private static final ThreadLocal<GradientListener> LISTENER = new ThreadLocal<>();
-
     /**
      * Runs {@code work} with {@code listener} attached to every tape created on this thread meanwhile (the trainer
      * wraps the objective's step in this; the objective needs to know nothing about it).
      */
     public static <T> T withGradientListener(GradientListener listener, java.util.function.Supplier<T> work) {
-        GradientListener before = LISTENER.get();
-        LISTENER.set(listener);
-        try {
-            return work.get();
-        } finally {
-            LISTENER.set(before);
-        }
+        return GradientFinality.with(listener, work);
     }
 
-    private final GradientListener listener = LISTENER.get();
-    /** Parameter → index of the earliest entry that may add to its gradient (recorded while recording). */
-    private final Map<Tensor, Integer> firstUse = new IdentityHashMap<>();
-    /** Parameters declared done in the running backward (only while a listener is told). */
-    private final List<Tensor> paramOrder = new ArrayList<>();
-    private final Set<Tensor> doneParams = Collections.newSetFromMap(new IdentityHashMap<>());
+    /** The gradient-final bookkeeping, or null when no listener was attached when this tape was made. */
+    private final GradientFinality finality = GradientFinality.forNewTape();
     private int runningEntry = -1;
 
     private final Backend backend;
@@ -118,7 +106,9 @@ public final class Tape implements AutoCloseable {
                     + " does not fit parameter " + param.describe());
         }
         if (paramGrads.put(param, gradBuffer) == null) {
-            paramOrder.add(param);
+            if (finality != null) {
+                finality.register(param);
+            }
         }
         tracked.add(param);
     }
@@ -161,16 +151,14 @@ public final class Tape implements AutoCloseable {
 
     /** While recording: the next entry may use parameter t. During a backward: t must not be done yet. */
     private void noteParameterUse(Tensor t) {
-        if (listener == null || t == null || !paramGrads.containsKey(t)) {
+        if (finality == null || t == null || !paramGrads.containsKey(t)) {
             return;
         }
         if (!backwardDone) {
-            firstUse.putIfAbsent(t, entries.size());
-        } else if (doneParams.contains(t)) {
+            finality.noteUse(t, entries.size());
+        } else {
             Entry e = runningEntry >= 0 && runningEntry < entries.size() ? entries.get(runningEntry) : null;
-            throw new IllegalStateException("tape: op #" + runningEntry + (e == null ? "" : " '" + e.op() + "'")
-                    + " uses the gradient of parameter " + t.describe() + " after the tape declared it final "
-                    + "(the op did not ask requiresGrad/paramGrad about it while recording)");
+            finality.requireNotDone(t, runningEntry, e == null ? null : e.op());
         }
     }
 
@@ -294,10 +282,10 @@ public final class Tape implements AutoCloseable {
         accumulateGrad(output, gradOutput);
         backwardDone = true;
         List<List<Tensor>> freeAfter = savedByFirstUser();
-        List<List<Tensor>> doneAfter = listener != null && listener.backwardStarts(this) ? parametersByFirstUse()
-                : null;
+        List<List<Tensor>> doneAfter = finality != null && finality.listener().backwardStarts(this)
+                ? finality.byFirstUse(entries.size()) : null;
         if (doneAfter != null) {
-            declareDone(doneAfter.get(entries.size()));
+            finality.declareDone(doneAfter.get(entries.size()), paramGrads);
         }
         for (int i = entries.size() - 1; i >= 0; i--) {
             Entry e = entries.get(i);
@@ -311,7 +299,7 @@ public final class Tape implements AutoCloseable {
                 }
             }
             if (doneAfter != null) {
-                declareDone(doneAfter.get(i));
+                finality.declareDone(doneAfter.get(i), paramGrads);
             }
             for (Tensor out : e.outputs()) {
                 Tensor g = grads.remove(out);
@@ -328,27 +316,7 @@ public final class Tape implements AutoCloseable {
         entries.clear();
         runningEntry = -1;
         if (doneAfter != null) {
-            listener.backwardEnds(this);
-        }
-    }
-
-    /** Parameters grouped by the entry after whose backward they are done; the last list: done before any runs. */
-    private List<List<Tensor>> parametersByFirstUse() {
-        List<List<Tensor>> l = new ArrayList<>(entries.size() + 1);
-        for (int i = 0; i <= entries.size(); i++) {
-            l.add(new ArrayList<>());
-        }
-        for (Tensor p : paramOrder) { // registration order: the same on every rank (identity hashes are not)
-            Integer first = firstUse.get(p);
-            l.get(first == null || first >= entries.size() ? entries.size() : first).add(p);
-        }
-        return l;
-    }
-
-    private void declareDone(List<Tensor> params) {
-        for (Tensor p : params) {
-            doneParams.add(p);
-            listener.parameterDone(p, paramGrads.get(p));
+            finality.listener().backwardEnds(this);
         }
     }
 

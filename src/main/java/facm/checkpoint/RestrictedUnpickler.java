@@ -2,8 +2,6 @@ package facm.checkpoint;
 
 import facm.checkpoint.TorchGlobals.PyGlobal;
 
-import java.math.BigInteger;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -31,17 +29,16 @@ final class RestrictedUnpickler {
 
     private static final Object MARK = new Object();
 
-    private final byte[] code;
+    private final PickleBytes in;
     private final String where;
     private final PersistentLoader persistent;
     private final List<Object> stack = new ArrayList<>();
     private final List<Integer> marks = new ArrayList<>();
     private final Map<Long, Object> memo = new HashMap<>();
-    private int pos;
     private int opcodeAt;
 
     private RestrictedUnpickler(byte[] code, String where, PersistentLoader persistent) {
-        this.code = code;
+        this.in = new PickleBytes(code);
         this.where = where;
         this.persistent = persistent;
     }
@@ -69,14 +66,14 @@ final class RestrictedUnpickler {
 
     private Object run() {
         while (true) {
-            opcodeAt = pos;
-            if (pos >= code.length) {
+            opcodeAt = in.position();
+            if (in.atEnd()) {
                 throw new IllegalArgumentException("ends without STOP");
             }
-            int op = code[pos++] & 0xFF;
+            int op = in.nextOpcode();
             switch (op) {
-                case 0x80 -> pos++; // PROTO n
-                case 0x95 -> pos += 8; // FRAME length: frames are only a read-ahead hint
+                case 0x80 -> in.skip(1); // PROTO n
+                case 0x95 -> in.skip(8); // FRAME length: frames are only a read-ahead hint
                 case '.' -> {
                     Object v = pop();
                     if (!stack.isEmpty() || !marks.isEmpty()) {
@@ -91,23 +88,23 @@ final class RestrictedUnpickler {
                 case 'N' -> push(null);
                 case 0x88 -> push(Boolean.TRUE);
                 case 0x89 -> push(Boolean.FALSE);
-                case 'J' -> push(readLE(4, true));
-                case 'K' -> push(readLE(1, false));
-                case 'M' -> push(readLE(2, false));
-                case 0x8a -> push(longBytes(readLE(1, false)));
-                case 0x8b -> push(longBytes(readLE(4, true)));
-                case 'I' -> push(textInt(readLine()));
-                case 'L' -> push(textInt(stripSuffix(readLine(), "L")));
-                case 'G' -> push(Double.longBitsToDouble(readBE8()));
-                case 'F' -> push(Double.parseDouble(readLine()));
-                case 'X' -> push(utf8(readLength(4)));
-                case 0x8c -> push(utf8(readLength(1)));
-                case 0x8d -> push(utf8(readLength(8)));
-                case 'T' -> push(latin1(readLength(4)));
-                case 'U' -> push(latin1(readLength(1)));
-                case 'B' -> push(bytes(readLength(4)));
-                case 'C' -> push(bytes(readLength(1)));
-                case 0x8e, 0x96 -> push(bytes(readLength(8)));
+                case 'J' -> push(in.readLE(4, true));
+                case 'K' -> push(in.readLE(1, false));
+                case 'M' -> push(in.readLE(2, false));
+                case 0x8a -> push(in.longBytes(in.readLE(1, false)));
+                case 0x8b -> push(in.longBytes(in.readLE(4, true)));
+                case 'I' -> push(PickleBytes.textInt(in.readLine()));
+                case 'L' -> push(PickleBytes.textInt(PickleBytes.stripSuffix(in.readLine(), "L")));
+                case 'G' -> push(Double.longBitsToDouble(in.readBE8()));
+                case 'F' -> push(Double.parseDouble(in.readLine()));
+                case 'X' -> push(in.utf8(in.readLength(4)));
+                case 0x8c -> push(in.utf8(in.readLength(1)));
+                case 0x8d -> push(in.utf8(in.readLength(8)));
+                case 'T' -> push(in.latin1(in.readLength(4)));
+                case 'U' -> push(in.latin1(in.readLength(1)));
+                case 'B' -> push(in.bytes(in.readLength(4)));
+                case 'C' -> push(in.bytes(in.readLength(1)));
+                case 0x8e, 0x96 -> push(in.bytes(in.readLength(8)));
                 case '}' -> push(new LinkedHashMap<>());
                 case ']' -> push(new ArrayList<>());
                 case ')' -> push(tuple(List.of()));
@@ -140,16 +137,16 @@ final class RestrictedUnpickler {
                     List<Object> items = popMark();
                     asSet(peek()).addAll(items);
                 }
-                case 'p' -> memo.put(Long.parseLong(readLine()), peek());
-                case 'q' -> memo.put(readLE(1, false), peek());
-                case 'r' -> memo.put(readLE(4, false), peek());
+                case 'p' -> memo.put(Long.parseLong(in.readLine()), peek());
+                case 'q' -> memo.put(in.readLE(1, false), peek());
+                case 'r' -> memo.put(in.readLE(4, false), peek());
                 case 0x94 -> memo.put((long) memo.size(), peek());
-                case 'g' -> push(memoGet(Long.parseLong(readLine())));
-                case 'h' -> push(memoGet(readLE(1, false)));
-                case 'j' -> push(memoGet(readLE(4, false)));
+                case 'g' -> push(memoGet(Long.parseLong(in.readLine())));
+                case 'h' -> push(memoGet(in.readLE(1, false)));
+                case 'j' -> push(memoGet(in.readLE(4, false)));
                 case 'c' -> {
-                    String module = readLine();
-                    String name = readLine();
+                    String module = in.readLine();
+                    String name = in.readLine();
                     push(global(module, name));
                 }
                 case 0x93 -> {
@@ -305,108 +302,5 @@ final class RestrictedUnpickler {
             throw new IllegalArgumentException("ADDITEMS on " + TorchGlobals.describe(o) + ", not a set");
         }
         return (Set<Object>) o;
-    }
-
-    // ---------------------------------------------------------------- reading the byte code
-
-    private long readLE(int n, boolean signed) {
-        need(n);
-        long v = 0;
-        for (int i = n - 1; i >= 0; i--) {
-            v = (v << 8) | (code[pos + i] & 0xFF);
-        }
-        pos += n;
-        if (signed && n < 8) {
-            int shift = 64 - 8 * n;
-            v = (v << shift) >> shift;
-        }
-        return v;
-    }
-
-    private long readBE8() {
-        need(8);
-        long v = 0;
-        for (int i = 0; i < 8; i++) {
-            v = (v << 8) | (code[pos + i] & 0xFF);
-        }
-        pos += 8;
-        return v;
-    }
-
-    private int readLength(int n) {
-        long len = readLE(n, false);
-        if (len < 0 || len > code.length - pos) {
-            throw new IllegalArgumentException("length " + len + " runs past the end of the pickle");
-        }
-        return (int) len;
-    }
-
-    /** Two's complement little-endian integer of n bytes (LONG1/LONG4). */
-    private Object longBytes(long n) {
-        if (n < 0 || n > code.length - pos) {
-            throw new IllegalArgumentException("LONG of " + n + " bytes runs past the end of the pickle");
-        }
-        byte[] be = new byte[(int) n];
-        for (int i = 0; i < n; i++) {
-            be[i] = code[pos + (int) n - 1 - i];
-        }
-        pos += (int) n;
-        if (n == 0) {
-            return 0L;
-        }
-        BigInteger v = new BigInteger(be);
-        return v.bitLength() < 64 ? (Object) v.longValue() : v;
-    }
-
-    private static Object textInt(String s) {
-        return switch (s) {
-            case "00" -> Boolean.FALSE; // protocol 0 spells bools as INT 00 / 01
-            case "01" -> Boolean.TRUE;
-            default -> {
-                BigInteger v = new BigInteger(s.trim());
-                yield v.bitLength() < 64 ? (Object) v.longValue() : v;
-            }
-        };
-    }
-
-    private static String stripSuffix(String s, String suffix) {
-        return s.endsWith(suffix) ? s.substring(0, s.length() - suffix.length()) : s;
-    }
-
-    private String readLine() {
-        int start = pos;
-        while (pos < code.length && code[pos] != '\n') {
-            pos++;
-        }
-        if (pos >= code.length) {
-            throw new IllegalArgumentException("unterminated text argument");
-        }
-        String s = new String(code, start, pos - start, StandardCharsets.UTF_8);
-        pos++;
-        return s;
-    }
-
-    private String utf8(int n) {
-        String s = new String(code, pos, n, StandardCharsets.UTF_8);
-        pos += n;
-        return s;
-    }
-
-    private String latin1(int n) {
-        String s = new String(code, pos, n, StandardCharsets.ISO_8859_1);
-        pos += n;
-        return s;
-    }
-
-    private byte[] bytes(int n) {
-        byte[] b = Arrays.copyOfRange(code, pos, pos + n);
-        pos += n;
-        return b;
-    }
-
-    private void need(int n) {
-        if (pos + n > code.length) {
-            throw new IllegalArgumentException("truncated: needs " + n + " more bytes");
-        }
     }
 }

@@ -113,8 +113,7 @@ public final class ConsistencyObjective implements Objective {
     private final Options options;
     private final ModelWeights teacherWeights;
     private final TimeSampler times;
-    private LightningDiT student;
-    private boolean checkpointBlocks;
+    private final TrainedModel trained;
     private LightningDiT teacher;
     private Map<String, Double> lastMetrics = Map.of();
 
@@ -122,6 +121,7 @@ public final class ConsistencyObjective implements Objective {
     public ConsistencyObjective(long seed, GemmPrecision precision, Options options, ModelWeights teacher) {
         this.seed = seed;
         this.precision = precision;
+        this.trained = new TrainedModel(precision);
         this.options = options;
         this.teacherWeights = teacher;
         this.times = new TimeSampler(options);
@@ -144,7 +144,7 @@ public final class ConsistencyObjective implements Objective {
     /** A rank's slice: times and noise by global sample position (the loss has no other per-position rule). */
     @Override
     public float lossAndGradients(ModelWeights weights, Gradients grads, Batch batch, long step, SampleSlice slice) {
-        LightningDiT s = studentFor(weights);
+        LightningDiT s = trained.of(weights);
         LightningDiT t = teacherModel();
         requireCompatible(s, t);
         int b = batch.size();
@@ -336,22 +336,12 @@ public final class ConsistencyObjective implements Objective {
 
     @Override
     public void checkpointBlocks(boolean on) {
-        checkpointBlocks = on;
-        if (student != null) {
-            student.checkpointBlocks(on);
-        }
+        trained.checkpointBlocks(on);
     }
 
     @Override
     public Map<String, Double> lastMetrics() {
         return lastMetrics;
-    }
-
-    private LightningDiT studentFor(ModelWeights weights) {
-        if (student == null || student.weights() != weights) {
-            student = new LightningDiT(weights).precision(precision).checkpointBlocks(checkpointBlocks);
-        }
-        return student;
     }
 
     private LightningDiT teacherModel() {

@@ -52,15 +52,13 @@ public final class FlowMatchingObjective implements Objective {
     }
 
     private final long seed;
-    private final GemmPrecision precision;
     private final Options options;
-    private LightningDiT model;
-    private boolean checkpointBlocks;
+    private final TrainedModel trained;
     private Map<String, Double> lastMetrics = Map.of();
 
     public FlowMatchingObjective(long seed, GemmPrecision precision, Options options) {
         this.seed = seed;
-        this.precision = precision;
+        this.trained = new TrainedModel(precision);
         this.options = options;
     }
 
@@ -82,7 +80,7 @@ public final class FlowMatchingObjective implements Objective {
     /** A rank's slice: draws, noise and the expanded-interval half by global sample position. */
     @Override
     public float lossAndGradients(ModelWeights weights, Gradients grads, Batch batch, long step, SampleSlice slice) {
-        LightningDiT m = modelFor(weights);
+        LightningDiT m = trained.of(weights);
         int b = batch.size();
         requireSlice(slice, b);
         Draws d = draws(step, batch.labels(), weights.config().numClasses(), slice.first());
@@ -203,22 +201,12 @@ public final class FlowMatchingObjective implements Objective {
 
     @Override
     public void checkpointBlocks(boolean on) {
-        checkpointBlocks = on;
-        if (model != null) {
-            model.checkpointBlocks(on);
-        }
+        trained.checkpointBlocks(on);
     }
 
     @Override
     public Map<String, Double> lastMetrics() {
         return lastMetrics;
-    }
-
-    private LightningDiT modelFor(ModelWeights weights) {
-        if (model == null || model.weights() != weights) {
-            model = new LightningDiT(weights).precision(precision).checkpointBlocks(checkpointBlocks);
-        }
-        return model;
     }
 
     /** The Philox key of one step: a splitmix64 mix of seed and step (distinct steps give unrelated streams). */

@@ -13,7 +13,6 @@ final class CpuBf16Forms {
     private final CpuNetworkOps network;
     private final CpuBackend backend;
     private final CpuNetworkJvp jvp;
-    private Boolean bf16Attention;
 
     CpuBf16Forms(CpuNetworkOps network, CpuBackend backend, CpuNetworkJvp jvp) {
         this.network = network;
@@ -64,29 +63,6 @@ final class CpuBf16Forms {
         }
     }
 
-    /**
-     * Whether {@link CpuNetworkOps#attention} takes bf16 heads (widen, compute, round), found out once by running it
-     * on a one-token bf16 head: the answer follows the attention code, not a flag kept beside it.
-     */
-    boolean attentionTakesBf16() {
-        Boolean takes = bf16Attention;
-        if (takes == null) {
-            takes = probeBf16Attention();
-            bf16Attention = takes;
-        }
-        return takes;
-    }
-
-    private boolean probeBf16Attention() {
-        try (Tensor q = backend.zeros(DType.BF16, 1, 1, 1, 2); Tensor k = backend.zeros(DType.BF16, 1, 1, 1, 2);
-             Tensor v = backend.zeros(DType.BF16, 1, 1, 1, 2); Tensor out = backend.zeros(DType.BF16, 1, 1, 2);
-             Tensor lse = backend.zeros(DType.F32, 1, 1, 1)) {
-            network.attention(q, k, v, 1f, out, lse);
-            return true;
-        } catch (RuntimeException notTaken) {
-            return false;
-        }
-    }
 
     /** swiglu with F32 gu and a BF16 out, or with BF16 gu. */
     void swiglu(String op, Tensor gu, Tensor out) {

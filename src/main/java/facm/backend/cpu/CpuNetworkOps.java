@@ -194,16 +194,10 @@ public final class CpuNetworkOps implements NetworkOps {
         CpuAttention.storeOutput(in.out(), o);
     }
 
-    /**
-     * F32 always; BF16 once this reference's attention takes bf16 heads (widen, compute, round), found out once by
-     * running it on a one-token bf16 head: the answer follows the attention code, not a flag kept beside it.
-     */
+    /** F32 and BF16 heads: the reference attention widens bf16 operands exactly and rounds bf16 outputs once. */
     @Override
     public boolean attentionTakes(DType dtype) {
-        if (dtype != DType.BF16) {
-            return dtype == DType.F32;
-        }
-        return bf16.attentionTakesBf16();
+        return dtype == DType.F32 || dtype == DType.BF16;
     }
 
     // ---------------------------------------------------------------- MLP

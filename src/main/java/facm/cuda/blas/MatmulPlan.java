@@ -139,10 +139,10 @@ final class MatmulPlan {
             f.setPreferenceAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                     "CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES", scratch, 8, context);
             if (kind.outputDataType == CublasLtAbi.CUDA_R_16BF) {
-                // A split-K algorithm may add its partial products in the OUTPUT type: for a bf16 output that rounds
-                // every partial sum to bf16 (seen on an H200: 3 bf16 steps off where a long product and the bias
-                // nearly cancel). Allow only in-place and fp32 (compute-type) reductions, so the result is rounded
-                // to bf16 once, as the CPU reference does.
+                // A split-K algorithm may add its partial products in the OUTPUT type, which for a bf16 output rounds
+                // every partial sum to bf16. Allow only in-place and fp32 (compute-type) reductions, so the product
+                // is rounded to bf16 once, as the CPU reference rounds it. (An error seen on an H200 with odd,
+                // unaligned rows and the bias epilogue was not this: see CudaBiasEpilogueLinear.)
                 setUint32(f, preference, CublasLtAbi.CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
                         "CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK",
                         CublasLtAbi.CUBLASLT_REDUCTION_SCHEME_INPLACE_OR_COMPUTE_TYPE, scratch, context);
