@@ -47,6 +47,7 @@ public final class LightningDiT {
     /** Used only where the backend's attention takes bf16 q, k, v; see {@link #bf16Attention}. */
     private boolean bf16Attention = !"false".equalsIgnoreCase(System.getProperty("facm.bf16Attention", "true"));
     private boolean checkpointBlocks;
+    private boolean chainBlocks = true;
     private Bf16WeightCache weightCache;
 
     public LightningDiT(ModelWeights weights) {
@@ -122,6 +123,16 @@ public final class LightningDiT {
 
     public boolean checkpointBlocks() {
         return checkpointBlocks;
+    }
+
+    /**
+     * Whether tape-less passes run the blocks chained ({@link #chainedBlocks}: the next modulation computed first,
+     * every gate_m residual fused with the next norm; default on) or as the {@link #block} loop that passes with a
+     * tape run. The same values either way; off is the reference the tests compare the chaining with.
+     */
+    public LightningDiT chainBlocks(boolean on) {
+        this.chainBlocks = on;
+        return this;
     }
 
     /**
@@ -233,7 +244,7 @@ public final class LightningDiT {
     private <V> V network(LayerOps<V> pass, V x, V t, Tensor y, V r, int[] outShape) {
         V h = embedPatches(pass, x);
         V sc = conditioning(pass, t, y, r);
-        if (pass instanceof ForwardPass fp && fp.tape() == null && c.depth() > 0) {
+        if (chainBlocks && pass instanceof ForwardPass fp && fp.tape() == null && c.depth() > 0) {
             V out = chainedBlocks(pass, h, sc, outShape);
             pass.release(sc);
             return out;
