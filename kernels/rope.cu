@@ -134,6 +134,136 @@ QK_NORM_ROPE_FWD(qk_norm_rope_fwd_bf16_f32out, uint16_t, float)
 // kernel's values, each rounded once.
 QK_NORM_ROPE_FWD(qk_norm_rope_fwd_bf16out, float, uint16_t)
 
+
+// ------------------------------------------------------------------------------------------- forward, token blocks
+// The forms the launcher takes when dh % 8 == 0, 3·H·dh/8 ≤ 1024 and every pointer is 16-byte aligned (LightningDiT:
+// dh 64, 72, 128). The warp-per-head kernels above stay for other shapes. Why: one warp per 72-value head runs 4
+// predicated pair iterations with 2–3 lanes of 32 busy in the last, a 64-bit div/mod per warp and 2 × 5 shuffles —
+// instruction-bound at 4.6× the memory floor (XL/1 b16, bench/README.md "Kernel floors").
+//
+// Here one block owns one token (b, t) at a time: its 3·H·dh values are 3·H·dh/8 chunks of 8 consecutive channels,
+// chunk i of the token → thread i (so the token's row is read with coalesced 16-byte loads, one uint4 of bf16 or two
+// float4 of fp32). Chunk i is channels 8c..8c+7 of head vector hv = i / (dh/8) (q heads, then k, then v), c = i mod
+// dh/8. qk-norm: each chunk writes its partial Σx² to shared memory, and every thread of a head adds the head's dh/8
+// partials in chunk order (fixed order: deterministic). Everything per thread that does not depend on the token (the
+// divisions, the norm weights) is computed once; the block strides over t (grid (ceil, B): no division per token).
+// Index math is 32-bit except the final element offsets (the launcher checks B·T·H < 2^31, B ≤ 65535).
+//
+// Per 8 bf16 elements of q/k (sm_90 SASS, counted roughly): 1 LDG.128 + 8 unpack + 8 FFMA (Σx²) + STS + 2 BAR +
+// dh/8 LDS/FADD (9 at dh 72) + ~30 for ρ (IEEE division and sqrt, as the CPU-matching formula) + 16 FMUL (x·ρ·w) +
+// 4 LDG.128 (cos, sin: L1 hits) + 16 FMUL/FFMA (rotation) + 8 × ~6 (bf16 rounding as facm.tensor.Bf16) + STG.128 +
+// ~10 address ≈ 150, i.e. ~19 per element (v chunks ~9). XL/1 b16: 14.2 M elements ≈ 8 M warp instructions ≈ 9 µs at
+// 4 × 132 issue slots × 1.75 GHz, below the 13.5 µs memory floor; the old kernel issued about 5× that.
+// ptxas (nvcc 13.0, -Xptxas -v): 48 registers on sm_90 (47–48 on sm_80), 0 bytes stack, no spills, 1 barrier. With
+// __launch_bounds__(1024) alone ptxas capped at 32 registers and spilled 16 bytes, hence the explicit (1024, 1). XL:
+// 448 threads × 48 registers → 3 blocks (1344 threads, 21 KB of 16-byte loads in flight) per SM.
+
+#define ROPE_CHUNK 8
+
+__device__ __forceinline__ void rope_load8(const float* p, float* x) {
+    const float4 a = reinterpret_cast<const float4*>(p)[0];
+    const float4 b = reinterpret_cast<const float4*>(p)[1];
+    x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w;
+    x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
+}
+__device__ __forceinline__ void rope_load8(const uint16_t* p, float* x) {
+    const uint4 u = *reinterpret_cast<const uint4*>(p);
+    const float2 a = bf16_unpack2(u.x), b = bf16_unpack2(u.y), c = bf16_unpack2(u.z), d = bf16_unpack2(u.w);
+    x[0] = a.x; x[1] = a.y; x[2] = b.x; x[3] = b.y;
+    x[4] = c.x; x[5] = c.y; x[6] = d.x; x[7] = d.y;
+}
+__device__ __forceinline__ void rope_store8(float* p, const float* x) {
+    reinterpret_cast<float4*>(p)[0] = make_float4(x[0], x[1], x[2], x[3]);
+    reinterpret_cast<float4*>(p)[1] = make_float4(x[4], x[5], x[6], x[7]);
+}
+__device__ __forceinline__ void rope_store8(uint16_t* p, const float* x) {
+    *reinterpret_cast<uint4*>(p) = make_uint4(bf16_pack2(x[0], x[1]), bf16_pack2(x[2], x[3]), bf16_pack2(x[4], x[5]),
+                                              bf16_pack2(x[6], x[7]));
+}
+
+// Launch: grid (gx ≤ T, B), blockDim.x = 3·H·dh/8 rounded up to a multiple of 32 (≤ 1024), dynamic shared memory
+// 2·H·(dh/8) floats. Arguments and results as qk_norm_rope_fwd_body; the per-element operations are the same
+// (x·ρ·w, then the fma rotation), only the order of the Σx² additions differs.
+template <typename IN, typename OUT>
+__device__ __forceinline__ void qk_norm_rope_fwd_tok_body(
+        const IN* __restrict__ qkv, const float* __restrict__ qw, const float* __restrict__ kw,
+        const float* __restrict__ cosT, const float* __restrict__ sinT, OUT* __restrict__ q, OUT* __restrict__ k,
+        OUT* __restrict__ v, float* __restrict__ rstd, int B, int T, int H, int dh, float eps) {
+    extern __shared__ float ropePartials[];  // [2·H][dh/8]: Σx² of each q and k chunk of the current token
+    const int chunks = dh / ROPE_CHUNK;
+    const int tokenElems = 3 * H * dh;
+    const int i = threadIdx.x;
+    const bool active = i < 3 * H * chunks;
+    const int hv = i / chunks;  // head vector within the token
+    const int c = i - hv * chunks;
+    const int part = hv / H;    // 0 q, 1 k, 2 v (≥ 3 for the idle tail threads)
+    const int h = hv - part * H;
+    const float* weight = part == 0 ? qw : (part == 1 ? kw : nullptr);
+    const bool norm = active && weight != nullptr;
+    const bool rotate = active && part < 2 && cosT != nullptr;
+    const bool anyNorm = qw != nullptr || kw != nullptr;  // uniform over the block: decides the barriers
+    OUT* out = part == 0 ? q : (part == 1 ? k : v);
+    const int b = blockIdx.y;
+    for (int t = blockIdx.x; t < T; t += gridDim.x) {
+        const int bt = b * T + t;
+        float x[ROPE_CHUNK];
+        if (active) rope_load8(qkv + (int64_t)bt * tokenElems + i * ROPE_CHUNK, x);
+        if (anyNorm) {
+            if (active && part < 2) {
+                float ss = 0.0f;
+#pragma unroll
+                for (int j = 0; j < ROPE_CHUNK; j++) ss = fmaf(x[j], x[j], ss);
+                ropePartials[hv * chunks + c] = ss;
+            }
+            __syncthreads();
+            if (norm) {
+                float ss = 0.0f;
+                for (int j = 0; j < chunks; j++) ss += ropePartials[hv * chunks + j];
+                const float rho = 1.0f / sqrtf(ss / (float)dh + eps);
+                if (rstd != nullptr && c == 0) rstd[((int64_t)bt * 2 + part) * H + h] = rho;
+                float w[ROPE_CHUNK];  // reloaded per token (L1 hits): 8 fewer live registers, more blocks per SM
+                rope_load8(weight + c * ROPE_CHUNK, w);
+#pragma unroll
+                for (int j = 0; j < ROPE_CHUNK; j++) x[j] = x[j] * rho * w[j];
+            }
+            __syncthreads();  // the partials are rewritten for the next token
+        }
+        if (!active) continue;
+        if (rotate) {
+            // Pair p = channels (2p, 2p+1) uses the table entry at 2p: .x and .z of each float4.
+            const float* cosRow = cosT + t * dh + c * ROPE_CHUNK;
+            const float* sinRow = sinT + t * dh + c * ROPE_CHUNK;
+            const float4 c0 = reinterpret_cast<const float4*>(cosRow)[0];
+            const float4 c1 = reinterpret_cast<const float4*>(cosRow)[1];
+            const float4 s0 = reinterpret_cast<const float4*>(sinRow)[0];
+            const float4 s1 = reinterpret_cast<const float4*>(sinRow)[1];
+            const float cs[4] = {c0.x, c0.z, c1.x, c1.z};
+            const float sn[4] = {s0.x, s0.z, s1.x, s1.z};
+#pragma unroll
+            for (int p = 0; p < 4; p++) {
+                const float e0 = x[2 * p], e1 = x[2 * p + 1];
+                x[2 * p] = fmaf(e0, cs[p], -(e1 * sn[p]));
+                x[2 * p + 1] = fmaf(e1, cs[p], e0 * sn[p]);
+            }
+        }
+        const int outRow = (b * H + h) * T + t;  // [B,H,T,dh] row, < B·H·T < 2^31
+        rope_store8(out + (int64_t)outRow * dh + c * ROPE_CHUNK, x);
+    }
+}
+
+#define QK_NORM_ROPE_FWD_TOK(NAME, IN, OUT)                                                                        \
+    extern "C" __global__ void __launch_bounds__(1024, 1) NAME(                                                    \
+            const IN* __restrict__ qkv, const float* __restrict__ qw, const float* __restrict__ kw,                \
+            const float* __restrict__ cosT, const float* __restrict__ sinT, OUT* __restrict__ q,                   \
+            OUT* __restrict__ k, OUT* __restrict__ v, float* __restrict__ rstd, int B, int T, int H, int dh,       \
+            float eps) {                                                                                           \
+        qk_norm_rope_fwd_tok_body<IN, OUT>(qkv, qw, kw, cosT, sinT, q, k, v, rstd, B, T, H, dh, eps);              \
+    }
+QK_NORM_ROPE_FWD_TOK(qk_norm_rope_fwd_tok, float, float)
+QK_NORM_ROPE_FWD_TOK(qk_norm_rope_fwd_tok_bf16, uint16_t, uint16_t)
+QK_NORM_ROPE_FWD_TOK(qk_norm_rope_fwd_tok_bf16_f32out, uint16_t, float)
+QK_NORM_ROPE_FWD_TOK(qk_norm_rope_fwd_tok_bf16out, float, uint16_t)
+
 // ------------------------------------------------------------------------------------------- backward
 // For one q or k head vector x (dh values) with y = x·ρ ⊙ w (qk-norm) and z = RoPE(y), given gz:
 //   RoPE transposed:  gy[2p] = gz[2p]·cos + gz[2p+1]·sin,  gy[2p+1] = gz[2p+1]·cos − gz[2p]·sin

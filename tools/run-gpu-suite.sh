@@ -7,6 +7,9 @@
 #   --bench         also run the JMH benchmarks (JSON to OUTDIR/jmh.json) and the PyTorch GEMM reference
 #                   (OUTDIR/torch_gemm.json), then compare them
 #   --cpu-tests     also run the tests not tagged gpu
+#   --select REGEX  run only the test classes whose fully qualified name matches REGEX (JUnit's --include-classname,
+#                   which replaces its default Test-name pattern), still within the tags above: a class,
+#                   'facm\.model\.LightningDiTBf16GpuTest', a package, 'facm\.backend\.cuda\..*', or an alternation
 #   --jmh "ARGS"    JMH arguments instead of the default "$default_jmh_args" (e.g. a benchmark regex first)
 #   --bundle DIR    the bundle folder (default: the folder of this script, or dist/facm-bundle next to tools/)
 #   --deadline S    finish everything, summary included, within S seconds (default 570; the device tool stops a
@@ -22,6 +25,7 @@ out_arg="out"
 bundle=""
 run_bench=0
 run_cpu_tests=0
+select=""
 deadline=570
 junit_jar="junit-platform-console-standalone-6.0.1.jar"
 
@@ -29,6 +33,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --bench) run_bench=1 ;;
     --cpu-tests) run_cpu_tests=1 ;;
+    --select) [ $# -ge 2 ] || { echo "run-gpu-suite: --select needs a class-name regex" >&2; exit 2; }; select="$2"; shift ;;
     --jmh) jmh_args="$2"; shift ;;
     --bundle) bundle="$2"; shift ;;
     --deadline) deadline="$2"; shift ;;
@@ -151,6 +156,10 @@ if [ -d "$bundle/../../src/test/resources/fixtures" ]; then
 fi
 junit_common=(execute --disable-banner --disable-ansi-colors --class-path "$test_cp"
   --scan-class-path=facm-engine-tests.jar --details=tree --details-theme=ascii --fail-if-no-tests)
+if [ -n "$select" ]; then
+  junit_common+=(--include-classname "$select")
+  summary+=("$(printf '%-12s %s' "selected" "classes matching $select")")
+fi
 
 log "GPU tests (JUnit, --include-tag gpu)"
 run_stage "GPU tests" 300 "$out/junit-gpu.log" "$java" -Dfacm.cuda.syncCheck=true "${java_test_opts[@]}" -jar "$junit_jar" "${junit_common[@]}" \

@@ -351,6 +351,19 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
         return layers.gatedResidual(h, a, mod, gateChunk, update);
     }
 
+    /** Fused (one NetworkOps call, h updated in place) when nothing is recorded; the two layers otherwise. */
+    @Override
+    public ResidualNorm<Tensor> gatedResidualRmsNormModulate(String name, Tensor h, Tensor a, Tensor mod,
+                                                             int gateChunk, Tensor weight, float eps, Tensor mod2,
+                                                             int shiftChunk, int scaleChunk) {
+        if (recording(h, a, mod, weight, mod2)) {
+            return LayerOps.super.gatedResidualRmsNormModulate(name, h, a, mod, gateChunk, weight, eps, mod2,
+                    shiftChunk, scaleChunk);
+        }
+        return layers.gatedResidualRmsNormModulate(name, h, a, mod, gateChunk, weight, eps, mod2, shiftChunk,
+                scaleChunk);
+    }
+
     /** q, k, v {@code [B,H,T,dh]} from a fused qkv projection (qk-norm and RoPE applied to q and k). */
     @Override
     public Qkv<Tensor> qkNormRope(String name, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps,

@@ -48,6 +48,21 @@ public interface LayerOps<V> {
     /** h + gate ⊙ a (gate = chunk {@code gateChunk} of mod); consumes h and returns the updated residual stream. */
     V gatedResidual(V h, V a, V mod, int gateChunk);
 
+    /** The residual stream after a gated residual and the norm of it that feeds the next GEMM. */
+    record ResidualNorm<V>(V h, V normed) {
+    }
+
+    /**
+     * {@link #gatedResidual} then {@link #rmsNormModulate} of the updated stream (the norm named {@code name}, with
+     * the shift/scale chunks of {@code mod2}); consumes h like gatedResidual. A pass may fuse the two (a tape-less
+     * {@link ForwardPass} does: NetworkOps.gatedResidualRmsNormModulate); the values are those of the sequence.
+     */
+    default ResidualNorm<V> gatedResidualRmsNormModulate(String name, V h, V a, V mod, int gateChunk, Tensor weight,
+                                                         float eps, V mod2, int shiftChunk, int scaleChunk) {
+        V updated = gatedResidual(h, a, mod, gateChunk);
+        return new ResidualNorm<>(updated, rmsNormModulate(name, updated, weight, eps, mod2, shiftChunk, scaleChunk));
+    }
+
     /** Heads from a fused qkv {@code [B,T,3·H·dh]}, qk-norm (null weights: none) and RoPE (null tables: none). */
     Qkv<V> qkNormRope(String name, V qkv, int heads, Tensor qWeight, Tensor kWeight, float eps, Tensor ropeCos,
                       Tensor ropeSin);

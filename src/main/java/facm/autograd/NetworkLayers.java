@@ -143,6 +143,18 @@ final class NetworkLayers {
         return out;
     }
 
+    /**
+     * The tape-less fused residual + norm: h updated in place, the norm's output allocated as rmsNormModulate's
+     * (bf16 in a bf16-activation pass), no rstd (nothing records a backward).
+     */
+    LayerOps.ResidualNorm<Tensor> gatedResidualRmsNormModulate(String name, Tensor h, Tensor a, Tensor mod,
+                                                               int gateChunk, Tensor weight, float eps, Tensor mod2,
+                                                               int shiftChunk, int scaleChunk) {
+        Tensor out = pass.alloc(name, pass.operandType(DType.BF16), h.shape());
+        net.gatedResidualRmsNormModulate(h, a, mod, gateChunk, weight, eps, mod2, shiftChunk, scaleChunk, out, null);
+        return new LayerOps.ResidualNorm<>(h, out);
+    }
+
     /** q, k, v {@code [B,H,T,dh]} from a fused qkv projection (qk-norm and RoPE applied to q and k). */
     Qkv<Tensor> qkNormRope(String name, Tensor qkv, int heads, Tensor qWeight, Tensor kWeight, float eps,
                                   Tensor ropeCos, Tensor ropeSin) {

@@ -47,6 +47,7 @@ public final class LightningDiT {
     /** Used only where the backend's attention takes bf16 q, k, v; see {@link #bf16Attention}. */
     private boolean bf16Attention = !"false".equalsIgnoreCase(System.getProperty("facm.bf16Attention", "true"));
     private boolean checkpointBlocks;
+    private boolean chainBlocks = true;
     private Bf16WeightCache weightCache;
 
     public LightningDiT(ModelWeights weights) {
@@ -122,6 +123,16 @@ public final class LightningDiT {
 
     public boolean checkpointBlocks() {
         return checkpointBlocks;
+    }
+
+    /**
+     * Whether tape-less passes run the blocks chained ({@link #chainedBlocks}: the next modulation computed first,
+     * every gate_m residual fused with the next norm; default on) or as the {@link #block} loop that passes with a
+     * tape run. The same values either way; off is the reference the tests compare the chaining with.
+     */
+    public LightningDiT chainBlocks(boolean on) {
+        this.chainBlocks = on;
+        return this;
     }
 
     /**
@@ -233,6 +244,11 @@ public final class LightningDiT {
     private <V> V network(LayerOps<V> pass, V x, V t, Tensor y, V r, int[] outShape) {
         V h = embedPatches(pass, x);
         V sc = conditioning(pass, t, y, r);
+        if (chainBlocks && pass instanceof ForwardPass fp && fp.tape() == null && c.depth() > 0) {
+            V out = chainedBlocks(pass, h, sc, outShape);
+            pass.release(sc);
+            return out;
+        }
         for (int i = 0; i < c.depth(); i++) {
             h = checkpointBlocks && pass instanceof ForwardPass fp && fp.tape() != null
                     ? checkpointedBlock(fp, i, h, sc) : block(pass, i, h, sc);
@@ -240,6 +256,38 @@ public final class LightningDiT {
         V out = finalLayer(pass, h, sc, outShape);
         pass.release(h, sc);
         return out;
+    }
+
+    /**
+     * The blocks and the final layer of a tape-less pass, with each block's last gated residual fused with the norm
+     * that follows it (the next block's norm1, or the final layer's norm): the next modulation is computed first, so
+     * h is read once per residual-plus-norm. Same values as the {@link #block} loop; passes with a tape keep that loop
+     * (their backward order stays as it was). Consumes h.
+     */
+    private <V> V chainedBlocks(LayerOps<V> pass, V h, V sc, int[] outShape) {
+        float eps = ModelConfig.NORM_EPS;
+        V mod = blockModulation(pass, 0, sc);
+        V a = pass.rmsNormModulate("blocks.0.norm1", h, w.get("blocks.0.norm1.weight"), eps, mod, 0, 1);
+        for (int i = 0; i < c.depth(); i++) {
+            Branches<V> br = branches(pass, i, h, a, mod);
+            boolean last = i + 1 == c.depth();
+            V next = last ? finalModulation(pass, sc) : blockModulation(pass, i + 1, sc);
+            String norm = last ? "final_layer.norm" : "blocks." + (i + 1) + ".norm1";
+            Tensor weight = w.get(last ? "final_layer.norm_final.weight" : norm + ".weight");
+            LayerOps.ResidualNorm<V> rn = pass.gatedResidualRmsNormModulate(norm, br.h(), br.mlp(), mod, 5, weight,
+                    eps, next, 0, 1);
+            pass.release(br.mlp(), mod);
+            h = rn.h();
+            a = rn.normed();
+            mod = next;
+        }
+        V out = finalOutput(pass, a, outShape);
+        pass.release(mod, h);
+        return out;
+    }
+
+    /** The residual stream after block i's attention branch, and the MLP branch's output (not yet added). */
+    private record Branches<V>(V h, V mlp) {
     }
 
     /** §3.2 steps 1–2: patch embedding plus the fixed absolute positions → h {@code [B,T,D]}. */
@@ -287,12 +335,29 @@ public final class LightningDiT {
      * branch, each added through its gate. Consumes h and returns the updated residual stream.
      */
     public <V> V block(LayerOps<V> pass, int i, V h, V sc) {
+        V mod = blockModulation(pass, i, sc);
+        String p = "blocks." + i + ".";
+        V a = pass.rmsNormModulate(p + "norm1", h, w.get(p + "norm1.weight"), ModelConfig.NORM_EPS, mod, 0, 1);
+        Branches<V> br = branches(pass, i, h, a, mod);
+        h = pass.gatedResidual(br.h(), br.mlp(), mod, 5);
+        pass.release(br.mlp(), mod);
+        return h;
+    }
+
+    /** Block i's adaLN modulation {@code [B, 6·D]} from SiLU(c). */
+    private <V> V blockModulation(LayerOps<V> pass, int i, V sc) {
+        String p = "blocks." + i + ".";
+        return pass.linear(p + "mod", sc, w.get(p + "adaLN_modulation.1.weight"), w.get(p + "adaLN_modulation.1.bias"));
+    }
+
+    /**
+     * Block i from its norm1 output {@code a} (consumed) on: attention branch added to h through gate_a (fused with
+     * norm2), then the MLP branch, returned unadded (the caller adds it through gate_m, possibly fused with the next
+     * norm). Consumes h.
+     */
+    private <V> Branches<V> branches(LayerOps<V> pass, int i, V h, V a, V mod) {
         String p = "blocks." + i + ".";
         float eps = ModelConfig.NORM_EPS;
-        V mod = pass.linear(p + "mod", sc, w.get(p + "adaLN_modulation.1.weight"),
-                w.get(p + "adaLN_modulation.1.bias"));
-
-        V a = pass.rmsNormModulate(p + "norm1", h, w.get(p + "norm1.weight"), eps, mod, 0, 1);
         V qkv = pass.linear(p + "qkv", a, w.get(p + "attn.qkv.weight"), w.get(p + "attn.qkv.bias"));
         pass.release(a);
         LayerOps.Qkv<V> heads = pass.qkNormRope(p + "attn", qkv, c.heads(), w.getOrNull(p + "attn.q_norm.weight"),
@@ -303,19 +368,16 @@ public final class LightningDiT {
         pass.release(heads.q(), heads.k(), heads.v());
         V proj = pass.linear(p + "attn.proj", o, w.get(p + "attn.proj.weight"), w.get(p + "attn.proj.bias"));
         pass.release(o);
-        h = pass.gatedResidual(h, proj, mod, 2);
+        LayerOps.ResidualNorm<V> rn = pass.gatedResidualRmsNormModulate(p + "norm2", h, proj, mod, 2,
+                w.get(p + "norm2.weight"), eps, mod, 3, 4);
         pass.release(proj);
-
-        V b = pass.rmsNormModulate(p + "norm2", h, w.get(p + "norm2.weight"), eps, mod, 3, 4);
-        V gu = pass.linear(p + "mlp.w12", b, w.get(p + "mlp.w12.weight"), w.get(p + "mlp.w12.bias"));
-        pass.release(b);
+        V gu = pass.linear(p + "mlp.w12", rn.normed(), w.get(p + "mlp.w12.weight"), w.get(p + "mlp.w12.bias"));
+        pass.release(rn.normed());
         V act = pass.swiglu(p + "mlp.act", gu);
         pass.release(gu);
         V m = pass.linear(p + "mlp.w3", act, w.get(p + "mlp.w3.weight"), w.get(p + "mlp.w3.bias"));
         pass.release(act);
-        h = pass.gatedResidual(h, m, mod, 5);
-        pass.release(m, mod);
-        return h;
+        return new Branches<>(rn.h(), m);
     }
 
     /** {@link #block} i under {@link CheckpointedBlock} (V is Tensor on a ForwardPass). */
@@ -334,13 +396,25 @@ public final class LightningDiT {
 
     /** §3.2 steps 7–8: adaLN [shift, scale], RMSNorm, output linear and unpatchify to {@code outShape}. */
     public <V> V finalLayer(LayerOps<V> pass, V h, V sc, int[] outShape) {
-        V mf = pass.linear("final_layer.mod", sc, w.get("final_layer.adaLN_modulation.1.weight"),
-                w.get("final_layer.adaLN_modulation.1.bias"));
+        V mf = finalModulation(pass, sc);
         V nf = pass.rmsNormModulate("final_layer.norm", h, w.get("final_layer.norm_final.weight"),
                 ModelConfig.NORM_EPS, mf, 0, 1);
+        V out = finalOutput(pass, nf, outShape);
+        pass.release(mf);
+        return out;
+    }
+
+    /** The final layer's adaLN modulation [shift, scale] {@code [B, 2·D]}. */
+    private <V> V finalModulation(LayerOps<V> pass, V sc) {
+        return pass.linear("final_layer.mod", sc, w.get("final_layer.adaLN_modulation.1.weight"),
+                w.get("final_layer.adaLN_modulation.1.bias"));
+    }
+
+    /** Output linear of the final norm's output {@code nf} (consumed) and unpatchify to {@code outShape}. */
+    private <V> V finalOutput(LayerOps<V> pass, V nf, int[] outShape) {
         V o = pass.linear("final_layer.linear", nf, w.get("final_layer.linear.weight"),
                 w.get("final_layer.linear.bias"));
-        pass.release(nf, mf);
+        pass.release(nf);
         V out = pass.unpatchify(o, c.patch(), outShape);
         pass.release(o);
         return out;

@@ -267,6 +267,22 @@ public final class NetworkChecks {
 
     // ---------------------------------------------------------------- dtypes of the bf16-activation forms
     // The forward ops below take bf16 activations where a bf16 GEMM produced them or consumes them (inference with
+    /**
+     * gatedResidualRmsNormModulate: the {@link #gatedResidual} rules (dtypes included), then the
+     * {@link #rmsNormModulate} rules for the updated h with mod2, and out apart from h and a (h lives on as the
+     * residual stream, so the in-place form of rmsNormModulate is not allowed here).
+     */
+    public static void gatedResidualRmsNormModulate(String op, Tensor h, Tensor a, Tensor mod, int gateChunk,
+                                                    Tensor weight, float eps, Tensor mod2, int shiftChunk,
+                                                    int scaleChunk, Tensor out, Tensor rstd) {
+        gatedResidualDTypes(op, h, a);
+        gatedResidual(op, h, a, mod, gateChunk);
+        rmsNormDTypes(op, h, out);
+        rmsNormModulate(op, h, weight, eps, mod2, shiftChunk, scaleChunk, out, rstd);
+        Shapes.requireNoSharing(op, out, h, a);
+        Shapes.requireNoSharing(op, h, weight, mod2);
+    }
+
     // bf16 activations, see facm.autograd.ForwardPass): statistics, parameters and the residual stream stay f32.
     // Backward ops take f32 only; JVP ops take f32 inputs and may write bf16 outputs (jvpOutDTypes).
 

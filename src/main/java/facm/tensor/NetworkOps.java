@@ -47,6 +47,22 @@ public interface NetworkOps {
     void gatedResidual(Tensor h, Tensor a, Tensor mod, int gateChunk);
 
     /**
+     * {@link #gatedResidual} then {@link #rmsNormModulate} of the updated h, in one pass where the backend has a fused
+     * kernel (the end of one block branch and the norm that feeds the next GEMM): h += gate ⊙ a (gate = chunk
+     * {@code gateChunk} of mod), then out = RMSNormModulate(h) with weight, eps and the shift/scale chunks of
+     * {@code mod2} (null: plain RMSNorm). a F32 or BF16, out F32 or BF16 and apart from h and a; rstd (rows, may be
+     * null) as rmsNormModulate's. The result is by definition the two ops in sequence (this default, which is the CPU
+     * reference); a fused implementation must match it bit for bit on the same backend.
+     */
+    default void gatedResidualRmsNormModulate(Tensor h, Tensor a, Tensor mod, int gateChunk, Tensor weight, float eps,
+                                              Tensor mod2, int shiftChunk, int scaleChunk, Tensor out, Tensor rstd) {
+        NetworkChecks.gatedResidualRmsNormModulate("gatedResidualRmsNormModulate", h, a, mod, gateChunk, weight, eps,
+                mod2, shiftChunk, scaleChunk, out, rstd);
+        gatedResidual(h, a, mod, gateChunk);
+        rmsNormModulate(h, weight, eps, mod2, shiftChunk, scaleChunk, out, rstd);
+    }
+
+    /**
      * Attention input preparation (§3.2 Attention, §3.4): qkv {@code [B, T, 3·H·dh]} (per token: q heads, then k heads,
      * then v heads, head-major) → q, k, v {@code [B, H, T, dh]}. q and k are RMS-normalized over dh with weights
      * qWeight/kWeight {@code [dh]} (skipped when null: no qk-norm) and then rotated by the interleaved-pair RoPE with

@@ -51,6 +51,7 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
     private final boolean tensorCoreAttention;
     private final CudaStream stream;
     private final CudaAttention attention;
+    private final CudaResidualNorm residualNorm;
     private final CudaLayerBackward layerBackward;
     private final CudaNormBackward normBackward;
     private final CudaAttentionBackward attentionBackward;
@@ -83,6 +84,7 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
         this.stream = backend.cudaDevice().stream();
         this.tensorCoreAttention = lib.buildInfo().modules().containsAll(TENSOR_CORE_ATTENTION_MODULES);
         this.attention = new CudaAttention(check, lib, stream);
+        this.residualNorm = new CudaResidualNorm(check, lib, stream);
         PartialSums sums = new PartialSums(lib, stream);
         DeviceArena arena = backend.cudaDevice().arena();
         this.layerBackward = new CudaLayerBackward(check, lib, stream);
@@ -218,6 +220,16 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
         Kernel kernel = bf16 ? (vec4 ? gatedVec4Bf16A : gatedBf16A) : (vec4 ? gatedVec4 : gated);
         kernel.launch(stream, (int) Math.min(rows, MAX_GRID), 1, 1, rowBlock(vec4 ? d / 4 : d), 1, 1, 0,
                 hs.address(), as.address(), m.address(), rows, d, hs.dim(1), (long) m.dim(1), gateChunk * d);
+    }
+
+    /** One pass (kernels/residual_norm.cu) where the shape allows, else the two ops; the same bits either way. */
+    @Override
+    public void gatedResidualRmsNormModulate(Tensor h, Tensor a, Tensor mod, int gateChunk, Tensor weight, float eps,
+                                             Tensor mod2, int shiftChunk, int scaleChunk, Tensor out, Tensor rstd) {
+        if (!residualNorm.tryFused(h, a, mod, gateChunk, weight, eps, mod2, shiftChunk, scaleChunk, out, rstd)) {
+            gatedResidual(h, a, mod, gateChunk);
+            rmsNormModulate(h, weight, eps, mod2, shiftChunk, scaleChunk, out, rstd);
+        }
     }
 
     // ---------------------------------------------------------------- attention (kernels/rope.cu, attention.cu)

@@ -133,7 +133,9 @@ class CudaNetworkAttentionTest extends GpuCpuPairTestBase {
         checkQkNormRope(1, 5, 2, 128, true, false, 103);
         checkQkNormRope(1, 3, 1, 16, false, false, 104);
         checkQkNormRope(2, 64, 12, 64, true, true, 105); // B/2 layout
-        checkQkNormRope(1, 4, 2, 130, true, true, 106);  // 65 pairs: three pairs on lane 0
+        checkQkNormRope(1, 4, 2, 130, true, true, 106);  // 65 pairs: three pairs on lane 0 (warp-per-head kernel)
+        checkQkNormRope(3, 1024, 2, 64, true, true, 107); // token blocks striding over t (grid x < T)
+        checkQkNormRope(1, 3, 48, 64, true, true, 108);  // 1152 chunks > 1024 threads: the warp-per-head kernel
     }
 
     @Test
