@@ -60,6 +60,11 @@ public final class Trainer implements AutoCloseable {
     private final DataParallel parallel;
     private final TrainingPictures pictures;
 
+    private final TrainingOps ops;
+    /** {@code --cuda-graph-step}: clip factor, skip flag and update counters on the device ({@link #useDeviceStep}). */
+    private boolean deviceStep;
+    private DeviceStepScalars deviceScalars;
+
     private int step;
     private long dataPosition;
     private long skipped;
@@ -99,6 +104,7 @@ public final class Trainer implements AutoCloseable {
         this.options = options;
         this.model = model;
         this.objective = objective;
+        this.ops = ops;
         this.outDir = outDir;
         this.console = console;
         Gradients g = null;
@@ -177,6 +183,19 @@ public final class Trainer implements AutoCloseable {
         return emas;
     }
 
+    /**
+     * Runs the optimizer and EMA decisions on the device ({@code train --cuda-graph-step}, the groundwork of the
+     * captured step, issue 7): the clip factor and skip flag are computed into a device control tensor that the AdamW
+     * and EMA kernels read, and their step counters live on the device. Results are bit-identical to the default path.
+     * Not with a sharded optimizer. Call before {@link #run}.
+     */
+    public void useDeviceStep() {
+        if (sharded != null) {
+            throw new IllegalArgumentException("--cuda-graph-step does not support --shard-optimizer yet");
+        }
+        deviceStep = true;
+    }
+
     /** Asks the loop to stop after the current step and write a checkpoint (thread-safe; the Ctrl-C path). */
     public void requestStop() {
         stopRequested = true;
@@ -194,6 +213,12 @@ public final class Trainer implements AutoCloseable {
     }
 
     private Result loop(BatchSource data) throws IOException {
+        if (deviceStep && deviceScalars == null) {
+            // After a resume: the tables cover every step this run can take, the counters start from the restored ones.
+            deviceScalars = new DeviceStepScalars(model.backend());
+            adam.enableDeviceStep(model.backend(), options.steps());
+            emas.enableDeviceUpdate(options.steps());
+        }
         parallel.broadcastWeights(model);
         if (sharded != null) {
             sharded.loadWeights(model);
@@ -227,6 +252,7 @@ public final class Trainer implements AutoCloseable {
                 last = checkpoint(log);
             }
         }
+        pullDeviceCounters();
         parallel.barrier(); // the other ranks exit only once the last checkpoint is on disk
         return new Result(step, skipped, step < options.steps(), last);
     }
@@ -244,6 +270,7 @@ public final class Trainer implements AutoCloseable {
         if (sharded != null && checkpointedStep != step) {
             gatherForCheckpoint().close();
         }
+        pullDeviceCounters();
         parallel.barrier();
         return new Result(step, skipped, step < options.steps(), null);
     }
@@ -265,6 +292,9 @@ public final class Trainer implements AutoCloseable {
         }
         DataParallel.Agreement agreed = parallel.agree(localLoss, stopRequested, objective.lastMetrics());
         float loss = agreed.loss();
+        if (deviceScalars != null) {
+            return deviceUpdate(batch, log, agreed);
+        }
         double norm = !Float.isFinite(loss) ? Double.NaN
                 : sharded != null ? sharded.globalGradientNorm() : gradNorm.compute(grads);
         boolean finite = Float.isFinite(loss) && Double.isFinite(norm);
@@ -302,8 +332,57 @@ public final class Trainer implements AutoCloseable {
         return agreed.stop();
     }
 
+    /**
+     * The rest of {@link #trainStep} on the device scalars: norm, clip and skip into the control tensor, AdamW and the
+     * EMAs reading it. The loss still arrives as a host float (the objectives read it back), and the norm is read
+     * back here for the metrics line; moving both reads to log steps is the next part of the captured step.
+     */
+    private boolean deviceUpdate(Batch batch, MetricsLog log, DataParallel.Agreement agreed) {
+        float loss = agreed.loss();
+        deviceScalars.setLoss(loss);
+        gradNorm.computeOnDevice(grads, deviceScalars.loss(), options.gradClip(), deviceScalars.control());
+        adam.updateOnDevice(model, grads, deviceScalars.control());
+        emas.updateOnDevice(model, ops, deviceScalars.control());
+        double norm = !Float.isFinite(loss) ? Double.NaN : gradNorm.lastNorm();
+        boolean finite = Float.isFinite(loss) && Double.isFinite(norm);
+        Map<String, Double> metrics = Map.of();
+        if (finite) {
+            metrics = agreed.metrics();
+            if (parallel.distributed()) {
+                metrics = new java.util.TreeMap<>(metrics);
+                metrics.put("allreduce_ms", parallel.lastAllReduceMillis());
+                metrics.put("allreduce_exposed_ms", parallel.lastExposedMillis());
+                metrics.putAll(parallel.peakMemoryByRank(model.backend().peakMemoryBytes()));
+            }
+        } else {
+            skipped++;
+            if (log != null) {
+                log.breakLine();
+                console.printf(Locale.ROOT, "step %d skipped: loss %s, grad norm %s (%d skipped so far); weights, "
+                        + "optimizer and EMAs unchanged%n", step + 1, loss, norm, skipped);
+            }
+        }
+        parallel.stepEnds();
+        dataPosition = batch.positionAfter();
+        if (log != null) {
+            log.record(loss, norm, finite, metrics);
+            log.recordPeakMemory(model.backend().peakMemoryBytes());
+        }
+        step++;
+        return agreed.stop();
+    }
+
+    /** Brings the device counters back to the host objects (before a checkpoint reads them, and at the end). */
+    private void pullDeviceCounters() {
+        if (deviceScalars != null) {
+            adam.pullDeviceStep();
+            emas.pullDeviceUpdates();
+        }
+    }
+
     private Path checkpoint(MetricsLog log) throws IOException {
         long t0 = System.nanoTime();
+        pullDeviceCounters();
         Path file = stepCheckpoint(outDir, step);
         try (ShardedAdamW.Gathered gathered = sharded != null ? gatherForCheckpoint() : null) {
             OptimizerMoments moments = gathered != null ? gathered : adam;
@@ -354,6 +433,6 @@ public final class Trainer implements AutoCloseable {
 
     @Override
     public void close() {
-        closeAll(gradNorm, emas, adam, sharded, grads);
+        closeAll(deviceScalars, gradNorm, emas, adam, sharded, grads);
     }
 }
