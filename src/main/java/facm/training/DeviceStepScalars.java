@@ -15,9 +15,19 @@ final class DeviceStepScalars implements AutoCloseable {
     private final Backend backend;
     private final Tensor loss;
     private final Tensor control;
+    private final AdamW adam;
+    private final EmaSet emas;
 
-    DeviceStepScalars(Backend backend) {
+    /**
+     * The scalars of a run of at most {@code lastStep} steps; turns on the device step counters of {@code adam} and
+     * {@code emas} (they start from the restored host counters, so call it after a resume).
+     */
+    DeviceStepScalars(Backend backend, AdamW adam, EmaSet emas, int lastStep) {
         this.backend = backend;
+        this.adam = adam;
+        this.emas = emas;
+        adam.enableDeviceStep(backend, lastStep);
+        emas.enableDeviceUpdate(lastStep);
         Tensor l = backend.zeros(DType.F32, 1);
         try {
             this.control = backend.zeros(DType.F32, TrainingOps.CONTROL_SIZE);
@@ -39,6 +49,26 @@ final class DeviceStepScalars implements AutoCloseable {
         } finally {
             host.close();
         }
+    }
+
+    /**
+     * The device-step update (the tail of a training step): the loss into its scalar, norm, clip and skip into the
+     * control tensor, then AdamW and the EMAs reading it. Returns the norm for the metrics line (NaN for a non-finite
+     * loss); that read is the one host synchronization left, until the captured step reads it at log steps only.
+     */
+    double update(float lossValue, facm.model.ModelWeights model, facm.autograd.Gradients grads, GradientNorm norm,
+                  TrainingOps ops, float maxNorm) {
+        setLoss(lossValue);
+        norm.computeOnDevice(grads, loss, maxNorm, control);
+        adam.updateOnDevice(model, grads, control);
+        emas.updateOnDevice(model, ops, control);
+        return !Float.isFinite(lossValue) ? Double.NaN : norm.lastNorm();
+    }
+
+    /** Brings the device counters back to the host objects (before a checkpoint reads them, and at the end). */
+    void pullCounters() {
+        adam.pullDeviceStep();
+        emas.pullDeviceUpdates();
     }
 
     Tensor loss() {

@@ -89,7 +89,6 @@ public final class Trainer implements AutoCloseable {
                    PrintStream console, Communicator comm) {
         this(options, model, objective, ops, outDir, console, comm, false);
     }
-
     /**
      * As above; {@code shardOptimizer} keeps the AdamW moments sharded over the ranks ({@link ShardedAdamW}; ignored
      * in a single process). It is a memory layout, not a training option: checkpoints do not depend on it.
@@ -184,14 +183,13 @@ public final class Trainer implements AutoCloseable {
     }
 
     /**
-     * Runs the optimizer and EMA decisions on the device ({@code train --cuda-graph-step}, the groundwork of the
-     * captured step, issue 7): the clip factor and skip flag are computed into a device control tensor that the AdamW
-     * and EMA kernels read, and their step counters live on the device. Results are bit-identical to the default path.
-     * Not with a sharded optimizer. Call before {@link #run}.
+     * {@code train --cuda-graph-step} (issue 7): clip, skip and the update counters on the device
+     * ({@link DeviceStepScalars}); bit-identical to the default path. Not data-parallel. Call before {@link #run}.
      */
     public void useDeviceStep() {
-        if (sharded != null) {
-            throw new IllegalArgumentException("--cuda-graph-step does not support --shard-optimizer yet");
+        if (parallel.distributed()) {
+            throw new IllegalArgumentException("--cuda-graph-step does not support data-parallel runs (--gpus) yet: "
+                    + "the ranks agree on the loss and the stop request on the host every step");
         }
         deviceStep = true;
     }
@@ -215,9 +213,7 @@ public final class Trainer implements AutoCloseable {
     private Result loop(BatchSource data) throws IOException {
         if (deviceStep && deviceScalars == null) {
             // After a resume: the tables cover every step this run can take, the counters start from the restored ones.
-            deviceScalars = new DeviceStepScalars(model.backend());
-            adam.enableDeviceStep(model.backend(), options.steps());
-            emas.enableDeviceUpdate(options.steps());
+            deviceScalars = new DeviceStepScalars(model.backend(), adam, emas, options.steps());
         }
         parallel.broadcastWeights(model);
         if (sharded != null) {
@@ -263,12 +259,12 @@ public final class Trainer implements AutoCloseable {
         while (step < options.steps() && !stop) {
             stop = trainStep(data.next(), null);
             if (sharded != null && options.ckptEvery() > 0 && step % options.ckptEvery() == 0) {
-                gatherForCheckpoint().close(); // rank 0 gathers the moments at the same moments and writes them
+                sharded.gathered().close(); // rank 0 gathers the moments at the same moments and writes them
                 checkpointedStep = step;
             }
         }
         if (sharded != null && checkpointedStep != step) {
-            gatherForCheckpoint().close();
+            sharded.gathered().close();
         }
         pullDeviceCounters();
         parallel.barrier();
@@ -292,59 +288,29 @@ public final class Trainer implements AutoCloseable {
         }
         DataParallel.Agreement agreed = parallel.agree(localLoss, stopRequested, objective.lastMetrics());
         float loss = agreed.loss();
+        double norm;
         if (deviceScalars != null) {
-            return deviceUpdate(batch, log, agreed);
-        }
-        double norm = !Float.isFinite(loss) ? Double.NaN
-                : sharded != null ? sharded.globalGradientNorm() : gradNorm.compute(grads);
-        boolean finite = Float.isFinite(loss) && Double.isFinite(norm);
-        Map<String, Double> metrics = Map.of();
-        if (finite) {
-            float clip = GradientNorm.clipFactor(norm, options.gradClip());
-            if (sharded != null) {
-                sharded.update(model, clip);
-            } else {
-                adam.update(model, grads, clip);
-            }
-            emas.update(model);
-            metrics = agreed.metrics();
-            if (parallel.distributed()) {
-                metrics = new java.util.TreeMap<>(metrics);
-                metrics.put("allreduce_ms", parallel.lastAllReduceMillis());
-                metrics.put("allreduce_exposed_ms", parallel.lastExposedMillis());
-                metrics.putAll(parallel.peakMemoryByRank(model.backend().peakMemoryBytes()));
-            }
+            norm = deviceScalars.update(loss, model, grads, gradNorm, ops, options.gradClip());
         } else {
-            skipped++;
-            if (log != null) {
-                log.breakLine();
-                console.printf(Locale.ROOT, "step %d skipped: loss %s, grad norm %s (%d skipped so far); weights, "
-                        + "optimizer and EMAs unchanged%n", step + 1, loss, norm, skipped);
+            norm = !Float.isFinite(loss) ? Double.NaN
+                    : sharded != null ? sharded.globalGradientNorm() : gradNorm.compute(grads);
+            if (Float.isFinite(loss) && Double.isFinite(norm)) {
+                float clip = GradientNorm.clipFactor(norm, options.gradClip());
+                if (sharded != null) {
+                    sharded.update(model, clip);
+                } else {
+                    adam.update(model, grads, clip);
+                }
+                emas.update(model);
             }
         }
-        parallel.stepEnds();
-        dataPosition = batch.positionAfter();
-        if (log != null) {
-            log.record(loss, norm, finite, metrics);
-            log.recordPeakMemory(model.backend().peakMemoryBytes());
-        }
-        step++;
-        return agreed.stop();
+        return finishStep(batch, log, agreed, norm, Float.isFinite(loss) && Double.isFinite(norm));
     }
 
-    /**
-     * The rest of {@link #trainStep} on the device scalars: norm, clip and skip into the control tensor, AdamW and the
-     * EMAs reading it. The loss still arrives as a host float (the objectives read it back), and the norm is read
-     * back here for the metrics line; moving both reads to log steps is the next part of the captured step.
-     */
-    private boolean deviceUpdate(Batch batch, MetricsLog log, DataParallel.Agreement agreed) {
+    /** The tail both update paths share: metrics or the skip count and message, data position, log, step + 1. */
+    private boolean finishStep(Batch batch, MetricsLog log, DataParallel.Agreement agreed, double norm,
+                               boolean finite) {
         float loss = agreed.loss();
-        deviceScalars.setLoss(loss);
-        gradNorm.computeOnDevice(grads, deviceScalars.loss(), options.gradClip(), deviceScalars.control());
-        adam.updateOnDevice(model, grads, deviceScalars.control());
-        emas.updateOnDevice(model, ops, deviceScalars.control());
-        double norm = !Float.isFinite(loss) ? Double.NaN : gradNorm.lastNorm();
-        boolean finite = Float.isFinite(loss) && Double.isFinite(norm);
         Map<String, Double> metrics = Map.of();
         if (finite) {
             metrics = agreed.metrics();
@@ -372,11 +338,9 @@ public final class Trainer implements AutoCloseable {
         return agreed.stop();
     }
 
-    /** Brings the device counters back to the host objects (before a checkpoint reads them, and at the end). */
     private void pullDeviceCounters() {
         if (deviceScalars != null) {
-            adam.pullDeviceStep();
-            emas.pullDeviceUpdates();
+            deviceScalars.pullCounters();
         }
     }
 
@@ -384,7 +348,7 @@ public final class Trainer implements AutoCloseable {
         long t0 = System.nanoTime();
         pullDeviceCounters();
         Path file = stepCheckpoint(outDir, step);
-        try (ShardedAdamW.Gathered gathered = sharded != null ? gatherForCheckpoint() : null) {
+        try (ShardedAdamW.Gathered gathered = sharded != null ? sharded.gathered() : null) {
             OptimizerMoments moments = gathered != null ? gathered : adam;
             TrainState.write(file, model, emas, moments, options, new TrainState.Counters(step, dataPosition,
                     skipped, moments.step(), options.seed(), log.pendingState()));
@@ -412,11 +376,6 @@ public final class Trainer implements AutoCloseable {
             Files.copy(file, tmp, StandardCopyOption.REPLACE_EXISTING);
         }
         Files.move(tmp, last, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-    }
-
-    /** With --shard-optimizer: whole moments for a checkpoint, gathered by every rank together. */
-    private ShardedAdamW.Gathered gatherForCheckpoint() {
-        return sharded.gathered();
     }
 
     private static void closeAll(AutoCloseable... all) {
