@@ -161,6 +161,221 @@ public interface TrainingOps {
         }
     }
 
+    // ------------------------------------------------------------------ device-resident per-step inputs
+    // A consistency step's random inputs (times, noise, x_t, coefficients, the unguided labels) computed where the
+    // step runs, from Philox keyed by a step state held in device memory (I32 [STEP_STATE_SIZE]: seed low/high word,
+    // step low/high word) and advanced there, so a replayed CUDA graph sees a new step each time. The defaults are the
+    // reference (host reads, the formulas of ConsistencyDraws below); the CUDA backend overrides them with kernels.
+
+    /** I32 words of a step state: seed (low, high), step (low, high). */
+    int STEP_STATE_SIZE = 4;
+
+    /**
+     * The per-sample draws of one consistency step (facm.objectives: TimeSampler, the coefficients and the CFG labels
+     * of TeacherVelocity), as constants an op can take. kind: {@link #FACM}, {@link #SCM} or {@link #MEANFLOW};
+     * logSampler: t = 1 − sigmoid(n) instead of 1 − (2/π)·atan(eⁿ), n ~ N(timeMean, timeStd²); nullClass &lt; 0: no
+     * unguided labels (no guidance). The static methods are the reference formulas (the host path calls them too).
+     */
+    record ConsistencyDraws(int kind, boolean logSampler, float timeMean, float timeStd, float relaxP, float r2tRatio,
+                            int scmWarmup, float cfgLow, float cfgHigh, int nullClass) {
+        public static final int FACM = 0;
+        public static final int SCM = 1;
+        public static final int MEANFLOW = 2;
+        public static final long STREAM_T = 1L << 60;
+        public static final long STREAM_R = 2L << 60;
+        public static final long STREAM_NOISE = 3L << 60;
+        public static final long STREAM_R2T = 4L << 60;
+
+        public ConsistencyDraws {
+            if (kind < FACM || kind > MEANFLOW) {
+                throw new IllegalArgumentException("consistency draws: unknown kind " + kind);
+            }
+        }
+
+        /** The Philox key of a step: a SplitMix64 mix of seed and step (FlowMatchingObjective.stepKey). */
+        public static long stepKey(long seed, long step) {
+            return mix(seed ^ mix(step + 0x632BE59BD9B4E019L));
+        }
+
+        private static long mix(long z) {
+            z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+            z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+            return z ^ (z >>> 31);
+        }
+
+        /** One time from Philox normal number {@code counter} of {@code key}, in double, rounded once to float. */
+        public float time(long key, long counter) {
+            double n = (double) Philox.normal(key, counter) * timeStd + timeMean;
+            double t = logSampler ? 1 - 1 / (1 + Math.exp(-n)) : 1 - (2 / Math.PI) * Math.atan(Math.exp(n));
+            return (float) t;
+        }
+
+        /** t (and r, MeanFlow: r ≠ null) of global sample {@code g}: writes t[i] (and r[i]), t ≤ r. */
+        public void times(long key, long g, float[] t, float[] r, int i) {
+            t[i] = time(key, STREAM_T + g);
+            if (r != null) {
+                float other = Philox.uniform(key, STREAM_R2T + g) < r2tRatio ? t[i] : time(key, STREAM_R + g);
+                r[i] = Math.max(t[i], other);
+                t[i] = Math.min(t[i], other);
+            }
+        }
+
+        /** (k, α, β) of sample i into c[3i..3i+2], computed in double (r: MeanFlow only). */
+        public void coefficients(float[] t, float[] r, long step, float[] c, int i) {
+            double ramp = scmWarmup == 0 ? 1 : Math.min(1.0, (double) step / scmWarmup);
+            double ti = t[i];
+            double trig = Math.cos(Math.PI * ti / 2);
+            switch (kind) {
+                case FACM -> {
+                    c[3 * i] = (float) (1 - ti);
+                    c[3 * i + 1] = (float) (1 - Math.pow(ti, relaxP));
+                    c[3 * i + 2] = (float) trig;
+                }
+                case MEANFLOW -> {
+                    c[3 * i] = (float) ((double) r[i] - ti);
+                    c[3 * i + 1] = 1f;
+                    c[3 * i + 2] = 1f;
+                }
+                default -> {
+                    c[3 * i] = (float) ((1 - ti) * ramp);
+                    c[3 * i + 1] = (float) trig;
+                    c[3 * i + 2] = 1f;
+                }
+            }
+        }
+
+        /** y' of sample i: the null class inside the guidance interval [cfgLow, cfgHigh], else y. */
+        public int unguidedLabel(int y, float t) {
+            return t >= cfgLow && t <= cfgHigh ? nullClass : y;
+        }
+    }
+
+    /**
+     * The per-sample inputs of the step in {@code stepState} for the B samples at global positions first, first + 1,
+     * …: t F32 [B], r F32 [B] (MeanFlow, else null), coefs F32 [B,3] (k, α, β), and when {@code yUnguided} (I32 [B]) is
+     * non-null the unguided labels from y (I32 [B]); all as {@link ConsistencyDraws}, bit for bit on the CPU.
+     */
+    default void consistencyDraws(ConsistencyDraws d, Tensor stepState, int first, Tensor t, Tensor r, Tensor coefs,
+                                  Tensor y, Tensor yUnguided) {
+        Backend be = t.backend();
+        long[] state = stepStateOf(be, stepState);
+        long key = ConsistencyDraws.stepKey(state[0], state[1]);
+        int b = t.dim(0);
+        if ((r != null) != (d.kind() == ConsistencyDraws.MEANFLOW)) {
+            throw new IllegalArgumentException("consistencyDraws: r must be given exactly for meanflow, kind "
+                    + d.kind());
+        }
+        float[] tv = new float[b];
+        float[] rv = r != null ? new float[b] : null;
+        float[] c = new float[3 * b];
+        for (int i = 0; i < b; i++) {
+            d.times(key, first + (long) i, tv, rv, i);
+            d.coefficients(tv, rv, state[1], c, i);
+        }
+        overwrite(be, "t", tv, t);
+        if (r != null) {
+            overwrite(be, "r", rv, r);
+        }
+        overwrite(be, "coefs", c, coefs);
+        if (yUnguided != null) {
+            int[] labels = be.downloadInts(y);
+            for (int i = 0; i < b; i++) {
+                labels[i] = d.unguidedLabel(labels[i], tv[i]);
+            }
+            Tensor host = be.upload("y'", labels, yUnguided.shape());
+            try {
+                be.copy(host, yUnguided);
+            } finally {
+                host.close();
+            }
+        }
+    }
+
+    /**
+     * The noise and the interpolation of the step in {@code stepState}: eps[j] = Philox normal (stepKey, offset + j),
+     * u = x1 − eps, x_t = (t_b·u) + eps in float (two roundings, as the host path's MUL then ADD), for x1 [B,…] and
+     * t F32 [B]. eps, u and xt have x1's shape.
+     */
+    default void consistencyNoise(Tensor stepState, long offset, Tensor x1, Tensor t, Tensor eps, Tensor u,
+                                  Tensor xt) {
+        Backend be = x1.backend();
+        long[] state = stepStateOf(be, stepState);
+        be.randomNormal(eps, ConsistencyDraws.stepKey(state[0], state[1]), offset);
+        float[] x = be.download(x1);
+        float[] e = be.download(eps);
+        float[] tv = be.download(t);
+        int per = (int) (x.length / tv.length);
+        float[] uv = new float[x.length];
+        float[] xv = new float[x.length];
+        for (int j = 0; j < x.length; j++) {
+            uv[j] = x[j] - e[j];
+            xv[j] = tv[j / per] * uv[j] + e[j];
+        }
+        overwrite(be, "u", uv, u);
+        overwrite(be, "x_t", xv, xt);
+    }
+
+    /** stepState's step += 1 (every step, applied or skipped: the objective's randomness is keyed by the loop step). */
+    default void advanceStepState(Tensor stepState) {
+        Backend be = stepState.backend();
+        long[] s = stepStateOf(be, stepState);
+        Tensor next = be.upload("step state", stepStateWords(s[0], s[1] + 1), STEP_STATE_SIZE);
+        try {
+            be.copy(next, stepState);
+        } finally {
+            next.close();
+        }
+    }
+
+    /**
+     * Copies host values into an existing tensor of as many F32 elements (one copy; the CUDA backend stages them
+     * through pinned memory and queues an asynchronous copy, so the fixed buffers of a captured step are refilled
+     * without a new allocation). The host array may be reused as soon as this returns.
+     */
+    default void copyIn(float[] host, Tensor dst) {
+        Backend be = dst.backend();
+        Tensor src = be.upload(dst.name(), host, dst.shape());
+        try {
+            be.copy(src, dst);
+        } finally {
+            src.close();
+        }
+    }
+
+    /** As above for I32 values. */
+    default void copyIn(int[] host, Tensor dst) {
+        Backend be = dst.backend();
+        Tensor src = be.upload(dst.name(), host, dst.shape());
+        try {
+            be.copy(src, dst);
+        } finally {
+            src.close();
+        }
+    }
+
+    /** The I32 words of a step state for (seed, step). */
+    static int[] stepStateWords(long seed, long step) {
+        return new int[] {(int) seed, (int) (seed >>> 32), (int) step, (int) (step >>> 32)};
+    }
+
+    /** (seed, step) of a step state (one host read). */
+    static long[] stepStateOf(Backend be, Tensor stepState) {
+        if (stepState.dtype() != DType.I32 || stepState.numel() != STEP_STATE_SIZE) {
+            throw new ShapeException("step state " + stepState.describe() + " must be I32 [" + STEP_STATE_SIZE + "]");
+        }
+        int[] w = be.downloadInts(stepState);
+        return new long[] {(w[0] & 0xffffffffL) | ((long) w[1] << 32), (w[2] & 0xffffffffL) | ((long) w[3] << 32)};
+    }
+
+    private static void overwrite(Backend be, String name, float[] values, Tensor out) {
+        Tensor host = be.upload(name, values, out.shape());
+        try {
+            be.copy(host, out);
+        } finally {
+            host.close();
+        }
+    }
+
     /** The fp64 value at index i of a table of I32 word pairs (low word first). */
     static double fp64At(int[] words, int i) {
         long low = words[2 * i] & 0xffffffffL, high = words[2 * i + 1];

@@ -33,7 +33,15 @@ public interface Objective extends AutoCloseable {
                 + slice + "): data-parallel training needs per-sample randomness by global position");
     }
 
-    /** Named scalars of the last step worth logging (e.g. loss terms); may be empty. */
+    /**
+     * Makes the per-step inputs (times, noise, labels, coefficients) on the device from a step state held there
+     * ({@code train --cuda-graph-step}), with the same values; returns false when the objective has no such path (it
+     * then keeps its host inputs, which a captured step cannot replay).
+     */
+    default boolean useDeviceInputs(boolean on) {
+        return !on;
+    }
+
     /**
      * Activation checkpointing per block for the passes whose backward the objective runs ({@code train
      * --checkpoint-blocks}): each block keeps only its input and recomputes its forward in the backward. Gradients
@@ -43,6 +51,7 @@ public interface Objective extends AutoCloseable {
     default void checkpointBlocks(boolean on) {
     }
 
+    /** Named scalars of the last step worth logging (e.g. loss terms); may be empty. */
     default java.util.Map<String, Double> lastMetrics() {
         return java.util.Map.of();
     }

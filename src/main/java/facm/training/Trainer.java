@@ -192,6 +192,7 @@ public final class Trainer implements AutoCloseable {
                     + "the ranks agree on the loss and the stop request on the host every step");
         }
         deviceStep = true;
+        objective.useDeviceInputs(true); // objectives without a device path keep their host inputs
     }
 
     /** Asks the loop to stop after the current step and write a checkpoint (thread-safe; the Ctrl-C path). */
