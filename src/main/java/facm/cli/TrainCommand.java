@@ -88,9 +88,9 @@ final class TrainCommand implements Runnable {
     @Option(names = "--shard-optimizer", description = "data-parallel: keep the AdamW moments sharded over the ranks "
             + "(ZeRO-1); checkpoints stay whole, so a run may switch it on or off at a resume")
     boolean shardOptimizer;
-    @Option(names = "--cuda-graph-step", description = "issue 7 groundwork, default off: clip factor, skip flag and "
-            + "the AdamW/EMA step counters computed and kept on the device (same results); the step capture itself "
-            + "is not built yet")
+    @Option(names = "--cuda-graph-step", description = "issue 7 groundwork, default off: clip factor, skip flag, "
+            + "the AdamW/EMA step counters and (consistency objectives) the per-step inputs computed and kept on the "
+            + "device (same results); not with --gpus; the step capture itself is not built yet")
     boolean cudaGraphStep;
     @Option(names = "--checkpoint-blocks", description = "activation checkpointing: each block keeps only its input "
             + "and recomputes its forward in the backward (FM pass; less memory, same gradients, more time); may "

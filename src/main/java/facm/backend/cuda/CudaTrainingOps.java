@@ -58,6 +58,11 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
     private final Kernel adamwControlled;
     private final Kernel emaControlled;
     private final Kernel counterAdvance;
+    private final Kernel draws;
+    private final Kernel noise;
+    private final Kernel stateAdvance;
+    /** The pinned staging of {@link #copyIn}. */
+    private final PinnedCopyIn pinned;
 
     public CudaTrainingOps(CudaBackend backend) {
         this.backend = Objects.requireNonNull(backend, "CudaTrainingOps: backend is null");
@@ -77,6 +82,11 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
                 I32, PTR, PTR);
         emaControlled = lib.kernel("ema_controlled_f32", PTR, PTR, I64, PTR, I32, PTR, PTR);
         counterAdvance = lib.kernel("step_counter_advance", PTR, PTR);
+        draws = lib.kernel("consistency_draws", PTR, I32, I32, I32, I32, F32, F32, F32, F32, I32, F32, F32, I32, PTR,
+                PTR, PTR, PTR, PTR);
+        noise = lib.kernel("consistency_noise", PTR, I64, I64, I64, PTR, PTR, PTR, PTR, PTR);
+        stateAdvance = lib.kernel("step_state_advance", PTR);
+        pinned = new PinnedCopyIn(backend.cudaDevice(), stream);
     }
 
     @Override
@@ -278,13 +288,84 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
         return c;
     }
 
-    /** Returns the partials buffer to the device arena; the ops stay usable. */
+    // ---------------------------------------------------------------- per-step inputs (kernels/step_inputs.cu)
+
+    @Override
+    public void consistencyDraws(ConsistencyDraws d, Tensor stepState, int first, Tensor t, Tensor r, Tensor coefs,
+                                 Tensor y, Tensor yUnguided) {
+        String op = "consistencyDraws";
+        CudaTensor s = scalar(op, "stepState", stepState, DType.I32, STEP_STATE_SIZE);
+        CudaTensor tt = f32(op, "t", t);
+        int b = tt.dim(0);
+        Shapes.requireShape(op + ": t", tt, b);
+        if ((r != null) != (d.kind() == ConsistencyDraws.MEANFLOW)) {
+            throw new IllegalArgumentException(op + ": r must be given exactly for meanflow, kind " + d.kind());
+        }
+        long rAddress = r == null ? 0L : shaped(op, "r", r, DType.F32, b).address();
+        CudaTensor c = shaped(op, "coefs", coefs, DType.F32, b, 3);
+        CudaTensor yy = shaped(op, "y", y, DType.I32, b);
+        long yuAddress = yUnguided == null ? 0L : shaped(op, "yUnguided", yUnguided, DType.I32, b).address();
+        if (b == 0) {
+            return;
+        }
+        draws.launch1d(stream, b, ELEMENTWISE_BLOCK, s.address(), first, b, d.kind(), d.logSampler() ? 1 : 0,
+                d.timeMean(), d.timeStd(), d.relaxP(), d.r2tRatio(), d.scmWarmup(), d.cfgLow(), d.cfgHigh(),
+                d.nullClass(), tt.address(), rAddress, c.address(), yy.address(), yuAddress);
+    }
+
+    @Override
+    public void consistencyNoise(Tensor stepState, long offset, Tensor x1, Tensor t, Tensor eps, Tensor u,
+                                 Tensor xt) {
+        String op = "consistencyNoise";
+        CudaTensor s = scalar(op, "stepState", stepState, DType.I32, STEP_STATE_SIZE);
+        CudaTensor x = f32(op, "x1", x1);
+        CudaTensor tt = shaped(op, "t", t, DType.F32, x.dim(0));
+        CudaTensor e = f32(op, "eps", eps);
+        CudaTensor uu = f32(op, "u", u);
+        CudaTensor o = f32(op, "xt", xt);
+        Shapes.requireSame(op + ": eps vs x1", e, x);
+        Shapes.requireSame(op + ": u vs x1", uu, x);
+        Shapes.requireSame(op + ": xt vs x1", o, x);
+        if (x.numel() == 0) {
+            return;
+        }
+        noise.launch1d(stream, x.numel(), ELEMENTWISE_BLOCK, s.address(), offset, x.numel(), x.numel() / x.dim(0),
+                x.address(), tt.address(), e.address(), uu.address(), o.address());
+    }
+
+    @Override
+    public void advanceStepState(Tensor stepState) {
+        CudaTensor s = scalar("advanceStepState", "stepState", stepState, DType.I32, STEP_STATE_SIZE);
+        stateAdvance.launch(stream, 1, 1, 1, 32, 1, 1, 0, s.address());
+    }
+
+    /** Through a pinned staging buffer kept per destination: one asynchronous copy, no allocation after the first. */
+    @Override
+    public void copyIn(float[] host, Tensor dst) {
+        pinned.copyIn(host, shaped("copyIn", "dst", dst, DType.F32, dst.shape()));
+    }
+
+    @Override
+    public void copyIn(int[] host, Tensor dst) {
+        pinned.copyIn(host, shaped("copyIn", "dst", dst, DType.I32, dst.shape()));
+    }
+
+    /** Returns the partials buffer to the device arena and frees the pinned staging; the ops stay usable. */
     @Override
     public void close() {
         scratch.close();
+        pinned.close();
     }
 
     // ---------------------------------------------------------------- checks
+
+    private CudaTensor shaped(String op, String role, Tensor t, DType dtype, int... shape) {
+        Objects.requireNonNull(t, () -> op + ": " + role + " is null");
+        CudaTensor c = backend.require(op + " " + role, t);
+        Shapes.requireDType(op + ": " + role, c, dtype);
+        Shapes.requireShape(op + ": " + role, c, shape);
+        return c;
+    }
 
     private CudaTensor f32(String op, String role, Tensor t) {
         Objects.requireNonNull(t, () -> op + ": " + role + " is null");
