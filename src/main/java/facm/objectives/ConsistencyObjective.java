@@ -1,5 +1,6 @@
 package facm.objectives;
 
+import facm.tensor.ConsistencyDraws;
 import facm.autograd.Dual;
 import facm.autograd.Gradients;
 import facm.autograd.Tape;
@@ -103,13 +104,13 @@ public final class ConsistencyObjective implements Objective {
         }
 
         /** These options as the constants of the device-side draws; nullClass &lt; 0: no unguided labels. */
-        public TrainingOps.ConsistencyDraws draws(int nullClass) {
+        public ConsistencyDraws draws(int nullClass) {
             int k = switch (kind) {
-                case FACM -> TrainingOps.ConsistencyDraws.FACM;
-                case SCM -> TrainingOps.ConsistencyDraws.SCM;
-                case MEANFLOW -> TrainingOps.ConsistencyDraws.MEANFLOW;
+                case FACM -> ConsistencyDraws.FACM;
+                case SCM -> ConsistencyDraws.SCM;
+                case MEANFLOW -> ConsistencyDraws.MEANFLOW;
             };
-            return new TrainingOps.ConsistencyDraws(k, timeSampler.equals("log"), timeMean, timeStd, relaxP, r2tRatio,
+            return new ConsistencyDraws(k, timeSampler.equals("log"), timeMean, timeStd, relaxP, r2tRatio,
                     scmWarmup, cfgLow, cfgHigh, nullClass);
         }
 
@@ -225,11 +226,28 @@ public final class ConsistencyObjective implements Objective {
 
     /** The loss of one step's inputs (the part shared by the host and device inputs). */
     private float lossOn(LightningDiT student, LightningDiT teacher, Gradients grads, StepTensors in) {
+        return lossOn(student, teacher, grads, in, null);
+    }
+
+    /**
+     * As above; with {@code deviceLoss} (loss, step log, row count) the batch means go there through
+     * {@link TrainingOps#stepLoss} instead of being read back (returns NaN then, and lastMetrics is not updated).
+     */
+    private float lossOn(LightningDiT student, LightningDiT teacher, Gradients grads, StepTensors in,
+                         Tensor[] deviceLoss) {
         try (TensorScope s = new TensorScope()) {
             Tensor v = s.track(TeacherVelocity.velocity(options, student, teacher, in.xt(), in.u(), in.t(), in.y(),
                     in.yUnguided()));
-            double lossFm = options.kind() == Kind.FACM ? anchorLoss(student, grads, in.xt(), in.t(), in.y(), v) : 0;
-            double lossCm = consistencyLoss(student, grads, in, v);
+            Tensor fm = options.kind() == Kind.FACM ? s.track(anchorLoss(student, grads, in.xt(), in.t(), in.y(), v))
+                    : null;
+            Tensor cm = s.track(consistencyLoss(student, grads, in, v));
+            Backend be = v.backend();
+            if (deviceLoss != null) {
+                be.training().stepLoss(fm, cm, deviceLoss[0], deviceLoss[1], deviceLoss[2]);
+                return Float.NaN;
+            }
+            double lossFm = fm == null ? 0 : mean(be.download(fm));
+            double lossCm = mean(be.download(cm));
             float total = (float) (lossCm + lossFm);
             Map<String, Double> m = new LinkedHashMap<>();
             m.put("loss_fm", lossFm);
@@ -239,13 +257,33 @@ public final class ConsistencyObjective implements Objective {
         }
     }
 
+    @Override
+    public void lossAndGradientsOnDevice(ModelWeights weights, Gradients grads, Batch batch, long step, Tensor loss,
+                                         Tensor stepLog, Tensor logCount) {
+        if (deviceInputs == null) {
+            throw new IllegalStateException(name() + " objective: the device-loss form needs useDeviceInputs(true)");
+        }
+        LightningDiT s = studentFor(weights);
+        LightningDiT t = teacherModel();
+        requireCompatible(s, t);
+        StepTensors in = deviceInputs.prepare(batch, seed, step, 0,
+                options.draws(options.cfgScale() <= 1f ? -1 : nullClass(s, t)), weights.backend());
+        lossOn(s, t, grads, in, new Tensor[] {loss, stepLog, logCount});
+    }
+
+    /** loss_fm, loss_cm: the terms of {@link #lossAndGradientsOnDevice} (loss_fm is 0 outside FACM, as on the host). */
+    @Override
+    public java.util.List<String> deviceLogTerms() {
+        return java.util.List.of("loss_fm", "loss_cm");
+    }
+
     /** The class index y' uses: the null class of the model that makes the unguided velocity. */
     private static int nullClass(LightningDiT student, LightningDiT teacher) {
         return (teacher != null ? teacher : student).config().numClasses();
     }
 
-    /** §5.2c: the FM anchor at time 2 − t (auxiliary-time model: (t, r = t)); returns its batch mean. */
-    private double anchorLoss(LightningDiT m, Gradients grads, Tensor xt, Tensor tT, Tensor y, Tensor v) {
+    /** §5.2c: the FM anchor at time 2 − t (auxiliary-time model: (t, r = t)); returns its per-sample loss [B]. */
+    private Tensor anchorLoss(LightningDiT m, Gradients grads, Tensor xt, Tensor tT, Tensor y, Tensor v) {
         Backend be = xt.backend();
         int b = tT.dim(0);
         boolean aux = m.config().auxTime();
@@ -262,12 +300,12 @@ public final class ConsistencyObjective implements Objective {
             if (tape != null) {
                 tape.backward(pred, grad);
             }
-            return mean(be.download(perSample));
+            return s.keep(perSample);
         }
     }
 
-    /** §5.2d / §5.7: the CM term through one forward-mode pass; returns its batch mean. */
-    private double consistencyLoss(LightningDiT m, Gradients grads, StepTensors in, Tensor v) {
+    /** §5.2d / §5.7: the CM term through one forward-mode pass; returns its per-sample loss [B]. */
+    private Tensor consistencyLoss(LightningDiT m, Gradients grads, StepTensors in, Tensor v) {
         Tensor xt = in.xt();
         Tensor tT = in.t();
         Tensor y = in.y();
@@ -301,14 +339,14 @@ public final class ConsistencyObjective implements Objective {
             if (tape != null) {
                 tape.backward(out.primal(), grad);
             }
-            return mean(be.download(perSample));
+            return s.keep(perSample);
         }
     }
 
     /** Per sample (k, α, β) of {@link facm.tensor.TrainingOps#consistencyLoss}, computed in double. */
     float[] coefficients(float[] t, float[] r, long step) {
         float[] c = new float[3 * t.length];
-        TrainingOps.ConsistencyDraws formulas = options.draws(-1);
+        ConsistencyDraws formulas = options.draws(-1);
         for (int i = 0; i < t.length; i++) {
             formulas.coefficients(t, r, step, c, i);
         }

@@ -1,5 +1,6 @@
 package facm.objectives;
 
+import facm.tensor.ConsistencyDraws;
 import facm.data.Batch;
 import facm.tensor.Backend;
 import facm.tensor.DType;
@@ -40,7 +41,7 @@ final class DeviceStepInputs implements AutoCloseable {
      * fixed buffers; the returned tensors stay owned here (valid until the next call or close).
      */
     ConsistencyObjective.StepTensors prepare(Batch batch, long seed, long step, int first,
-                                             TrainingOps.ConsistencyDraws draws, Backend be) {
+                                             ConsistencyDraws draws, Backend be) {
         allocate(be, batch.shape(), draws);
         TrainingOps ops = be.training();
         if (step != deviceStep || seed != deviceSeed) {
@@ -56,8 +57,8 @@ final class DeviceStepInputs implements AutoCloseable {
         return new ConsistencyObjective.StepTensors(u, xt, t, r, coefs, y, guided ? yUnguided : null);
     }
 
-    private void allocate(Backend be, int[] batchShape, TrainingOps.ConsistencyDraws draws) {
-        boolean wantsR = draws.kind() == TrainingOps.ConsistencyDraws.MEANFLOW;
+    private void allocate(Backend be, int[] batchShape, ConsistencyDraws draws) {
+        boolean wantsR = draws.kind() == ConsistencyDraws.MEANFLOW;
         if (backend == be && Arrays.equals(shape, batchShape) && (r != null) == wantsR) {
             guided = draws.nullClass() >= 0;
             return;

@@ -223,6 +223,6 @@ public final class FlowMatchingObjective implements Objective {
 
     /** The Philox key of one step: a splitmix64 mix of seed and step (distinct steps give unrelated streams). */
     public static long stepKey(long seed, long step) {
-        return facm.tensor.TrainingOps.ConsistencyDraws.stepKey(seed, step);
+        return facm.tensor.ConsistencyDraws.stepKey(seed, step);
     }
 }

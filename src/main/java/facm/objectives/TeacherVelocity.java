@@ -69,7 +69,7 @@ final class TeacherVelocity {
     /** y' of §5.2b: the null class inside the guidance interval, the sample's own label outside it. */
     static int[] unguidedLabels(ConsistencyObjective.Options o, int[] y, float[] t, int nullClass) {
         int[] out = y.clone();
-        facm.tensor.TrainingOps.ConsistencyDraws formulas = o.draws(nullClass);
+        facm.tensor.ConsistencyDraws formulas = o.draws(nullClass);
         for (int i = 0; i < y.length; i++) {
             out[i] = formulas.unguidedLabel(y[i], t[i]);
         }

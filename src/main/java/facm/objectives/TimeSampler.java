@@ -1,7 +1,7 @@
 package facm.objectives;
 
-import facm.tensor.TrainingOps.ConsistencyDraws;
 
+import facm.tensor.ConsistencyDraws;
 import java.util.List;
 
 /**

@@ -165,90 +165,10 @@ public interface TrainingOps {
     // A consistency step's random inputs (times, noise, x_t, coefficients, the unguided labels) computed where the
     // step runs, from Philox keyed by a step state held in device memory (I32 [STEP_STATE_SIZE]: seed low/high word,
     // step low/high word) and advanced there, so a replayed CUDA graph sees a new step each time. The defaults are the
-    // reference (host reads, the formulas of ConsistencyDraws below); the CUDA backend overrides them with kernels.
+    // reference (host reads, the formulas of ConsistencyDraws); the CUDA backend overrides them with kernels.
 
     /** I32 words of a step state: seed (low, high), step (low, high). */
     int STEP_STATE_SIZE = 4;
-
-    /**
-     * The per-sample draws of one consistency step (facm.objectives: TimeSampler, the coefficients and the CFG labels
-     * of TeacherVelocity), as constants an op can take. kind: {@link #FACM}, {@link #SCM} or {@link #MEANFLOW};
-     * logSampler: t = 1 − sigmoid(n) instead of 1 − (2/π)·atan(eⁿ), n ~ N(timeMean, timeStd²); nullClass &lt; 0: no
-     * unguided labels (no guidance). The static methods are the reference formulas (the host path calls them too).
-     */
-    record ConsistencyDraws(int kind, boolean logSampler, float timeMean, float timeStd, float relaxP, float r2tRatio,
-                            int scmWarmup, float cfgLow, float cfgHigh, int nullClass) {
-        public static final int FACM = 0;
-        public static final int SCM = 1;
-        public static final int MEANFLOW = 2;
-        public static final long STREAM_T = 1L << 60;
-        public static final long STREAM_R = 2L << 60;
-        public static final long STREAM_NOISE = 3L << 60;
-        public static final long STREAM_R2T = 4L << 60;
-
-        public ConsistencyDraws {
-            if (kind < FACM || kind > MEANFLOW) {
-                throw new IllegalArgumentException("consistency draws: unknown kind " + kind);
-            }
-        }
-
-        /** The Philox key of a step: a SplitMix64 mix of seed and step (FlowMatchingObjective.stepKey). */
-        public static long stepKey(long seed, long step) {
-            return mix(seed ^ mix(step + 0x632BE59BD9B4E019L));
-        }
-
-        private static long mix(long z) {
-            z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
-            z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
-            return z ^ (z >>> 31);
-        }
-
-        /** One time from Philox normal number {@code counter} of {@code key}, in double, rounded once to float. */
-        public float time(long key, long counter) {
-            double n = (double) Philox.normal(key, counter) * timeStd + timeMean;
-            double t = logSampler ? 1 - 1 / (1 + Math.exp(-n)) : 1 - (2 / Math.PI) * Math.atan(Math.exp(n));
-            return (float) t;
-        }
-
-        /** t (and r, MeanFlow: r ≠ null) of global sample {@code g}: writes t[i] (and r[i]), t ≤ r. */
-        public void times(long key, long g, float[] t, float[] r, int i) {
-            t[i] = time(key, STREAM_T + g);
-            if (r != null) {
-                float other = Philox.uniform(key, STREAM_R2T + g) < r2tRatio ? t[i] : time(key, STREAM_R + g);
-                r[i] = Math.max(t[i], other);
-                t[i] = Math.min(t[i], other);
-            }
-        }
-
-        /** (k, α, β) of sample i into c[3i..3i+2], computed in double (r: MeanFlow only). */
-        public void coefficients(float[] t, float[] r, long step, float[] c, int i) {
-            double ramp = scmWarmup == 0 ? 1 : Math.min(1.0, (double) step / scmWarmup);
-            double ti = t[i];
-            double trig = Math.cos(Math.PI * ti / 2);
-            switch (kind) {
-                case FACM -> {
-                    c[3 * i] = (float) (1 - ti);
-                    c[3 * i + 1] = (float) (1 - Math.pow(ti, relaxP));
-                    c[3 * i + 2] = (float) trig;
-                }
-                case MEANFLOW -> {
-                    c[3 * i] = (float) ((double) r[i] - ti);
-                    c[3 * i + 1] = 1f;
-                    c[3 * i + 2] = 1f;
-                }
-                default -> {
-                    c[3 * i] = (float) ((1 - ti) * ramp);
-                    c[3 * i + 1] = (float) trig;
-                    c[3 * i + 2] = 1f;
-                }
-            }
-        }
-
-        /** y' of sample i: the null class inside the guidance interval [cfgLow, cfgHigh], else y. */
-        public int unguidedLabel(int y, float t) {
-            return t >= cfgLow && t <= cfgHigh ? nullClass : y;
-        }
-    }
 
     /**
      * The per-sample inputs of the step in {@code stepState} for the B samples at global positions first, first + 1,
@@ -351,6 +271,74 @@ public interface TrainingOps {
         } finally {
             src.close();
         }
+    }
+
+    // ------------------------------------------------------------------ device-resident step log
+    // The numbers a metrics line averages, kept on the device per step and read only at log steps: a step log is I32
+    // [capacity · 2 · STEP_LOG_VALUES] (rows of fp64 word pairs, as the tables above) with an I32 [1] row count.
+
+    /** Objective terms per row (e.g. loss_fm, loss_cm). */
+    int STEP_LOG_TERMS = 2;
+    /** fp64 values per row: loss (the step's float total), gradient norm, skip (0 or 1), then the terms. */
+    int STEP_LOG_VALUES = 3 + STEP_LOG_TERMS;
+    int LOG_LOSS = 0;
+    int LOG_NORM = 1;
+    int LOG_SKIP = 2;
+    int LOG_TERMS = 3;
+
+    /**
+     * An objective's step total on the device: each term is the batch mean of a per-sample F32 [B] tensor (null: 0),
+     * summed in double in index order and divided by B (a host mean of the downloaded floats); loss[0] (F32 [1]) =
+     * (float) (term0 + term1), and row logCount[0] of stepLog gets the loss and the terms (the count is not advanced:
+     * {@link #stepLogEnd} does, after the update).
+     */
+    default void stepLoss(Tensor term0, Tensor term1, Tensor loss, Tensor stepLog, Tensor logCount) {
+        Backend be = loss.backend();
+        double a = term0 == null ? 0 : meanOf(be.download(term0));
+        double b = term1 == null ? 0 : meanOf(be.download(term1));
+        float total = (float) (a + b);
+        overwrite(be, "loss", new float[] {total}, loss);
+        int row = be.downloadInts(logCount)[0];
+        int[] words = be.downloadInts(stepLog);
+        if ((row + 1L) * 2 * STEP_LOG_VALUES <= words.length) {
+            putFp64(words, row * STEP_LOG_VALUES + LOG_LOSS, total);
+            putFp64(words, row * STEP_LOG_VALUES + LOG_TERMS, a);
+            putFp64(words, row * STEP_LOG_VALUES + LOG_TERMS + 1, b);
+            copyIn(words, stepLog);
+        }
+    }
+
+    /**
+     * Completes row logCount[0] after the update and advances the count: norm = √(double) Σg² (sumSquares F32 [1]),
+     * NaN when the row's loss is not finite (the norm is then not computed on the host path), and skip =
+     * control[SKIP]. A row past the log's capacity is not written but still counted (the reader reports it).
+     */
+    default void stepLogEnd(Tensor sumSquares, Tensor control, Tensor stepLog, Tensor logCount) {
+        Backend be = control.backend();
+        int row = be.downloadInts(logCount)[0];
+        int[] words = be.downloadInts(stepLog);
+        if ((row + 1L) * 2 * STEP_LOG_VALUES <= words.length) {
+            double loss = fp64At(words, row * STEP_LOG_VALUES + LOG_LOSS);
+            double norm = Double.isFinite(loss) ? Math.sqrt(be.download(sumSquares)[0]) : Double.NaN;
+            putFp64(words, row * STEP_LOG_VALUES + LOG_NORM, norm);
+            putFp64(words, row * STEP_LOG_VALUES + LOG_SKIP, be.download(control)[CONTROL_SKIP] != 0f ? 1 : 0);
+            copyIn(words, stepLog);
+        }
+        copyIn(new int[] {Math.addExact(row, 1)}, logCount);
+    }
+
+    private static double meanOf(float[] v) {
+        double sum = 0;
+        for (float x : v) {
+            sum += x;
+        }
+        return sum / v.length;
+    }
+
+    private static void putFp64(int[] words, int i, double value) {
+        long bits = Double.doubleToRawLongBits(value);
+        words[2 * i] = (int) bits;
+        words[2 * i + 1] = (int) (bits >>> 32);
     }
 
     /** The I32 words of a step state for (seed, step). */

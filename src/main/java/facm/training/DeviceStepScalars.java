@@ -65,6 +65,19 @@ final class DeviceStepScalars implements AutoCloseable {
         return !Float.isFinite(lossValue) ? Double.NaN : norm.lastNorm();
     }
 
+    /**
+     * The update of a device-loss step (the objective wrote the loss into {@link #loss()} and its row into
+     * {@code log}): as {@link #update} with no host read at all, then the norm and skip flag into the log's row.
+     */
+    void updateAfterDeviceLoss(facm.model.ModelWeights model, facm.autograd.Gradients grads, GradientNorm norm,
+                               TrainingOps ops, float maxNorm, DeviceStepLog log) {
+        norm.computeOnDevice(grads, loss, maxNorm, control);
+        adam.updateOnDevice(model, grads, control);
+        emas.updateOnDevice(model, ops, control);
+        ops.stepLogEnd(norm.sumOfSquares(), control, log.rows(), log.count());
+        log.rowQueued();
+    }
+
     /** Brings the device counters back to the host objects (before a checkpoint reads them, and at the end). */
     void pullCounters() {
         adam.pullDeviceStep();

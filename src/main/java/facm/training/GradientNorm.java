@@ -47,6 +47,11 @@ public final class GradientNorm implements AutoCloseable {
         ops.stepControl(accumulator, loss, maxNorm, control);
     }
 
+    /** The Σ g² (F32 [1]) of the last {@link #computeOnDevice}, for the device step log. */
+    Tensor sumOfSquares() {
+        return accumulator;
+    }
+
     /** The norm of the last {@link #computeOnDevice} (one synchronizing read: for log steps). */
     public double lastNorm() {
         return Math.sqrt(backend.download(accumulator)[0]);

@@ -43,6 +43,23 @@ public interface Objective extends AutoCloseable {
     }
 
     /**
+     * The device-loss form of a step (the captured step, after {@code useDeviceInputs(true)} returned true): as
+     * {@link #lossAndGradients} but nothing is read back; the total goes into {@code loss} (F32 [1]) and the loss with
+     * the objective's terms ({@link #deviceLogTerms}) into row logCount[0] of {@code stepLog} through
+     * {@link facm.tensor.TrainingOps#stepLoss}.
+     */
+    default void lossAndGradientsOnDevice(ModelWeights weights, Gradients grads, Batch batch, long step,
+                                          facm.tensor.Tensor loss, facm.tensor.Tensor stepLog,
+                                          facm.tensor.Tensor logCount) {
+        throw new UnsupportedOperationException(name() + " objective has no device-loss form");
+    }
+
+    /** The names of the terms {@link #lossAndGradientsOnDevice} logs (at most TrainingOps.STEP_LOG_TERMS). */
+    default java.util.List<String> deviceLogTerms() {
+        return java.util.List.of();
+    }
+
+    /**
      * Activation checkpointing per block for the passes whose backward the objective runs ({@code train
      * --checkpoint-blocks}): each block keeps only its input and recomputes its forward in the backward. Gradients
      * are unchanged (see {@link facm.model.LightningDiT#checkpointBlocks}); only peak memory and time move. Objectives

@@ -64,6 +64,9 @@ public final class Trainer implements AutoCloseable {
     /** {@code --cuda-graph-step}: clip factor, skip flag and update counters on the device ({@link #useDeviceStep}). */
     private boolean deviceStep;
     private DeviceStepScalars deviceScalars;
+    /** With a device-loss objective ({@link Objective#useDeviceInputs}): the metrics rows, read at log steps. */
+    private boolean deviceLoss;
+    private DeviceStepLog deviceLog;
 
     private int step;
     private long dataPosition;
@@ -192,7 +195,7 @@ public final class Trainer implements AutoCloseable {
                     + "the ranks agree on the loss and the stop request on the host every step");
         }
         deviceStep = true;
-        objective.useDeviceInputs(true); // objectives without a device path keep their host inputs
+        deviceLoss = objective.useDeviceInputs(true); // objectives without a device path keep their host inputs
     }
 
     /** Asks the loop to stop after the current step and write a checkpoint (thread-safe; the Ctrl-C path). */
@@ -215,6 +218,8 @@ public final class Trainer implements AutoCloseable {
         if (deviceStep && deviceScalars == null) {
             // After a resume: the tables cover every step this run can take, the counters start from the restored ones.
             deviceScalars = new DeviceStepScalars(model.backend(), adam, emas, options.steps());
+            deviceLog = deviceLoss ? new DeviceStepLog(model.backend(), options.logEvery(), objective.deviceLogTerms())
+                    : null;
         }
         parallel.broadcastWeights(model);
         if (sharded != null) {
@@ -235,10 +240,14 @@ public final class Trainer implements AutoCloseable {
             boolean stop = false;
             while (step < options.steps() && !stop) {
                 stop = trainStep(data.next(), log);
+                boolean ckpt = options.ckptEvery() > 0 && step % options.ckptEvery() == 0;
+                if (deviceLog != null && (ckpt || stop || step % options.logEvery() == 0 || step == options.steps())) {
+                    deviceLog.drain(log, step, (n, loss, norm) -> reportSkip(n, loss, norm, log));
+                }
                 if (step % options.logEvery() == 0 || step == options.steps()) {
                     log.flush(step, skipped);
                 }
-                if (options.ckptEvery() > 0 && step % options.ckptEvery() == 0) {
+                if (ckpt) {
                     last = checkpoint(log);
                 }
                 if (grids && step % options.sampleEvery() == 0) {
@@ -278,6 +287,15 @@ public final class Trainer implements AutoCloseable {
         model.backend().resetPeakMemory();
         parallel.stepBegins();
         grads.zero();
+        if (deviceLog != null) { // nothing read back: the loss and norm go into the device step log
+            objective.lossAndGradientsOnDevice(model, grads, batch, step, deviceScalars.loss(), deviceLog.rows(),
+                    deviceLog.count());
+            deviceScalars.updateAfterDeviceLoss(model, grads, gradNorm, ops, options.gradClip(), deviceLog);
+            dataPosition = batch.positionAfter();
+            log.recordPeakMemory(model.backend().peakMemoryBytes());
+            step++;
+            return stopRequested;
+        }
         long stepIndex = step;
         float localLoss;
         if (sharded == null) {
@@ -322,12 +340,7 @@ public final class Trainer implements AutoCloseable {
                 metrics.putAll(parallel.peakMemoryByRank(model.backend().peakMemoryBytes()));
             }
         } else {
-            skipped++;
-            if (log != null) {
-                log.breakLine();
-                console.printf(Locale.ROOT, "step %d skipped: loss %s, grad norm %s (%d skipped so far); weights, "
-                        + "optimizer and EMAs unchanged%n", step + 1, loss, norm, skipped);
-            }
+            reportSkip(step + 1, loss, norm, log);
         }
         parallel.stepEnds();
         dataPosition = batch.positionAfter();
@@ -337,6 +350,15 @@ public final class Trainer implements AutoCloseable {
         }
         step++;
         return agreed.stop();
+    }
+
+    private void reportSkip(int stepNumber, float loss, double norm, MetricsLog log) {
+        skipped++;
+        if (log != null) {
+            log.breakLine();
+            console.printf(Locale.ROOT, "step %d skipped: loss %s, grad norm %s (%d skipped so far); weights, "
+                    + "optimizer and EMAs unchanged%n", stepNumber, loss, norm, skipped);
+        }
     }
 
     private void pullDeviceCounters() {
@@ -393,6 +415,6 @@ public final class Trainer implements AutoCloseable {
 
     @Override
     public void close() {
-        closeAll(deviceScalars, gradNorm, emas, adam, sharded, grads);
+        closeAll(deviceLog, deviceScalars, gradNorm, emas, adam, sharded, grads);
     }
 }

@@ -4,6 +4,7 @@ import facm.cuda.CudaStream;
 import facm.cuda.Kernel;
 import facm.cuda.KernelLibrary;
 import facm.port.Tuning;
+import facm.tensor.ConsistencyDraws;
 import facm.tensor.DType;
 import facm.tensor.ShapeException;
 import facm.tensor.Shapes;
@@ -58,9 +59,8 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
     private final Kernel adamwControlled;
     private final Kernel emaControlled;
     private final Kernel counterAdvance;
-    private final Kernel draws;
-    private final Kernel noise;
-    private final Kernel stateAdvance;
+    /** The per-step inputs and the step log (kernels/step_inputs.cu, step_log.cu). */
+    private final CudaStepKernels step;
     /** The pinned staging of {@link #copyIn}. */
     private final PinnedCopyIn pinned;
 
@@ -82,10 +82,7 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
                 I32, PTR, PTR);
         emaControlled = lib.kernel("ema_controlled_f32", PTR, PTR, I64, PTR, I32, PTR, PTR);
         counterAdvance = lib.kernel("step_counter_advance", PTR, PTR);
-        draws = lib.kernel("consistency_draws", PTR, I32, I32, I32, I32, F32, F32, F32, F32, I32, F32, F32, I32, PTR,
-                PTR, PTR, PTR, PTR);
-        noise = lib.kernel("consistency_noise", PTR, I64, I64, I64, PTR, PTR, PTR, PTR, PTR);
-        stateAdvance = lib.kernel("step_state_advance", PTR);
+        step = new CudaStepKernels(backend, lib, stream);
         pinned = new PinnedCopyIn(backend.cudaDevice(), stream);
     }
 
@@ -293,50 +290,28 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
     @Override
     public void consistencyDraws(ConsistencyDraws d, Tensor stepState, int first, Tensor t, Tensor r, Tensor coefs,
                                  Tensor y, Tensor yUnguided) {
-        String op = "consistencyDraws";
-        CudaTensor s = scalar(op, "stepState", stepState, DType.I32, STEP_STATE_SIZE);
-        CudaTensor tt = f32(op, "t", t);
-        int b = tt.dim(0);
-        Shapes.requireShape(op + ": t", tt, b);
-        if ((r != null) != (d.kind() == ConsistencyDraws.MEANFLOW)) {
-            throw new IllegalArgumentException(op + ": r must be given exactly for meanflow, kind " + d.kind());
-        }
-        long rAddress = r == null ? 0L : shaped(op, "r", r, DType.F32, b).address();
-        CudaTensor c = shaped(op, "coefs", coefs, DType.F32, b, 3);
-        CudaTensor yy = shaped(op, "y", y, DType.I32, b);
-        long yuAddress = yUnguided == null ? 0L : shaped(op, "yUnguided", yUnguided, DType.I32, b).address();
-        if (b == 0) {
-            return;
-        }
-        draws.launch1d(stream, b, ELEMENTWISE_BLOCK, s.address(), first, b, d.kind(), d.logSampler() ? 1 : 0,
-                d.timeMean(), d.timeStd(), d.relaxP(), d.r2tRatio(), d.scmWarmup(), d.cfgLow(), d.cfgHigh(),
-                d.nullClass(), tt.address(), rAddress, c.address(), yy.address(), yuAddress);
+        step.consistencyDraws(d, stepState, first, t, r, coefs, y, yUnguided);
     }
 
     @Override
     public void consistencyNoise(Tensor stepState, long offset, Tensor x1, Tensor t, Tensor eps, Tensor u,
                                  Tensor xt) {
-        String op = "consistencyNoise";
-        CudaTensor s = scalar(op, "stepState", stepState, DType.I32, STEP_STATE_SIZE);
-        CudaTensor x = f32(op, "x1", x1);
-        CudaTensor tt = shaped(op, "t", t, DType.F32, x.dim(0));
-        CudaTensor e = f32(op, "eps", eps);
-        CudaTensor uu = f32(op, "u", u);
-        CudaTensor o = f32(op, "xt", xt);
-        Shapes.requireSame(op + ": eps vs x1", e, x);
-        Shapes.requireSame(op + ": u vs x1", uu, x);
-        Shapes.requireSame(op + ": xt vs x1", o, x);
-        if (x.numel() == 0) {
-            return;
-        }
-        noise.launch1d(stream, x.numel(), ELEMENTWISE_BLOCK, s.address(), offset, x.numel(), x.numel() / x.dim(0),
-                x.address(), tt.address(), e.address(), uu.address(), o.address());
+        step.consistencyNoise(stepState, offset, x1, t, eps, u, xt);
     }
 
     @Override
     public void advanceStepState(Tensor stepState) {
-        CudaTensor s = scalar("advanceStepState", "stepState", stepState, DType.I32, STEP_STATE_SIZE);
-        stateAdvance.launch(stream, 1, 1, 1, 32, 1, 1, 0, s.address());
+        step.advanceStepState(stepState);
+    }
+
+    @Override
+    public void stepLoss(Tensor term0, Tensor term1, Tensor loss, Tensor stepLog, Tensor logCount) {
+        step.stepLoss(term0, term1, loss, stepLog, logCount);
+    }
+
+    @Override
+    public void stepLogEnd(Tensor sumSquares, Tensor control, Tensor stepLog, Tensor logCount) {
+        step.stepLogEnd(sumSquares, control, stepLog, logCount);
     }
 
     /** Through a pinned staging buffer kept per destination: one asynchronous copy, no allocation after the first. */
