@@ -90,7 +90,8 @@ final class TrainCommand implements Runnable {
     boolean shardOptimizer;
     @Option(names = "--cuda-graph-step", description = "issue 7 groundwork, default off: clip factor, skip flag, "
             + "the AdamW/EMA step counters and (consistency objectives) the per-step inputs computed and kept on the "
-            + "device (same results); not with --gpus; the step capture itself is not built yet")
+            + "device (same results), and (consistency objectives on CUDA) the whole step captured as a CUDA graph "
+            + "after one warm-up step and replayed; not with --gpus; fm is refused (host inputs)")
     boolean cudaGraphStep;
     @Option(names = "--checkpoint-blocks", description = "activation checkpointing: each block keeps only its input "
             + "and recomputes its forward in the backward (FM pass; less memory, same gradients, more time); may "
@@ -274,7 +275,7 @@ final class TrainCommand implements Runnable {
                          shardOptimizer)) {
                 obj.checkpointBlocks(checkpointBlocks);
                 if (cudaGraphStep) {
-                    trainer.useDeviceStep();
+                    trainer.useDeviceStep(true);
                 }
                 if (resumed != null) {
                     trainer.resume(last);

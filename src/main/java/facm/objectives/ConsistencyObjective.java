@@ -258,20 +258,25 @@ public final class ConsistencyObjective implements Objective {
     }
 
     @Override
-    public void lossAndGradientsOnDevice(ModelWeights weights, Gradients grads, Batch batch, long step, Tensor loss,
-                                         Tensor stepLog, Tensor logCount) {
+    public void loadDeviceInputs(ModelWeights weights, Batch batch, long step) {
         if (deviceInputs == null) {
-            throw new IllegalStateException(name() + " objective: the device-loss form needs useDeviceInputs(true)");
+            throw new IllegalStateException(name() + " objective: loadDeviceInputs needs useDeviceInputs(true)");
         }
         LightningDiT s = studentFor(weights);
         LightningDiT t = teacherModel();
         requireCompatible(s, t);
-        StepTensors in = deviceInputs.prepare(batch, seed, step, 0,
-                options.draws(options.cfgScale() <= 1f ? -1 : nullClass(s, t)), weights.backend());
-        lossOn(s, t, grads, in, new Tensor[] {loss, stepLog, logCount});
+        deviceInputs.load(batch, seed, step, 0, options.draws(options.cfgScale() <= 1f ? -1 : nullClass(s, t)),
+                weights.backend());
     }
 
-    /** loss_fm, loss_cm: the terms of {@link #lossAndGradientsOnDevice} (loss_fm is 0 outside FACM, as on the host). */
+    @Override
+    public void deviceLossAndGradients(ModelWeights weights, Gradients grads, Tensor loss, Tensor stepLog,
+                                       Tensor logCount) {
+        lossOn(studentFor(weights), teacherModel(), grads, deviceInputs.compute(),
+                new Tensor[] {loss, stepLog, logCount});
+    }
+
+    /** loss_fm, loss_cm: the terms of {@link #deviceLossAndGradients} (loss_fm is 0 outside FACM, as on the host). */
     @Override
     public java.util.List<String> deviceLogTerms() {
         return java.util.List.of("loss_fm", "loss_cm");

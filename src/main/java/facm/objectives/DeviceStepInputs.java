@@ -36,12 +36,16 @@ final class DeviceStepInputs implements AutoCloseable {
     private long deviceStep = -1;
     private long deviceSeed;
 
+    /** The draws' constants and the batch's first global position of the loaded step. */
+    private ConsistencyDraws draws;
+    private int first;
+
     /**
-     * The inputs of {@code step} for {@code batch} (the samples at global positions first, first + 1, …) into the
-     * fixed buffers; the returned tensors stay owned here (valid until the next call or close).
+     * The host side of a step: {@code batch} (the samples at global positions first, first + 1, …) into the fixed
+     * buffers, and the step state when the device's step is not {@code step} (the first step, a resume). Not
+     * capturable (host copies); {@link #compute} is.
      */
-    ConsistencyObjective.StepTensors prepare(Batch batch, long seed, long step, int first,
-                                             ConsistencyDraws draws, Backend be) {
+    void load(Batch batch, long seed, long step, int first, ConsistencyDraws draws, Backend be) {
         allocate(be, batch.shape(), draws);
         TrainingOps ops = be.training();
         if (step != deviceStep || seed != deviceSeed) {
@@ -50,11 +54,31 @@ final class DeviceStepInputs implements AutoCloseable {
         }
         ops.copyIn(batch.images(), x1);
         ops.copyIn(batch.labels(), y);
+        this.draws = draws;
+        this.first = first;
+        deviceStep = step + 1; // compute advances the device state by one
+    }
+
+    /**
+     * The device side: times, coefficients, y', noise, u and x_t of the loaded step from the device step state, which
+     * then advances (no host read or write: a captured step replays it). The returned tensors stay owned here.
+     */
+    ConsistencyObjective.StepTensors compute() {
+        if (draws == null) {
+            throw new IllegalStateException("device step inputs: compute before load");
+        }
+        TrainingOps ops = backend.training();
         ops.consistencyDraws(draws, stepState, first, t, r, coefs, y, guided ? yUnguided : null);
         ops.consistencyNoise(stepState, FlowMatchingObjective.noiseOffset(eps, first), x1, t, eps, u, xt);
         ops.advanceStepState(stepState);
-        deviceStep = step + 1;
         return new ConsistencyObjective.StepTensors(u, xt, t, r, coefs, y, guided ? yUnguided : null);
+    }
+
+    /** {@link #load} then {@link #compute}. */
+    ConsistencyObjective.StepTensors prepare(Batch batch, long seed, long step, int first, ConsistencyDraws draws,
+                                             Backend be) {
+        load(batch, seed, step, first, draws, be);
+        return compute();
     }
 
     private void allocate(Backend be, int[] batchShape, ConsistencyDraws draws) {
@@ -95,6 +119,7 @@ final class DeviceStepInputs implements AutoCloseable {
         stepState = x1 = y = eps = u = xt = t = r = coefs = yUnguided = null;
         backend = null;
         shape = null;
+        draws = null;
         deviceStep = -1;
     }
 }

@@ -17,6 +17,9 @@ final class DeviceStepScalars implements AutoCloseable {
     private final Tensor control;
     private final AdamW adam;
     private final EmaSet emas;
+    /** With a device-loss objective ({@link #enableDeviceLoss}): the step log and the (captured) step; else null. */
+    private DeviceStepLog log;
+    private CapturedStep captured;
 
     /**
      * The scalars of a run of at most {@code lastStep} steps; turns on the device step counters of {@code adam} and
@@ -75,13 +78,47 @@ final class DeviceStepScalars implements AutoCloseable {
         adam.updateOnDevice(model, grads, control);
         emas.updateOnDevice(model, ops, control);
         ops.stepLogEnd(norm.sumOfSquares(), control, log.rows(), log.count());
+    }
+
+    /**
+     * Turns on the device-loss step of {@code objective} (its {@code useDeviceInputs(true)} returned true): the step
+     * log read at log steps, and the device side of the step (zeroed gradients, the objective's loss and gradients,
+     * {@link #updateAfterDeviceLoss}) as a {@link CapturedStep}, captured as a CUDA graph when {@code capture} is set.
+     */
+    void enableDeviceLoss(Objective objective, facm.model.ModelWeights model, facm.autograd.Gradients grads,
+                          GradientNorm norm, TrainingOps ops, TrainOptions options, boolean capture) {
+        log = new DeviceStepLog(backend, options.logEvery(), objective.deviceLogTerms());
+        captured = new CapturedStep(backend, capture, () -> {
+            grads.zero();
+            objective.deviceLossAndGradients(model, grads, loss, log.rows(), log.count());
+            updateAfterDeviceLoss(model, grads, norm, ops, options.gradClip(), log);
+        });
+    }
+
+    boolean deviceLoss() {
+        return log != null;
+    }
+
+    /** One device-loss step: the batch in (host copies), then the device side (a graph replay once captured). */
+    void deviceLossStep(Objective objective, facm.model.ModelWeights model, facm.data.Batch batch, long step) {
+        objective.loadDeviceInputs(model, batch, step);
+        captured.run();
         log.rowQueued();
     }
 
+    /** {@link DeviceStepLog#drain} of the device-loss steps since the last one (nothing without device loss). */
+    void drainLog(MetricsLog metrics, int stepsCompleted, DeviceStepLog.SkipReport report) {
+        if (log != null) {
+            log.drain(metrics, stepsCompleted, report);
+        }
+    }
+
     /** Brings the device counters back to the host objects (before a checkpoint reads them, and at the end). */
-    void pullCounters() {
-        adam.pullDeviceStep();
-        emas.pullDeviceUpdates();
+    static void pullCounters(DeviceStepScalars scalars) {
+        if (scalars != null) {
+            scalars.adam.pullDeviceStep();
+            scalars.emas.pullDeviceUpdates();
+        }
     }
 
     Tensor loss() {
@@ -94,6 +131,12 @@ final class DeviceStepScalars implements AutoCloseable {
 
     @Override
     public void close() {
+        if (captured != null) {
+            captured.close();
+        }
+        if (log != null) {
+            log.close();
+        }
         loss.close();
         control.close();
     }

@@ -43,18 +43,25 @@ public interface Objective extends AutoCloseable {
     }
 
     /**
-     * The device-loss form of a step (the captured step, after {@code useDeviceInputs(true)} returned true): as
-     * {@link #lossAndGradients} but nothing is read back; the total goes into {@code loss} (F32 [1]) and the loss with
-     * the objective's terms ({@link #deviceLogTerms}) into row logCount[0] of {@code stepLog} through
-     * {@link facm.tensor.TrainingOps#stepLoss}.
+     * The host side of a device-loss step (after {@code useDeviceInputs(true)} returned true): the batch into the
+     * objective's fixed device buffers (and its device step state, when that is not at {@code step}). Not capturable.
      */
-    default void lossAndGradientsOnDevice(ModelWeights weights, Gradients grads, Batch batch, long step,
-                                          facm.tensor.Tensor loss, facm.tensor.Tensor stepLog,
-                                          facm.tensor.Tensor logCount) {
+    default void loadDeviceInputs(ModelWeights weights, Batch batch, long step) {
         throw new UnsupportedOperationException(name() + " objective has no device-loss form");
     }
 
-    /** The names of the terms {@link #lossAndGradientsOnDevice} logs (at most TrainingOps.STEP_LOG_TERMS). */
+    /**
+     * The device side of that step, capturable as a CUDA graph: the loaded step's inputs, loss and gradients with
+     * nothing read back; the total goes into {@code loss} (F32 [1]) and the loss with the objective's terms
+     * ({@link #deviceLogTerms}) into row logCount[0] of {@code stepLog} through
+     * {@link facm.tensor.TrainingOps#stepLoss}.
+     */
+    default void deviceLossAndGradients(ModelWeights weights, Gradients grads, facm.tensor.Tensor loss,
+                                        facm.tensor.Tensor stepLog, facm.tensor.Tensor logCount) {
+        throw new UnsupportedOperationException(name() + " objective has no device-loss form");
+    }
+
+    /** The names of the terms {@link #deviceLossAndGradients} logs (at most TrainingOps.STEP_LOG_TERMS). */
     default java.util.List<String> deviceLogTerms() {
         return java.util.List.of();
     }

@@ -10,7 +10,6 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.Locale;
 import java.util.Map;
 
@@ -61,12 +60,11 @@ public final class Trainer implements AutoCloseable {
     private final TrainingPictures pictures;
 
     private final TrainingOps ops;
-    /** {@code --cuda-graph-step}: clip factor, skip flag and update counters on the device ({@link #useDeviceStep}). */
+    /** {@link #useDeviceStep}: the update's scalars on the device; the objective's inputs and loss too; captured. */
     private boolean deviceStep;
-    private DeviceStepScalars deviceScalars;
-    /** With a device-loss objective ({@link Objective#useDeviceInputs}): the metrics rows, read at log steps. */
     private boolean deviceLoss;
-    private DeviceStepLog deviceLog;
+    private boolean capture;
+    private DeviceStepScalars deviceScalars;
 
     private int step;
     private long dataPosition;
@@ -186,16 +184,23 @@ public final class Trainer implements AutoCloseable {
     }
 
     /**
-     * {@code train --cuda-graph-step} (issue 7): clip, skip and the update counters on the device
-     * ({@link DeviceStepScalars}); bit-identical to the default path. Not data-parallel. Call before {@link #run}.
+     * {@code train --cuda-graph-step} (issue 7): clip, skip and update counters on the device ({@link DeviceStepScalars};
+     * bit-identical to the default path); with an objective that has device inputs ({@link Objective#useDeviceInputs})
+     * its inputs and loss too, and with {@code capture} the step as a CUDA graph ({@link CapturedStep}; objectives
+     * without device inputs are refused then). Not data-parallel. Call before {@link #run}.
      */
-    public void useDeviceStep() {
+    public void useDeviceStep(boolean capture) {
         if (parallel.distributed()) {
             throw new IllegalArgumentException("--cuda-graph-step does not support data-parallel runs (--gpus) yet: "
                     + "the ranks agree on the loss and the stop request on the host every step");
         }
         deviceStep = true;
         deviceLoss = objective.useDeviceInputs(true); // objectives without a device path keep their host inputs
+        if (capture && !deviceLoss) {
+            throw new IllegalArgumentException("--cuda-graph-step: the " + objective.name() + " objective's step is not "
+                    + "capturable yet (its per-step inputs and loss are made on the host); facm, scm and meanflow are");
+        }
+        this.capture = capture;
     }
 
     /** Asks the loop to stop after the current step and write a checkpoint (thread-safe; the Ctrl-C path). */
@@ -218,8 +223,9 @@ public final class Trainer implements AutoCloseable {
         if (deviceStep && deviceScalars == null) {
             // After a resume: the tables cover every step this run can take, the counters start from the restored ones.
             deviceScalars = new DeviceStepScalars(model.backend(), adam, emas, options.steps());
-            deviceLog = deviceLoss ? new DeviceStepLog(model.backend(), options.logEvery(), objective.deviceLogTerms())
-                    : null;
+            if (deviceLoss) {
+                deviceScalars.enableDeviceLoss(objective, model, grads, gradNorm, ops, options, capture);
+            }
         }
         parallel.broadcastWeights(model);
         if (sharded != null) {
@@ -241,8 +247,8 @@ public final class Trainer implements AutoCloseable {
             while (step < options.steps() && !stop) {
                 stop = trainStep(data.next(), log);
                 boolean ckpt = options.ckptEvery() > 0 && step % options.ckptEvery() == 0;
-                if (deviceLog != null && (ckpt || stop || step % options.logEvery() == 0 || step == options.steps())) {
-                    deviceLog.drain(log, step, (n, loss, norm) -> reportSkip(n, loss, norm, log));
+                if (deviceScalars != null && (ckpt || stop || step % options.logEvery() == 0 || step == options.steps())) {
+                    deviceScalars.drainLog(log, step, (n, loss, norm) -> reportSkip(n, loss, norm, log));
                 }
                 if (step % options.logEvery() == 0 || step == options.steps()) {
                     log.flush(step, skipped);
@@ -258,7 +264,7 @@ public final class Trainer implements AutoCloseable {
                 last = checkpoint(log);
             }
         }
-        pullDeviceCounters();
+        DeviceStepScalars.pullCounters(deviceScalars);
         parallel.barrier(); // the other ranks exit only once the last checkpoint is on disk
         return new Result(step, skipped, step < options.steps(), last);
     }
@@ -276,7 +282,7 @@ public final class Trainer implements AutoCloseable {
         if (sharded != null && checkpointedStep != step) {
             sharded.gathered().close();
         }
-        pullDeviceCounters();
+        DeviceStepScalars.pullCounters(deviceScalars);
         parallel.barrier();
         return new Result(step, skipped, step < options.steps(), null);
     }
@@ -286,16 +292,14 @@ public final class Trainer implements AutoCloseable {
         // The peak window is this step alone (grids and checkpoints between steps are not training memory).
         model.backend().resetPeakMemory();
         parallel.stepBegins();
-        grads.zero();
-        if (deviceLog != null) { // nothing read back: the loss and norm go into the device step log
-            objective.lossAndGradientsOnDevice(model, grads, batch, step, deviceScalars.loss(), deviceLog.rows(),
-                    deviceLog.count());
-            deviceScalars.updateAfterDeviceLoss(model, grads, gradNorm, ops, options.gradClip(), deviceLog);
+        if (deviceScalars != null && deviceScalars.deviceLoss()) { // nothing read back: see DeviceStepLog
+            deviceScalars.deviceLossStep(objective, model, batch, step);
             dataPosition = batch.positionAfter();
             log.recordPeakMemory(model.backend().peakMemoryBytes());
             step++;
             return stopRequested;
         }
+        grads.zero();
         long stepIndex = step;
         float localLoss;
         if (sharded == null) {
@@ -332,13 +336,7 @@ public final class Trainer implements AutoCloseable {
         float loss = agreed.loss();
         Map<String, Double> metrics = Map.of();
         if (finite) {
-            metrics = agreed.metrics();
-            if (parallel.distributed()) {
-                metrics = new java.util.TreeMap<>(metrics);
-                metrics.put("allreduce_ms", parallel.lastAllReduceMillis());
-                metrics.put("allreduce_exposed_ms", parallel.lastExposedMillis());
-                metrics.putAll(parallel.peakMemoryByRank(model.backend().peakMemoryBytes()));
-            }
+            metrics = parallel.withStepMetrics(agreed.metrics(), model.backend().peakMemoryBytes());
         } else {
             reportSkip(step + 1, loss, norm, log);
         }
@@ -361,15 +359,10 @@ public final class Trainer implements AutoCloseable {
         }
     }
 
-    private void pullDeviceCounters() {
-        if (deviceScalars != null) {
-            deviceScalars.pullCounters();
-        }
-    }
 
     private Path checkpoint(MetricsLog log) throws IOException {
         long t0 = System.nanoTime();
-        pullDeviceCounters();
+        DeviceStepScalars.pullCounters(deviceScalars);
         Path file = stepCheckpoint(outDir, step);
         try (ShardedAdamW.Gathered gathered = sharded != null ? sharded.gathered() : null) {
             OptimizerMoments moments = gathered != null ? gathered : adam;
@@ -377,28 +370,13 @@ public final class Trainer implements AutoCloseable {
                     skipped, moments.step(), options.seed(), log.pendingState()));
         }
         Path last = lastCheckpoint(outDir);
-        linkOrCopy(file, last);
+        TrainState.linkOrCopy(file, last);
         checkpointedStep = step;
         log.breakLine();
         console.printf(Locale.ROOT, "checkpoint %s (%.1f MB, %.1f s)%n", file, Files.size(file) / 1e6,
                 (System.nanoTime() - t0) / 1e9);
         pictures.writeLossChart();
         return last;
-    }
-
-    /**
-     * Points {@code last} at {@code file}: a hard link made under a temporary name and renamed over {@code last}
-     * (atomic, no second copy of a multi-GB file); a copy then rename where hard links are not supported.
-     */
-    static void linkOrCopy(Path file, Path last) throws IOException {
-        Path tmp = last.resolveSibling("." + last.getFileName() + ".link.tmp");
-        Files.deleteIfExists(tmp);
-        try {
-            Files.createLink(tmp, file);
-        } catch (UnsupportedOperationException | IOException e) {
-            Files.copy(file, tmp, StandardCopyOption.REPLACE_EXISTING);
-        }
-        Files.move(tmp, last, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
     }
 
     private static void closeAll(AutoCloseable... all) {
@@ -415,6 +393,6 @@ public final class Trainer implements AutoCloseable {
 
     @Override
     public void close() {
-        closeAll(deviceLog, deviceScalars, gradNorm, emas, adam, sharded, grads);
+        closeAll(deviceScalars, gradNorm, emas, adam, sharded, grads);
     }
 }

@@ -23,6 +23,12 @@ final class DeviceLossRuns {
     private final PrintStream quiet = new PrintStream(OutputStream.nullOutputStream());
 
     Trainer.Result run(Backend be, TrainOptions o, boolean deviceStep, boolean resume) throws IOException {
+        return run(be, o, deviceStep, false, resume);
+    }
+
+    /** As above; {@code capture}: the device step as a CUDA graph on CUDA (eager on the CPU). */
+    Trainer.Result run(Backend be, TrainOptions o, boolean deviceStep, boolean capture, boolean resume)
+            throws IOException {
         TrainingOps ops = be.training();
         ConsistencyObjective.Options facm = ConsistencyObjective.Options.defaults(ConsistencyObjective.Kind.FACM);
         try (ModelWeights w = TrainingTestModels.weights(be, 3);
@@ -33,7 +39,7 @@ final class DeviceLossRuns {
                 t.resume(Trainer.lastCheckpoint(Path.of(o.out())));
             }
             if (deviceStep) {
-                t.useDeviceStep();
+                t.useDeviceStep(capture);
             }
             return t.run(new FakeBatches(w.config(), 4, o.seed(), t.dataPosition()), false);
         }
@@ -50,5 +56,16 @@ final class DeviceLossRuns {
         run(be, DeviceStepRuns.options(resumed, 3, 3), true, false);
         run(be, DeviceStepRuns.options(resumed, steps, 3), true, true);
         DeviceStepRuns.assertSameLastCheckpoint(host, resumed); // its metrics have a line at the end of the first part
+    }
+
+    /**
+     * {@code steps} device-loss steps eagerly vs the same steps with the step captured (on CUDA: step 1 the warm-up
+     * in the graph pool, step 2 the capture and its replay, then replays): identical bits.
+     */
+    void assertCapturedMatchesEager(Backend be, Path dir, int steps) throws IOException {
+        Path eager = dir.resolve("eager"), captured = dir.resolve("captured");
+        run(be, DeviceStepRuns.options(eager, steps, 0), true, false, false);
+        run(be, DeviceStepRuns.options(captured, steps, 0), true, true, false);
+        DeviceStepRuns.assertSameRun(eager, captured);
     }
 }

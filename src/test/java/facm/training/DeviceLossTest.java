@@ -16,6 +16,7 @@ import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The device-loss step on the CPU reference: whole runs and the step log's replay (skips included). */
 class DeviceLossTest {
@@ -23,6 +24,23 @@ class DeviceLossTest {
     @Test
     void deviceLossRunIsBitIdenticalToTheHostRun(@TempDir Path dir) throws IOException {
         new DeviceLossRuns().assertDeviceLossMatchesHostStep(new CpuBackend(), dir, 5);
+    }
+
+    @Test
+    void capturedPathRunsEagerlyOnTheCpuWithTheSameBits(@TempDir Path dir) throws IOException {
+        new DeviceLossRuns().assertCapturedMatchesEager(new CpuBackend(), dir, 3);
+    }
+
+    @Test
+    void captureRefusesAnObjectiveWithHostInputs(@TempDir Path dir) {
+        Backend be = new CpuBackend();
+        TrainOptions o = DeviceStepRuns.options(dir, 2, 0);
+        try (facm.model.ModelWeights w = TrainingTestModels.weights(be, 3);
+             Trainer t = new Trainer(o, w, new QuadraticObjective(be.training(), o.seed(), java.util.Set.of(),
+                     s -> { }), be.training(), dir, new PrintStream(OutputStream.nullOutputStream()))) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> t.useDeviceStep(true));
+            assertTrue(e.getMessage().contains("not capturable"), e.getMessage());
+        }
     }
 
     @Test

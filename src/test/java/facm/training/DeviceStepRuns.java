@@ -53,7 +53,7 @@ final class DeviceStepRuns {
                 t.resume(Trainer.lastCheckpoint(Path.of(o.out())));
             }
             if (deviceStep) {
-                t.useDeviceStep();
+                t.useDeviceStep(false);
             }
             return t.run(new FakeBatches(w.config(), BATCH, o.seed(), t.dataPosition()), false);
         }
