@@ -1,14 +1,12 @@
 package facm.objectives;
 
-import facm.tensor.ConsistencyDraws;
-import facm.autograd.Dual;
 import facm.autograd.Gradients;
-import facm.autograd.Tape;
 import facm.data.Batch;
 import facm.model.LightningDiT;
 import facm.model.ModelWeights;
 import facm.tensor.Backend;
 import facm.tensor.BinaryOp;
+import facm.tensor.ConsistencyDraws;
 import facm.tensor.DType;
 import facm.tensor.GemmPrecision;
 import facm.tensor.Tensor;
@@ -238,9 +236,9 @@ public final class ConsistencyObjective implements Objective {
         try (TensorScope s = new TensorScope()) {
             Tensor v = s.track(TeacherVelocity.velocity(options, student, teacher, in.xt(), in.u(), in.t(), in.y(),
                     in.yUnguided()));
-            Tensor fm = options.kind() == Kind.FACM ? s.track(anchorLoss(student, grads, in.xt(), in.t(), in.y(), v))
+            Tensor fm = options.kind() == Kind.FACM ? s.track(ConsistencyPasses.anchorLoss(student, grads, in.xt(), in.t(), in.y(), v))
                     : null;
-            Tensor cm = s.track(consistencyLoss(student, grads, in, v));
+            Tensor cm = s.track(ConsistencyPasses.consistencyLoss(options, student, grads, in, v));
             Backend be = v.backend();
             if (deviceLoss != null) {
                 be.training().stepLoss(fm, cm, deviceLoss[0], deviceLoss[1], deviceLoss[2]);
@@ -285,67 +283,6 @@ public final class ConsistencyObjective implements Objective {
     /** The class index y' uses: the null class of the model that makes the unguided velocity. */
     private static int nullClass(LightningDiT student, LightningDiT teacher) {
         return (teacher != null ? teacher : student).config().numClasses();
-    }
-
-    /** §5.2c: the FM anchor at time 2 − t (auxiliary-time model: (t, r = t)); returns its per-sample loss [B]. */
-    private Tensor anchorLoss(LightningDiT m, Gradients grads, Tensor xt, Tensor tT, Tensor y, Tensor v) {
-        Backend be = xt.backend();
-        int b = tT.dim(0);
-        boolean aux = m.config().auxTime();
-        try (TensorScope s = new TensorScope();
-             Tape tape = grads == null ? null : Tape.forParameters(m.weights(), grads)) {
-            Tensor tau = aux ? tT : s.track(be.empty("2-t", DType.F32, b));
-            if (!aux) {
-                be.affine(tT, -1f, 2f, tau);
-            }
-            Tensor pred = s.track(m.forward(xt, tau, y, aux ? tT : null, tape));
-            Tensor perSample = s.track(be.empty("loss_fm", DType.F32, b));
-            Tensor grad = tape == null ? null : s.track(be.empty("dL_fm/dF", DType.F32, pred.shape()));
-            be.training().flowMatchingLoss(pred, v, perSample, grad, 1f / b);
-            if (tape != null) {
-                tape.backward(pred, grad);
-            }
-            return s.keep(perSample);
-        }
-    }
-
-    /** §5.2d / §5.7: the CM term through one forward-mode pass; returns its per-sample loss [B]. */
-    private Tensor consistencyLoss(LightningDiT m, Gradients grads, StepTensors in, Tensor v) {
-        Tensor xt = in.xt();
-        Tensor tT = in.t();
-        Tensor y = in.y();
-        Backend be = xt.backend();
-        int b = tT.dim(0);
-        try (TensorScope s = new TensorScope();
-             Tape tape = grads == null ? null : Tape.forParameters(m.weights(), grads)) {
-            Tensor ones = s.track(be.empty("dt", DType.F32, b));
-            be.fill(ones, 1f);
-            Tensor rT = switch (options.kind()) {
-                case MEANFLOW -> in.r();
-                case FACM -> m.config().auxTime() ? ones : null; // §3.7: CM on (t, r = 1)
-                case SCM -> null;
-            };
-            Dual out = m.jvp(xt, v, tT, ones, y, rT, tape);
-            s.track(out.primal());
-            s.track(out.tangent());
-            Tensor coefs = in.coefs();
-            Tensor perSample = s.track(be.empty("loss_cm", DType.F32, b));
-            Tensor grad = tape == null ? null : s.track(be.empty("dL_cm/dF", DType.F32, out.primal().shape()));
-            Kind k = options.kind();
-            float clip = k == Kind.FACM ? options.clip() : 0f;
-            float normEps = k == Kind.SCM ? 0.1f : 0f;
-            float power = switch (k) {
-                case FACM -> 0.5f;
-                case MEANFLOW -> 1f;
-                case SCM -> 0f;
-            };
-            be.training().consistencyLoss(out.primal(), out.tangent(), v, coefs, clip, normEps, power,
-                    options.normEps(), perSample, grad, 1f / b);
-            if (tape != null) {
-                tape.backward(out.primal(), grad);
-            }
-            return s.keep(perSample);
-        }
     }
 
     /** Per sample (k, α, β) of {@link facm.tensor.TrainingOps#consistencyLoss}, computed in double. */

@@ -1,8 +1,8 @@
 package facm.objectives;
 
-import facm.tensor.ConsistencyDraws;
 import facm.data.Batch;
 import facm.tensor.Backend;
+import facm.tensor.ConsistencyDraws;
 import facm.tensor.DType;
 import facm.tensor.Tensor;
 import facm.tensor.TrainingOps;

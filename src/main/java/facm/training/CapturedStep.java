@@ -9,9 +9,9 @@ import facm.tensor.Backend;
 
 /**
  * The device side of a device-loss training step ({@code train --cuda-graph-step}, issue 7) as one CUDA graph: the
- * first step runs eagerly inside a graph memory pool (the warm-up: it makes the lazily created state, such as the
- * cuBLASLt workspace, op scratch and the teacher's bf16 weights, and leaves every block the step needs in the pool),
- * the second is captured (teacher passes, FM pass, JVP pass, backward, norm, AdamW, EMAs, step log) and every step
+ * first step runs eagerly as usual (it makes the lazily created state that outlives a step, such as the cuBLASLt
+ * workspace, op scratch and the teacher's bf16 weights, in the arena, not in the graph's pool), the second eagerly
+ * inside a graph memory pool (the warm-up: it leaves every block a step allocates in the pool), the third is captured (teacher passes, FM pass, JVP pass, backward, norm, AdamW, EMAs, step log) and every step
  * from then on is one replay. What the region does on the host runs once, at the capture: the region must read
  * nothing back and take every per-step value from device memory (the step state, the control tensor and the
  * counters), which is what the device-step path was built for. A step that breaks the capture fails with the
@@ -24,6 +24,7 @@ final class CapturedStep implements AutoCloseable {
     private final Runnable region;
     /** The CUDA backend when capturing; null: eager. */
     private final CudaBackend cuda;
+    private boolean firstStepDone;
     private GraphMemoryPool pool;
     private CudaGraph graph;
 
@@ -34,8 +35,9 @@ final class CapturedStep implements AutoCloseable {
 
     /** One step: eager, the warm-up, the capture and its first replay, or a replay. */
     void run() {
-        if (cuda == null) {
+        if (cuda == null || !firstStepDone) {
             region.run();
+            firstStepDone = true;
             return;
         }
         CudaDevice device = cuda.cudaDevice();

@@ -59,8 +59,8 @@ final class DeviceLossRuns {
     }
 
     /**
-     * {@code steps} device-loss steps eagerly vs the same steps with the step captured (on CUDA: step 1 the warm-up
-     * in the graph pool, step 2 the capture and its replay, then replays): identical bits.
+     * {@code steps} device-loss steps eagerly vs the same steps with the step captured (on CUDA: step 1 eager, step 2
+     * the warm-up in the graph pool, step 3 the capture and its replay, then replays): identical bits.
      */
     void assertCapturedMatchesEager(Backend be, Path dir, int steps) throws IOException {
         Path eager = dir.resolve("eager"), captured = dir.resolve("captured");
