@@ -236,8 +236,8 @@ public final class ConsistencyObjective implements Objective {
         try (TensorScope s = new TensorScope()) {
             Tensor v = s.track(TeacherVelocity.velocity(options, student, teacher, in.xt(), in.u(), in.t(), in.y(),
                     in.yUnguided()));
-            Tensor fm = options.kind() == Kind.FACM ? s.track(ConsistencyPasses.anchorLoss(student, grads, in.xt(), in.t(), in.y(), v))
-                    : null;
+            Tensor fm = options.kind() != Kind.FACM ? null
+                    : s.track(ConsistencyPasses.anchorLoss(student, grads, in.xt(), in.t(), in.y(), v));
             Tensor cm = s.track(ConsistencyPasses.consistencyLoss(options, student, grads, in, v));
             Backend be = v.backend();
             if (deviceLoss != null) {

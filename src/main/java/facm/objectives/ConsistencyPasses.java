@@ -42,7 +42,8 @@ final class ConsistencyPasses {
     }
 
     /** §5.2d / §5.7: the CM term through one forward-mode pass; returns its per-sample loss [B]. */
-    static Tensor consistencyLoss(ConsistencyObjective.Options options, LightningDiT m, Gradients grads, ConsistencyObjective.StepTensors in, Tensor v) {
+    static Tensor consistencyLoss(ConsistencyObjective.Options options, LightningDiT m, Gradients grads,
+                                  ConsistencyObjective.StepTensors in, Tensor v) {
         Tensor xt = in.xt();
         Tensor tT = in.t();
         Tensor y = in.y();

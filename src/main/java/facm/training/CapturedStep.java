@@ -11,8 +11,9 @@ import facm.tensor.Backend;
  * The device side of a device-loss training step ({@code train --cuda-graph-step}, issue 7) as one CUDA graph: the
  * first step runs eagerly as usual (it makes the lazily created state that outlives a step, such as the cuBLASLt
  * workspace, op scratch and the teacher's bf16 weights, in the arena, not in the graph's pool), the second eagerly
- * inside a graph memory pool (the warm-up: it leaves every block a step allocates in the pool), the third is captured (teacher passes, FM pass, JVP pass, backward, norm, AdamW, EMAs, step log) and every step
- * from then on is one replay. What the region does on the host runs once, at the capture: the region must read
+ * inside a graph memory pool (the warm-up: it leaves every block a step allocates in the pool), the third is captured
+ * (teacher passes, FM pass, JVP pass, backward, norm, AdamW, EMAs, step log) and launched, and every later step
+ * is one replay. What the region does on the host runs once, at the capture: the region must read
  * nothing back and take every per-step value from device memory (the step state, the control tensor and the
  * counters), which is what the device-step path was built for. A step that breaks the capture fails with the
  * "not capturable:" CudaException naming the call. Backends other than CUDA, or capture off, run the region eagerly

@@ -184,8 +184,8 @@ public final class Trainer implements AutoCloseable {
     }
 
     /**
-     * {@code train --cuda-graph-step} (issue 7): clip, skip and update counters on the device ({@link DeviceStepScalars};
-     * bit-identical to the default path); with an objective that has device inputs ({@link Objective#useDeviceInputs})
+     * {@code train --cuda-graph-step} (issue 7): clip, skip and update counters on the device
+     * ({@link DeviceStepScalars}; bit-identical to the default path); with an objective that has device inputs ({@link Objective#useDeviceInputs})
      * its inputs and loss too, and with {@code capture} the step as a CUDA graph ({@link CapturedStep}; objectives
      * without device inputs are refused then). Not data-parallel. Call before {@link #run}.
      */
@@ -197,8 +197,8 @@ public final class Trainer implements AutoCloseable {
         deviceStep = true;
         deviceLoss = objective.useDeviceInputs(true); // objectives without a device path keep their host inputs
         if (capture && !deviceLoss) {
-            throw new IllegalArgumentException("--cuda-graph-step: the " + objective.name() + " objective's step is not "
-                    + "capturable yet (its per-step inputs and loss are made on the host); facm, scm and meanflow are");
+            throw new IllegalArgumentException("--cuda-graph-step: the " + objective.name() + " objective's step is "
+                    + "not capturable yet (its per-step inputs and loss are made on the host); facm, scm and meanflow are");
         }
         this.capture = capture;
     }
@@ -247,10 +247,11 @@ public final class Trainer implements AutoCloseable {
             while (step < options.steps() && !stop) {
                 stop = trainStep(data.next(), log);
                 boolean ckpt = options.ckptEvery() > 0 && step % options.ckptEvery() == 0;
-                if (deviceScalars != null && (ckpt || stop || step % options.logEvery() == 0 || step == options.steps())) {
+                boolean logStep = step % options.logEvery() == 0 || step == options.steps();
+                if (deviceScalars != null && (ckpt || stop || logStep)) {
                     deviceScalars.drainLog(log, step, (n, loss, norm) -> reportSkip(n, loss, norm, log));
                 }
-                if (step % options.logEvery() == 0 || step == options.steps()) {
+                if (logStep) {
                     log.flush(step, skipped);
                 }
                 if (ckpt) {

@@ -113,7 +113,7 @@ class DeviceStepInputsTest {
     @Test
     void stepStateWordsRoundTripAndAdvance() {
         try (CpuBackend be = new CpuBackend();
-             Tensor state = be.upload("step state", new int[TrainingOps.STEP_STATE_SIZE], TrainingOps.STEP_STATE_SIZE)) {
+             Tensor state = be.upload("state", new int[TrainingOps.STEP_STATE_SIZE], TrainingOps.STEP_STATE_SIZE)) {
             long seed = 0x8000_0001_FFFF_FFFEL;
             long step = 0xFFFF_FFFFL;
             be.training().copyIn(TrainingOps.stepStateWords(seed, step), state);
