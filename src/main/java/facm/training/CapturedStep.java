@@ -61,11 +61,6 @@ final class CapturedStep implements AutoCloseable {
         graph.launch();
     }
 
-    /** Whether steps are replays of a graph now (for the run's console note and the tests). */
-    boolean replaying() {
-        return graph != null;
-    }
-
     /** Waits for the device, destroys the graph and releases its pool. */
     @Override
     public void close() {
