@@ -9,7 +9,24 @@
 // Bit-identical to the CPU reference (facm.backend.cpu.CpuTrainingOps.adamw): the same fp64 operations in the same
 // order, each rounded once (the _rn intrinsics keep nvcc from contracting a multiply and an add into an fma, which
 // Java never does), the update using the new m and v before their rounding to fp32, and the bias corrections from
-// the same Math.pow on the host. fp64 costs nothing here: the kernel is bound by its 28 bytes per element.
+// the same Math.pow on the host (adamw_controlled_f32: from a table the host filled with it). fp64 costs nothing here: the kernel is bound by its 28 bytes per element.
+// The per-element update, shared by the host-scalar and the device-scalar forms so the two stay bit-identical.
+__device__ __forceinline__ void adamw_element(float* __restrict__ p, const float* __restrict__ grad,
+                                              float* __restrict__ m, float* __restrict__ v, int64_t i, double b1,
+                                              double b2, double rate, double decay, double oneMinusB1,
+                                              double oneMinusB2, float eps, double bc1, double bc2, float gradScale) {
+    const double g = __dmul_rn((double)gradScale, (double)grad[i]);
+    const double mi = __dadd_rn(__dmul_rn(b1, (double)m[i]), __dmul_rn(oneMinusB1, g));
+    const double vi = __dadd_rn(__dmul_rn(b2, (double)v[i]), __dmul_rn(__dmul_rn(oneMinusB2, g), g));
+    const double pOld = p[i];
+    double pi = __dsub_rn(pOld, __dmul_rn(decay, pOld));
+    const double denom = __dadd_rn(__dsqrt_rn(__ddiv_rn(vi, bc2)), (double)eps);
+    pi = __dsub_rn(pi, __ddiv_rn(__dmul_rn(rate, __ddiv_rn(mi, bc1)), denom));
+    m[i] = (float)mi;
+    v[i] = (float)vi;
+    p[i] = (float)pi;
+}
+
 extern "C" __global__ void adamw_f32(float* __restrict__ p, const float* __restrict__ grad, float* __restrict__ m,
                                      float* __restrict__ v, int64_t n, float lr, float beta1, float beta2, float eps,
                                      float weightDecay, double bc1, double bc2, float gradScale) {
@@ -17,17 +34,80 @@ extern "C" __global__ void adamw_f32(float* __restrict__ p, const float* __restr
     const double decay = __dmul_rn(rate, (double)weightDecay);
     const double oneMinusB1 = __dsub_rn(1.0, b1), oneMinusB2 = __dsub_rn(1.0, b2);
     GRID_STRIDE_LOOP(i, n) {
-        const double g = __dmul_rn((double)gradScale, (double)grad[i]);
-        const double mi = __dadd_rn(__dmul_rn(b1, (double)m[i]), __dmul_rn(oneMinusB1, g));
-        const double vi = __dadd_rn(__dmul_rn(b2, (double)v[i]), __dmul_rn(__dmul_rn(oneMinusB2, g), g));
-        const double pOld = p[i];
-        double pi = __dsub_rn(pOld, __dmul_rn(decay, pOld));
-        const double denom = __dadd_rn(__dsqrt_rn(__ddiv_rn(vi, bc2)), (double)eps);
-        pi = __dsub_rn(pi, __ddiv_rn(__dmul_rn(rate, __ddiv_rn(mi, bc1)), denom));
-        m[i] = (float)mi;
-        v[i] = (float)vi;
-        p[i] = (float)pi;
+        adamw_element(p, grad, m, v, i, b1, b2, rate, decay, oneMinusB1, oneMinusB2, eps, bc1, bc2, gradScale);
     }
+}
+
+// ------------------------------------------------------------------------------------------- device step control
+// The forms a captured training step (a CUDA graph: no host decision between its kernels) uses. control is F32
+// [CONTROL_SIZE] = {clip factor, skip flag} (facm.tensor.TrainingOps.CONTROL_*); counters are int32 update counts
+// that only step_counter_advance changes, after every tensor of the step is updated; tables are fp64 arrays indexed by
+// counter + 1, filled once on the host with the host forms' expressions (so Math.pow never has to be matched here).
+#define CONTROL_CLIP 0
+#define CONTROL_SKIP 1
+
+__device__ __forceinline__ double quiet_nan_f64() { return __longlong_as_double(0x7ff8000000000000LL); }
+
+// One thread: control from Σg² and the loss, as facm.tensor.TrainingOps.stepControl (fp64 √ and ÷ are correctly
+// rounded on both sides; fmin is avoided because Java's Math.min propagates NaN and fmin does not).
+extern "C" __global__ void step_control_f32(const float* __restrict__ sumSquares, const float* __restrict__ loss,
+                                            float maxNorm, float* __restrict__ control) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    const double norm = __dsqrt_rn((double)sumSquares[0]);
+    const float l = loss[0];
+    const bool skip = !isfinite(l) || !isfinite(norm);
+    float clip = 1.0f;
+    if (maxNorm > 0.0f) {
+        const double ratio = __ddiv_rn((double)maxNorm, __dadd_rn(norm, 1e-6));
+        clip = (float)(isnan(ratio) ? ratio : (ratio < 1.0 ? ratio : 1.0));
+    }
+    control[CONTROL_CLIP] = clip;
+    control[CONTROL_SKIP] = skip ? 1.0f : 0.0f;
+}
+
+// adamw_f32 with gradScale = control[CLIP] and (bc1, bc2) = biasCorrections[2k], [2k + 1], k = counter[0] + 1; the
+// whole grid returns when control[SKIP] is set. The table holds tableSteps + 1 pairs; a step past it writes NaN into
+// p (the host sizes the table for the run, so this is a bug guard that the non-finite check then reports).
+extern "C" __global__ void adamw_controlled_f32(float* __restrict__ p, const float* __restrict__ grad,
+                                                float* __restrict__ m, float* __restrict__ v, int64_t n, float lr,
+                                                float beta1, float beta2, float eps, float weightDecay,
+                                                const double* __restrict__ biasCorrections, int tableSteps,
+                                                const int* __restrict__ counter, const float* __restrict__ control) {
+    if (control[CONTROL_SKIP] != 0.0f) return;
+    const int k = counter[0] + 1;
+    const bool inTable = k >= 1 && k <= tableSteps;
+    const double bc1 = inTable ? biasCorrections[2 * (int64_t)k] : quiet_nan_f64();
+    const double bc2 = inTable ? biasCorrections[2 * (int64_t)k + 1] : quiet_nan_f64();
+    const float gradScale = control[CONTROL_CLIP];
+    const double b1 = beta1, b2 = beta2, rate = lr;
+    const double decay = __dmul_rn(rate, (double)weightDecay);
+    const double oneMinusB1 = __dsub_rn(1.0, b1), oneMinusB2 = __dsub_rn(1.0, b2);
+    GRID_STRIDE_LOOP(i, n) {
+        adamw_element(p, grad, m, v, i, b1, b2, rate, decay, oneMinusB1, oneMinusB2, eps, bc1, bc2, gradScale);
+    }
+}
+
+// One EMA update (facm.training.Ema) on the device's scalars: β = decays[k], k = counter[0] + 1; β = 0 copies θ, else
+// avg ← fma((float)β, avg, (float)(1 − β)·θ) in fp64, rounded once: axpby_f32 of kernels/elementwise.cu with the same
+// two floats, which the host form passes. Nothing when control[SKIP] is set; NaN past the table (a bug guard).
+extern "C" __global__ void ema_controlled_f32(float* __restrict__ avg, const float* __restrict__ theta, int64_t n,
+                                              const double* __restrict__ decays, int tableSteps,
+                                              const int* __restrict__ counter, const float* __restrict__ control) {
+    if (control[CONTROL_SKIP] != 0.0f) return;
+    const int k = counter[0] + 1;
+    const double beta = (k >= 1 && k <= tableSteps) ? decays[k] : quiet_nan_f64();
+    if (beta == 0.0) {
+        GRID_STRIDE_LOOP(i, n) { avg[i] = theta[i]; }
+        return;
+    }
+    const double al = (float)beta, be = (float)(1.0 - beta);
+    GRID_STRIDE_LOOP(i, n) { avg[i] = (float)fma(al, (double)avg[i], be * (double)theta[i]); }
+}
+
+// One thread: counter[0] += 1 unless control[SKIP] is set. Launched once per step after the updates that read it.
+extern "C" __global__ void step_counter_advance(int* __restrict__ counter, const float* __restrict__ control) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    if (control[CONTROL_SKIP] == 0.0f) counter[0] += 1;
 }
 
 // ------------------------------------------------------------------------------------------- Σ x²

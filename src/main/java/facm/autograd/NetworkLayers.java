@@ -150,7 +150,7 @@ final class NetworkLayers {
     LayerOps.ResidualNorm<Tensor> gatedResidualRmsNormModulate(String name, Tensor h, Tensor a, Tensor mod,
                                                                int gateChunk, Tensor weight, float eps, Tensor mod2,
                                                                int shiftChunk, int scaleChunk) {
-        Tensor out = pass.alloc(name, pass.operandType(DType.BF16), h.shape());
+        Tensor out = pass.alloc(name, pass.dtypes().operandType(DType.BF16), h.shape());
         net.gatedResidualRmsNormModulate(h, a, mod, gateChunk, weight, eps, mod2, shiftChunk, scaleChunk, out, null);
         return new LayerOps.ResidualNorm<>(h, out);
     }

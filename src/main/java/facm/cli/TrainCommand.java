@@ -88,6 +88,11 @@ final class TrainCommand implements Runnable {
     @Option(names = "--shard-optimizer", description = "data-parallel: keep the AdamW moments sharded over the ranks "
             + "(ZeRO-1); checkpoints stay whole, so a run may switch it on or off at a resume")
     boolean shardOptimizer;
+    @Option(names = "--cuda-graph-step", description = "issue 7 groundwork, default off: clip factor, skip flag, "
+            + "the AdamW/EMA step counters and (consistency objectives) the per-step inputs computed and kept on the "
+            + "device (same results), and (consistency objectives on CUDA) the whole step captured as a CUDA graph "
+            + "after one warm-up step and replayed; not with --gpus; fm is refused (host inputs)")
+    boolean cudaGraphStep;
     @Option(names = "--checkpoint-blocks", description = "activation checkpointing: each block keeps only its input "
             + "and recomputes its forward in the backward (FM pass; less memory, same gradients, more time); may "
             + "change at a resume")
@@ -269,6 +274,9 @@ final class TrainCommand implements Runnable {
                  Trainer trainer = new Trainer(options, weights, obj, be.training(), runDir, out, comm,
                          shardOptimizer)) {
                 obj.checkpointBlocks(checkpointBlocks);
+                if (cudaGraphStep) {
+                    trainer.useDeviceStep(true);
+                }
                 if (resumed != null) {
                     trainer.resume(last);
                     out.printf(Locale.ROOT, "resumed from %s at step %d (data position %d)%n", last,

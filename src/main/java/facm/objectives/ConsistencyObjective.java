@@ -1,17 +1,17 @@
 package facm.objectives;
 
-import facm.autograd.Dual;
 import facm.autograd.Gradients;
-import facm.autograd.Tape;
 import facm.data.Batch;
 import facm.model.LightningDiT;
 import facm.model.ModelWeights;
 import facm.tensor.Backend;
 import facm.tensor.BinaryOp;
+import facm.tensor.ConsistencyDraws;
 import facm.tensor.DType;
 import facm.tensor.GemmPrecision;
 import facm.tensor.Tensor;
 import facm.tensor.TensorScope;
+import facm.tensor.TrainingOps;
 import facm.training.Objective;
 import facm.training.SampleSlice;
 
@@ -101,6 +101,17 @@ public final class ConsistencyObjective implements Objective {
             return new Options(kind, "default", -0.8f, 1.6f, 0.5f, 1.75f, 0.125f, 1.0f, 1f, 1e-3f, 10_000, 0f);
         }
 
+        /** These options as the constants of the device-side draws; nullClass &lt; 0: no unguided labels. */
+        public ConsistencyDraws draws(int nullClass) {
+            int k = switch (kind) {
+                case FACM -> ConsistencyDraws.FACM;
+                case SCM -> ConsistencyDraws.SCM;
+                case MEANFLOW -> ConsistencyDraws.MEANFLOW;
+            };
+            return new ConsistencyDraws(k, timeSampler.equals("log"), timeMean, timeStd, relaxP, r2tRatio,
+                    scmWarmup, cfgLow, cfgHigh, nullClass);
+        }
+
         private static void require(boolean ok, String message) {
             if (!ok) {
                 throw new IllegalArgumentException(message);
@@ -114,6 +125,8 @@ public final class ConsistencyObjective implements Objective {
     private final ModelWeights teacherWeights;
     private final TimeSampler times;
     private final TrainedModel trained;
+    /** {@link #useDeviceInputs}: the fixed device buffers and step state of the per-step inputs; else null. */
+    private DeviceStepInputs deviceInputs;
     private LightningDiT teacher;
     private Map<String, Double> lastMetrics = Map.of();
 
@@ -149,6 +162,10 @@ public final class ConsistencyObjective implements Objective {
         requireCompatible(s, t);
         int b = batch.size();
         FlowMatchingObjective.requireSlice(slice, b);
+        if (deviceInputs != null) {
+            return lossOn(s, t, grads, deviceInputs.prepare(batch, seed, step, slice.first(),
+                    options.draws(options.cfgScale() <= 1f ? -1 : nullClass(s, t)), weights.backend()));
+        }
         TimeSampler.Draws d = times.draws(FlowMatchingObjective.stepKey(seed, step), slice.first(), b);
         Backend be = weights.backend();
         try (TensorScope scope = new TensorScope()) {
@@ -189,11 +206,46 @@ public final class ConsistencyObjective implements Objective {
             be.binary(BinaryOp.MUL, xt, u, xt);
             be.binary(BinaryOp.ADD, xt, eps, xt);
             Tensor tT = s.track(be.upload("t", t, b));
-            Tensor v = s.track(TeacherVelocity.velocity(options, student, teacher, xt, u, t, tT, y,
-                    hostLabels));
+            Tensor rT = r == null ? null : s.track(be.upload("r", r, b));
+            Tensor coefs = s.track(be.upload("k,alpha,beta", coefficients(t, r, step), b, 3));
+            Tensor yUnguided = options.cfgScale() <= 1f ? null : s.track(be.upload("y'",
+                    TeacherVelocity.unguidedLabels(options, hostLabels, t, nullClass(student, teacher)), b));
+            return lossOn(student, teacher, grads, new StepTensors(u, xt, tT, rT, coefs, y, yUnguided));
+        }
+    }
 
-            double lossFm = options.kind() == Kind.FACM ? anchorLoss(student, grads, xt, t, tT, y, v) : 0;
-            double lossCm = consistencyLoss(student, grads, xt, t, r, tT, y, v, step);
+    /**
+     * One step's inputs on the backend: u = x₁ − ε, x_t, t F32 [B], r (MeanFlow, else null), the coefficients F32
+     * [B,3] (k, α, β), y I32 [B] and y' (the unguided labels; null without guidance). Made on the host from host
+     * draws, or on the device ({@link DeviceStepInputs}); the loss reads them only.
+     */
+    record StepTensors(Tensor u, Tensor xt, Tensor t, Tensor r, Tensor coefs, Tensor y, Tensor yUnguided) {
+    }
+
+    /** The loss of one step's inputs (the part shared by the host and device inputs). */
+    private float lossOn(LightningDiT student, LightningDiT teacher, Gradients grads, StepTensors in) {
+        return lossOn(student, teacher, grads, in, null);
+    }
+
+    /**
+     * As above; with {@code deviceLoss} (loss, step log, row count) the batch means go there through
+     * {@link TrainingOps#stepLoss} instead of being read back (returns NaN then, and lastMetrics is not updated).
+     */
+    private float lossOn(LightningDiT student, LightningDiT teacher, Gradients grads, StepTensors in,
+                         Tensor[] deviceLoss) {
+        try (TensorScope s = new TensorScope()) {
+            Tensor v = s.track(TeacherVelocity.velocity(options, student, teacher, in.xt(), in.u(), in.t(), in.y(),
+                    in.yUnguided()));
+            Tensor fm = options.kind() != Kind.FACM ? null
+                    : s.track(ConsistencyPasses.anchorLoss(student, grads, in.xt(), in.t(), in.y(), v));
+            Tensor cm = s.track(ConsistencyPasses.consistencyLoss(options, student, grads, in, v));
+            Backend be = v.backend();
+            if (deviceLoss != null) {
+                be.training().stepLoss(fm, cm, deviceLoss[0], deviceLoss[1], deviceLoss[2]);
+                return Float.NaN;
+            }
+            double lossFm = fm == null ? 0 : mean(be.download(fm));
+            double lossCm = mean(be.download(cm));
             float total = (float) (lossCm + lossFm);
             Map<String, Double> m = new LinkedHashMap<>();
             m.put("loss_fm", lossFm);
@@ -203,89 +255,42 @@ public final class ConsistencyObjective implements Objective {
         }
     }
 
-    /** §5.2c: the FM anchor at time 2 − t (auxiliary-time model: (t, r = t)); returns its batch mean. */
-    private double anchorLoss(LightningDiT m, Gradients grads, Tensor xt, float[] t, Tensor tT, Tensor y, Tensor v) {
-        Backend be = xt.backend();
-        int b = t.length;
-        boolean aux = m.config().auxTime();
-        try (TensorScope s = new TensorScope();
-             Tape tape = grads == null ? null : Tape.forParameters(m.weights(), grads)) {
-            Tensor tau = aux ? tT : s.track(be.empty("2-t", DType.F32, b));
-            if (!aux) {
-                be.affine(tT, -1f, 2f, tau);
-            }
-            Tensor pred = s.track(m.forward(xt, tau, y, aux ? tT : null, tape));
-            Tensor perSample = s.track(be.empty("loss_fm", DType.F32, b));
-            Tensor grad = tape == null ? null : s.track(be.empty("dL_fm/dF", DType.F32, pred.shape()));
-            be.training().flowMatchingLoss(pred, v, perSample, grad, 1f / b);
-            if (tape != null) {
-                tape.backward(pred, grad);
-            }
-            return mean(be.download(perSample));
+    @Override
+    public void loadDeviceInputs(ModelWeights weights, Batch batch, long step) {
+        if (deviceInputs == null) {
+            throw new IllegalStateException(name() + " objective: loadDeviceInputs needs useDeviceInputs(true)");
         }
+        LightningDiT s = trained.of(weights);
+        LightningDiT t = teacherModel();
+        requireCompatible(s, t);
+        deviceInputs.load(batch, seed, step, 0, options.draws(options.cfgScale() <= 1f ? -1 : nullClass(s, t)),
+                weights.backend());
     }
 
-    /** §5.2d / §5.7: the CM term through one forward-mode pass; returns its batch mean. */
-    private double consistencyLoss(LightningDiT m, Gradients grads, Tensor xt, float[] t, float[] r, Tensor tT,
-                                   Tensor y, Tensor v, long step) {
-        Backend be = xt.backend();
-        int b = t.length;
-        try (TensorScope s = new TensorScope();
-             Tape tape = grads == null ? null : Tape.forParameters(m.weights(), grads)) {
-            Tensor ones = s.track(be.empty("dt", DType.F32, b));
-            be.fill(ones, 1f);
-            Tensor rT = switch (options.kind()) {
-                case MEANFLOW -> s.track(be.upload("r", r, b));
-                case FACM -> m.config().auxTime() ? ones : null; // §3.7: CM on (t, r = 1)
-                case SCM -> null;
-            };
-            Dual out = m.jvp(xt, v, tT, ones, y, rT, tape);
-            s.track(out.primal());
-            s.track(out.tangent());
-            Tensor coefs = s.track(be.upload("k,alpha,beta", coefficients(t, r, step), b, 3));
-            Tensor perSample = s.track(be.empty("loss_cm", DType.F32, b));
-            Tensor grad = tape == null ? null : s.track(be.empty("dL_cm/dF", DType.F32, out.primal().shape()));
-            Kind k = options.kind();
-            float clip = k == Kind.FACM ? options.clip() : 0f;
-            float normEps = k == Kind.SCM ? 0.1f : 0f;
-            float power = switch (k) {
-                case FACM -> 0.5f;
-                case MEANFLOW -> 1f;
-                case SCM -> 0f;
-            };
-            be.training().consistencyLoss(out.primal(), out.tangent(), v, coefs, clip, normEps, power,
-                    options.normEps(), perSample, grad, 1f / b);
-            if (tape != null) {
-                tape.backward(out.primal(), grad);
-            }
-            return mean(be.download(perSample));
-        }
+    @Override
+    public void deviceLossAndGradients(ModelWeights weights, Gradients grads, Tensor loss, Tensor stepLog,
+                                       Tensor logCount) {
+        lossOn(trained.of(weights), teacherModel(), grads, deviceInputs.compute(),
+                new Tensor[] {loss, stepLog, logCount});
+    }
+
+    /** loss_fm, loss_cm: the terms of {@link #deviceLossAndGradients} (loss_fm is 0 outside FACM, as on the host). */
+    @Override
+    public java.util.List<String> deviceLogTerms() {
+        return java.util.List.of("loss_fm", "loss_cm");
+    }
+
+    /** The class index y' uses: the null class of the model that makes the unguided velocity. */
+    private static int nullClass(LightningDiT student, LightningDiT teacher) {
+        return (teacher != null ? teacher : student).config().numClasses();
     }
 
     /** Per sample (k, α, β) of {@link facm.tensor.TrainingOps#consistencyLoss}, computed in double. */
     float[] coefficients(float[] t, float[] r, long step) {
         float[] c = new float[3 * t.length];
-        double ramp = options.scmWarmup() == 0 ? 1 : Math.min(1.0, (double) step / options.scmWarmup());
+        ConsistencyDraws formulas = options.draws(-1);
         for (int i = 0; i < t.length; i++) {
-            double ti = t[i];
-            double trig = Math.cos(Math.PI * ti / 2);
-            switch (options.kind()) {
-                case FACM -> {
-                    c[3 * i] = (float) (1 - ti);
-                    c[3 * i + 1] = (float) (1 - Math.pow(ti, options.relaxP()));
-                    c[3 * i + 2] = (float) trig;
-                }
-                case MEANFLOW -> {
-                    c[3 * i] = (float) ((double) r[i] - ti);
-                    c[3 * i + 1] = 1f;
-                    c[3 * i + 2] = 1f;
-                }
-                case SCM -> {
-                    c[3 * i] = (float) ((1 - ti) * ramp);
-                    c[3 * i + 1] = (float) trig;
-                    c[3 * i + 2] = 1f;
-                }
-            }
+            formulas.coefficients(t, r, step, c, i);
         }
         return c;
     }
@@ -326,9 +331,26 @@ public final class ConsistencyObjective implements Objective {
         return sum / v.length;
     }
 
-    /** Frees the teacher's cached bf16 weight copies. */
+    /**
+     * Per-step inputs made on the device ({@code train --cuda-graph-step}): the batch copied into fixed buffers, times,
+     * noise, x_t, coefficients and y' from Philox with the step in device memory ({@link DeviceStepInputs}). Same
+     * values as the host path (bit for bit on the CPU).
+     */
+    @Override
+    public boolean useDeviceInputs(boolean on) {
+        if (!on && deviceInputs != null) {
+            deviceInputs.close();
+            deviceInputs = null;
+        } else if (on && deviceInputs == null) {
+            deviceInputs = new DeviceStepInputs();
+        }
+        return true;
+    }
+
+    /** Frees the teacher's cached bf16 weight copies (and the device inputs' buffers). */
     @Override
     public void close() {
+        useDeviceInputs(false);
         if (teacher != null) {
             teacher.cacheBf16Weights(false);
         }

@@ -211,12 +211,6 @@ public final class FlowMatchingObjective implements Objective {
 
     /** The Philox key of one step: a splitmix64 mix of seed and step (distinct steps give unrelated streams). */
     public static long stepKey(long seed, long step) {
-        return mix(seed ^ mix(step + 0x632BE59BD9B4E019L));
-    }
-
-    private static long mix(long z) {
-        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
-        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
-        return z ^ (z >>> 31);
+        return facm.tensor.ConsistencyDraws.stepKey(seed, step);
     }
 }

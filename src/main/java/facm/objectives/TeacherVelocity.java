@@ -20,6 +20,22 @@ final class TeacherVelocity {
     /** v {@code [B,C,H,W]}, the caller's to close; hostLabels are y's values (no device read on the hot path). */
     static Tensor velocity(ConsistencyObjective.Options o, LightningDiT student, LightningDiT teacher, Tensor xt,
                            Tensor u, float[] t, Tensor tT, Tensor y, int[] hostLabels) {
+        if (o.cfgScale() <= 1f) {
+            return velocity(o, student, teacher, xt, u, tT, y, null);
+        }
+        LightningDiT unguidedModel = teacher != null ? teacher : student;
+        try (Tensor yUnguided = xt.backend().upload("y'", unguidedLabels(o, hostLabels, t,
+                unguidedModel.config().numClasses()), t.length)) {
+            return velocity(o, student, teacher, xt, u, tT, y, yUnguided);
+        }
+    }
+
+    /**
+     * As above with y' already made ({@link #unguidedLabels}, or on the device by
+     * {@link facm.tensor.TrainingOps#consistencyDraws}); yUnguided is ignored (may be null) without guidance.
+     */
+    static Tensor velocity(ConsistencyObjective.Options o, LightningDiT student, LightningDiT teacher, Tensor xt,
+                           Tensor u, Tensor tT, Tensor y, Tensor yUnguided) {
         Backend be = xt.backend();
         Tensor v = be.empty("v", DType.F32, xt.shape());
         try {
@@ -34,10 +50,7 @@ final class TeacherVelocity {
                 return v;
             }
             LightningDiT unguidedModel = teacher != null ? teacher : student;
-            try (Tensor yUnguided = be.upload("y'", unguidedLabels(o, hostLabels, t,
-                         unguidedModel.config().numClasses()), t.length);
-                 Tensor vu = unguidedModel.forward(xt, tT, yUnguided,
-                         unguidedModel.config().auxTime() ? tT : null)) {
+            try (Tensor vu = unguidedModel.forward(xt, tT, yUnguided, unguidedModel.config().auxTime() ? tT : null)) {
                 if (teacher == null) {
                     be.axpby(o.cfgScale(), u, 1f - o.cfgScale(), vu, v);
                 } else {
@@ -56,10 +69,9 @@ final class TeacherVelocity {
     /** y' of §5.2b: the null class inside the guidance interval, the sample's own label outside it. */
     static int[] unguidedLabels(ConsistencyObjective.Options o, int[] y, float[] t, int nullClass) {
         int[] out = y.clone();
+        facm.tensor.ConsistencyDraws formulas = o.draws(nullClass);
         for (int i = 0; i < y.length; i++) {
-            if (t[i] >= o.cfgLow() && t[i] <= o.cfgHigh()) {
-                out[i] = nullClass;
-            }
+            out[i] = formulas.unguidedLabel(y[i], t[i]);
         }
         return out;
     }

@@ -1,7 +1,7 @@
 package facm.objectives;
 
-import facm.tensor.Philox;
 
+import facm.tensor.ConsistencyDraws;
 import java.util.List;
 
 /**
@@ -18,18 +18,18 @@ import java.util.List;
  */
 final class TimeSampler {
     static final List<String> KINDS = List.of("default", "log");
-    private static final long STREAM_T = 1L << 60;
-    private static final long STREAM_R = 2L << 60;
-    private static final long STREAM_R2T = 4L << 60;
 
     /** t per sample, and r (MeanFlow only, else null) with t ≤ r. */
     record Draws(float[] t, float[] r) {
     }
 
     private final ConsistencyObjective.Options options;
+    /** The formulas, shared with the device-side draws (TrainingOps#consistencyDraws). */
+    private final ConsistencyDraws formulas;
 
     TimeSampler(ConsistencyObjective.Options options) {
         this.options = options;
+        this.formulas = options.draws(-1);
     }
 
     Draws draws(long key, int batch) {
@@ -41,22 +41,13 @@ final class TimeSampler {
         float[] t = new float[batch];
         float[] r = options.kind() == ConsistencyObjective.Kind.MEANFLOW ? new float[batch] : null;
         for (int i = 0; i < batch; i++) {
-            long g = first + (long) i;
-            t[i] = time(key, STREAM_T + g);
-            if (r != null) {
-                float other = Philox.uniform(key, STREAM_R2T + g) < options.r2tRatio() ? t[i] : time(key, STREAM_R + g);
-                r[i] = Math.max(t[i], other);
-                t[i] = Math.min(t[i], other);
-            }
+            formulas.times(key, first + (long) i, t, r, i);
         }
         return new Draws(t, r);
     }
 
     /** One time from Philox normal number {@code counter} of {@code key}, in double, rounded once to float. */
     float time(long key, long counter) {
-        double n = (double) Philox.normal(key, counter) * options.timeStd() + options.timeMean();
-        double t = options.timeSampler().equals("log") ? 1 - 1 / (1 + Math.exp(-n))
-                : 1 - (2 / Math.PI) * Math.atan(Math.exp(n));
-        return (float) t;
+        return formulas.time(key, counter);
     }
 }

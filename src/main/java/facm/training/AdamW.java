@@ -43,6 +43,9 @@ public final class AdamW implements OptimizerMoments, AutoCloseable {
     private final Map<String, Tensor> m = new LinkedHashMap<>();
     private final Map<String, Tensor> v = new LinkedHashMap<>();
     private int step;
+    /** Device-step state ({@link #enableDeviceStep}): the update counter and the bias-correction table; else null. */
+    private Tensor deviceStep;
+    private Tensor biasCorrections;
 
     /** Zero moments for every trainable tensor of {@code weights}, on its backend, updated through {@code ops}. */
     public AdamW(ModelWeights weights, Options options, TrainingOps ops) {
@@ -83,6 +86,55 @@ public final class AdamW implements OptimizerMoments, AutoCloseable {
                     options.beta2(), options.eps(), options.weightDecay(), next, gradScale);
         }
         step = next;
+    }
+
+    /**
+     * Prepares the device form of {@link #update} for steps up to {@code lastStep}: a device copy of the update counter
+     * and a table of (1 − β1^k, 1 − β2^k) for k = 0 … lastStep, computed with the host form's expression. Calling it
+     * again (after a restore) re-uploads the counter.
+     */
+    public void enableDeviceStep(Backend be, int lastStep) {
+        closeDeviceStep();
+        double[] pairs = new double[Math.multiplyExact(2, Math.addExact(lastStep, 1))];
+        for (int k = 0; k <= lastStep; k++) {
+            pairs[2 * k] = 1.0 - Math.pow(options.beta1(), k);
+            pairs[2 * k + 1] = 1.0 - Math.pow(options.beta2(), k);
+        }
+        biasCorrections = Fp64Table.upload(be, "adam.bias_corrections", pairs);
+        deviceStep = be.upload("adam.step", new int[] {step}, 1);
+    }
+
+    /**
+     * The device form of {@link #update} (no host read): every tensor through the device-step AdamW op with the clip
+     * factor and skip flag of {@code control}, then the device counter advances unless skipped. The host counter
+     * {@link #step()} is stale until {@link #pullDeviceStep}.
+     */
+    public void updateOnDevice(ModelWeights weights, Gradients grads, Tensor control) {
+        if (deviceStep == null) {
+            throw new IllegalStateException("AdamW: updateOnDevice before enableDeviceStep");
+        }
+        for (Map.Entry<String, Tensor> e : m.entrySet()) {
+            String key = e.getKey();
+            ops.adamw(weights.get(key), grads.get(key), e.getValue(), v.get(key), options.lr(), options.beta1(),
+                    options.beta2(), options.eps(), options.weightDecay(), biasCorrections, deviceStep, control);
+        }
+        ops.advanceCounter(deviceStep, control);
+    }
+
+    /** Copies the device update counter into {@link #step()} (one synchronizing read; for log steps and checkpoints). */
+    public void pullDeviceStep() {
+        if (deviceStep != null) {
+            step = deviceStep.backend().downloadInts(deviceStep)[0];
+        }
+    }
+
+    private void closeDeviceStep() {
+        if (deviceStep != null) {
+            deviceStep.close();
+            biasCorrections.close();
+            deviceStep = null;
+            biasCorrections = null;
+        }
     }
 
     /** First moments by parameter key (for checkpoints). */
@@ -126,6 +178,7 @@ public final class AdamW implements OptimizerMoments, AutoCloseable {
 
     @Override
     public void close() {
+        closeDeviceStep();
         m.values().forEach(Tensor::close);
         v.values().forEach(Tensor::close);
         m.clear();

@@ -208,6 +208,21 @@ final class DataParallel {
         }
     }
 
+    /**
+     * An applied step's metrics: the objective's, and in a data-parallel job the all-reduce times and every rank's
+     * peak memory ({@link #peakMemoryByRank}) added.
+     */
+    Map<String, Double> withStepMetrics(Map<String, Double> objectiveMetrics, long peakBytes) {
+        if (!distributed()) {
+            return objectiveMetrics;
+        }
+        Map<String, Double> m = new TreeMap<>(objectiveMetrics);
+        m.put("allreduce_ms", lastAllReduceMillis());
+        m.put("allreduce_exposed_ms", lastExposedMillis());
+        m.putAll(peakMemoryByRank(peakBytes));
+        return m;
+    }
+
     /** Agrees on the step's loss (mean), stop flag (any) and metrics (mean, keys in sorted order on every rank). */
     Agreement agree(float loss, boolean stop, Map<String, Double> metrics) {
         if (!distributed()) {

@@ -120,6 +120,23 @@ public final class EmaSet implements AutoCloseable {
         }
     }
 
+    /** {@link Ema#enableDeviceUpdate} on every copy. */
+    public void enableDeviceUpdate(int lastUpdate) {
+        emas.forEach(e -> e.enableDeviceUpdate(lastUpdate));
+    }
+
+    /** {@link Ema#updateOnDevice} on every copy. */
+    public void updateOnDevice(ModelWeights model, facm.tensor.TrainingOps ops, facm.tensor.Tensor control) {
+        for (Ema e : emas) {
+            e.updateOnDevice(model, ops, control);
+        }
+    }
+
+    /** {@link Ema#pullDeviceUpdates} on every copy. */
+    public void pullDeviceUpdates() {
+        emas.forEach(Ema::pullDeviceUpdates);
+    }
+
     /** The spec that recreates this set, e.g. "power:0.05,power:0.2" ("none" when empty). */
     public String spec() {
         return emas.isEmpty() ? "none" : String.join(",", emas.stream().map(Ema::spec).toList());

@@ -35,6 +35,29 @@ public final class GradientNorm implements AutoCloseable {
     }
 
     /**
+     * The device form (no host read; a captured step uses it): Σ g² over all gradients into the accumulator, then
+     * {@code control} (F32 [TrainingOps.CONTROL_SIZE]) = clip factor and skip flag from it and the step's loss (F32
+     * [1] on the device), as {@link TrainingOps#stepControl}. The norm is read only when asked ({@link #lastNorm}).
+     */
+    public void computeOnDevice(Gradients grads, Tensor loss, float maxNorm, Tensor control) {
+        backend.fill(accumulator, 0f);
+        for (Tensor g : grads.asMap().values()) {
+            ops.sumOfSquares(g, accumulator);
+        }
+        ops.stepControl(accumulator, loss, maxNorm, control);
+    }
+
+    /** The Σ g² (F32 [1]) of the last {@link #computeOnDevice}, for the device step log. */
+    Tensor sumOfSquares() {
+        return accumulator;
+    }
+
+    /** The norm of the last {@link #computeOnDevice} (one synchronizing read: for log steps). */
+    public double lastNorm() {
+        return Math.sqrt(backend.download(accumulator)[0]);
+    }
+
+    /**
      * The factor the gradients are multiplied by: min(1, maxNorm / (norm + 1e-6)) as in clip_grad_norm_, or 1 when
      * clipping is off ({@code maxNorm <= 0}). Only meaningful for a finite norm.
      */

@@ -17,7 +17,9 @@ import facm.tensor.Tensor;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -231,5 +233,20 @@ public final class TrainState {
             m.put("adam.v." + e.key(), e.shape());
         }
         return m;
+    }
+
+    /**
+     * Points {@code last} at {@code file}: a hard link made under a temporary name and renamed over {@code last}
+     * (atomic, no second copy of a multi-GB file); a copy then rename where hard links are not supported.
+     */
+    static void linkOrCopy(Path file, Path last) throws IOException {
+        Path tmp = last.resolveSibling("." + last.getFileName() + ".link.tmp");
+        Files.deleteIfExists(tmp);
+        try {
+            Files.createLink(tmp, file);
+        } catch (UnsupportedOperationException | IOException e) {
+            Files.copy(file, tmp, StandardCopyOption.REPLACE_EXISTING);
+        }
+        Files.move(tmp, last, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
     }
 }

@@ -10,7 +10,6 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.Locale;
 import java.util.Map;
 
@@ -60,6 +59,13 @@ public final class Trainer implements AutoCloseable {
     private final DataParallel parallel;
     private final TrainingPictures pictures;
 
+    private final TrainingOps ops;
+    /** {@link #useDeviceStep}: the update's scalars on the device; the objective's inputs and loss too; captured. */
+    private boolean deviceStep;
+    private boolean deviceLoss;
+    private boolean capture;
+    private DeviceStepScalars deviceScalars;
+
     private int step;
     private long dataPosition;
     private long skipped;
@@ -84,7 +90,6 @@ public final class Trainer implements AutoCloseable {
                    PrintStream console, Communicator comm) {
         this(options, model, objective, ops, outDir, console, comm, false);
     }
-
     /**
      * As above; {@code shardOptimizer} keeps the AdamW moments sharded over the ranks ({@link ShardedAdamW}; ignored
      * in a single process). It is a memory layout, not a training option: checkpoints do not depend on it.
@@ -99,6 +104,7 @@ public final class Trainer implements AutoCloseable {
         this.options = options;
         this.model = model;
         this.objective = objective;
+        this.ops = ops;
         this.outDir = outDir;
         this.console = console;
         Gradients g = null;
@@ -177,6 +183,26 @@ public final class Trainer implements AutoCloseable {
         return emas;
     }
 
+    /**
+     * {@code train --cuda-graph-step} (issue 7): clip, skip and update counters on the device
+     * ({@link DeviceStepScalars}; bit-identical to the default path); with an objective that has device inputs ({@link Objective#useDeviceInputs})
+     * its inputs and loss too, and with {@code capture} the step as a CUDA graph ({@link CapturedStep}; objectives
+     * without device inputs are refused then). Not data-parallel. Call before {@link #run}.
+     */
+    public void useDeviceStep(boolean capture) {
+        if (parallel.distributed()) {
+            throw new IllegalArgumentException("--cuda-graph-step does not support data-parallel runs (--gpus) yet: "
+                    + "the ranks agree on the loss and the stop request on the host every step");
+        }
+        deviceStep = true;
+        deviceLoss = objective.useDeviceInputs(true); // objectives without a device path keep their host inputs
+        if (capture && !deviceLoss) {
+            throw new IllegalArgumentException("--cuda-graph-step: the " + objective.name() + " objective's step is "
+                    + "not capturable yet (its per-step inputs and loss are made on the host); facm, scm and meanflow are");
+        }
+        this.capture = capture;
+    }
+
     /** Asks the loop to stop after the current step and write a checkpoint (thread-safe; the Ctrl-C path). */
     public void requestStop() {
         stopRequested = true;
@@ -194,6 +220,13 @@ public final class Trainer implements AutoCloseable {
     }
 
     private Result loop(BatchSource data) throws IOException {
+        if (deviceStep && deviceScalars == null) {
+            // After a resume: the tables cover every step this run can take, the counters start from the restored ones.
+            deviceScalars = new DeviceStepScalars(model.backend(), adam, emas, options.steps());
+            if (deviceLoss) {
+                deviceScalars.enableDeviceLoss(objective, model, grads, gradNorm, ops, options, capture);
+            }
+        }
         parallel.broadcastWeights(model);
         if (sharded != null) {
             sharded.loadWeights(model);
@@ -213,10 +246,15 @@ public final class Trainer implements AutoCloseable {
             boolean stop = false;
             while (step < options.steps() && !stop) {
                 stop = trainStep(data.next(), log);
-                if (step % options.logEvery() == 0 || step == options.steps()) {
+                boolean ckpt = options.ckptEvery() > 0 && step % options.ckptEvery() == 0;
+                boolean logStep = step % options.logEvery() == 0 || step == options.steps();
+                if (deviceScalars != null && (ckpt || stop || logStep)) {
+                    deviceScalars.drainLog(log, step, (n, loss, norm) -> reportSkip(n, loss, norm, log));
+                }
+                if (logStep) {
                     log.flush(step, skipped);
                 }
-                if (options.ckptEvery() > 0 && step % options.ckptEvery() == 0) {
+                if (ckpt) {
                     last = checkpoint(log);
                 }
                 if (grids && step % options.sampleEvery() == 0) {
@@ -227,6 +265,7 @@ public final class Trainer implements AutoCloseable {
                 last = checkpoint(log);
             }
         }
+        DeviceStepScalars.pullCounters(deviceScalars);
         parallel.barrier(); // the other ranks exit only once the last checkpoint is on disk
         return new Result(step, skipped, step < options.steps(), last);
     }
@@ -237,13 +276,14 @@ public final class Trainer implements AutoCloseable {
         while (step < options.steps() && !stop) {
             stop = trainStep(data.next(), null);
             if (sharded != null && options.ckptEvery() > 0 && step % options.ckptEvery() == 0) {
-                gatherForCheckpoint().close(); // rank 0 gathers the moments at the same moments and writes them
+                sharded.gathered().close(); // rank 0 gathers the moments at the same moments and writes them
                 checkpointedStep = step;
             }
         }
         if (sharded != null && checkpointedStep != step) {
-            gatherForCheckpoint().close();
+            sharded.gathered().close();
         }
+        DeviceStepScalars.pullCounters(deviceScalars);
         parallel.barrier();
         return new Result(step, skipped, step < options.steps(), null);
     }
@@ -253,6 +293,13 @@ public final class Trainer implements AutoCloseable {
         // The peak window is this step alone (grids and checkpoints between steps are not training memory).
         model.backend().resetPeakMemory();
         parallel.stepBegins();
+        if (deviceScalars != null && deviceScalars.deviceLoss()) { // nothing read back: see DeviceStepLog
+            deviceScalars.deviceLossStep(objective, model, batch, step);
+            dataPosition = batch.positionAfter();
+            log.recordPeakMemory(model.backend().peakMemoryBytes());
+            step++;
+            return stopRequested;
+        }
         grads.zero();
         long stepIndex = step;
         float localLoss;
@@ -265,32 +312,34 @@ public final class Trainer implements AutoCloseable {
         }
         DataParallel.Agreement agreed = parallel.agree(localLoss, stopRequested, objective.lastMetrics());
         float loss = agreed.loss();
-        double norm = !Float.isFinite(loss) ? Double.NaN
-                : sharded != null ? sharded.globalGradientNorm() : gradNorm.compute(grads);
-        boolean finite = Float.isFinite(loss) && Double.isFinite(norm);
+        double norm;
+        if (deviceScalars != null) {
+            norm = deviceScalars.update(loss, model, grads, gradNorm, ops, options.gradClip());
+        } else {
+            norm = !Float.isFinite(loss) ? Double.NaN
+                    : sharded != null ? sharded.globalGradientNorm() : gradNorm.compute(grads);
+            if (Float.isFinite(loss) && Double.isFinite(norm)) {
+                float clip = GradientNorm.clipFactor(norm, options.gradClip());
+                if (sharded != null) {
+                    sharded.update(model, clip);
+                } else {
+                    adam.update(model, grads, clip);
+                }
+                emas.update(model);
+            }
+        }
+        return finishStep(batch, log, agreed, norm, Float.isFinite(loss) && Double.isFinite(norm));
+    }
+
+    /** The tail both update paths share: metrics or the skip count and message, data position, log, step + 1. */
+    private boolean finishStep(Batch batch, MetricsLog log, DataParallel.Agreement agreed, double norm,
+                               boolean finite) {
+        float loss = agreed.loss();
         Map<String, Double> metrics = Map.of();
         if (finite) {
-            float clip = GradientNorm.clipFactor(norm, options.gradClip());
-            if (sharded != null) {
-                sharded.update(model, clip);
-            } else {
-                adam.update(model, grads, clip);
-            }
-            emas.update(model);
-            metrics = agreed.metrics();
-            if (parallel.distributed()) {
-                metrics = new java.util.TreeMap<>(metrics);
-                metrics.put("allreduce_ms", parallel.lastAllReduceMillis());
-                metrics.put("allreduce_exposed_ms", parallel.lastExposedMillis());
-                metrics.putAll(parallel.peakMemoryByRank(model.backend().peakMemoryBytes()));
-            }
+            metrics = parallel.withStepMetrics(agreed.metrics(), model.backend().peakMemoryBytes());
         } else {
-            skipped++;
-            if (log != null) {
-                log.breakLine();
-                console.printf(Locale.ROOT, "step %d skipped: loss %s, grad norm %s (%d skipped so far); weights, "
-                        + "optimizer and EMAs unchanged%n", step + 1, loss, norm, skipped);
-            }
+            reportSkip(step + 1, loss, norm, log);
         }
         parallel.stepEnds();
         dataPosition = batch.positionAfter();
@@ -302,42 +351,33 @@ public final class Trainer implements AutoCloseable {
         return agreed.stop();
     }
 
+    private void reportSkip(int stepNumber, float loss, double norm, MetricsLog log) {
+        skipped++;
+        if (log != null) {
+            log.breakLine();
+            console.printf(Locale.ROOT, "step %d skipped: loss %s, grad norm %s (%d skipped so far); weights, "
+                    + "optimizer and EMAs unchanged%n", stepNumber, loss, norm, skipped);
+        }
+    }
+
+
     private Path checkpoint(MetricsLog log) throws IOException {
         long t0 = System.nanoTime();
+        DeviceStepScalars.pullCounters(deviceScalars);
         Path file = stepCheckpoint(outDir, step);
-        try (ShardedAdamW.Gathered gathered = sharded != null ? gatherForCheckpoint() : null) {
+        try (ShardedAdamW.Gathered gathered = sharded != null ? sharded.gathered() : null) {
             OptimizerMoments moments = gathered != null ? gathered : adam;
             TrainState.write(file, model, emas, moments, options, new TrainState.Counters(step, dataPosition,
                     skipped, moments.step(), options.seed(), log.pendingState()));
         }
         Path last = lastCheckpoint(outDir);
-        linkOrCopy(file, last);
+        TrainState.linkOrCopy(file, last);
         checkpointedStep = step;
         log.breakLine();
         console.printf(Locale.ROOT, "checkpoint %s (%.1f MB, %.1f s)%n", file, Files.size(file) / 1e6,
                 (System.nanoTime() - t0) / 1e9);
         pictures.writeLossChart();
         return last;
-    }
-
-    /**
-     * Points {@code last} at {@code file}: a hard link made under a temporary name and renamed over {@code last}
-     * (atomic, no second copy of a multi-GB file); a copy then rename where hard links are not supported.
-     */
-    static void linkOrCopy(Path file, Path last) throws IOException {
-        Path tmp = last.resolveSibling("." + last.getFileName() + ".link.tmp");
-        Files.deleteIfExists(tmp);
-        try {
-            Files.createLink(tmp, file);
-        } catch (UnsupportedOperationException | IOException e) {
-            Files.copy(file, tmp, StandardCopyOption.REPLACE_EXISTING);
-        }
-        Files.move(tmp, last, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-    }
-
-    /** With --shard-optimizer: whole moments for a checkpoint, gathered by every rank together. */
-    private ShardedAdamW.Gathered gatherForCheckpoint() {
-        return sharded.gathered();
     }
 
     private static void closeAll(AutoCloseable... all) {
@@ -354,6 +394,6 @@ public final class Trainer implements AutoCloseable {
 
     @Override
     public void close() {
-        closeAll(gradNorm, emas, adam, sharded, grads);
+        closeAll(deviceScalars, gradNorm, emas, adam, sharded, grads);
     }
 }

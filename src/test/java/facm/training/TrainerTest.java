@@ -126,7 +126,7 @@ class TrainerTest {
         Path crashed = dir.resolve("crashed");
         train(options(crashed, 9, 4, 0), Set.of(), -1, false);
         // Pretend the run died after logging step 9 but with its last checkpoint at step 8.
-        Trainer.linkOrCopy(Trainer.stepCheckpoint(crashed, 8), Trainer.lastCheckpoint(crashed));
+        TrainState.linkOrCopy(Trainer.stepCheckpoint(crashed, 8), Trainer.lastCheckpoint(crashed));
         train(options(crashed, 9, 4, 0), Set.of(), -1, true);
         assertEquals(metrics(full), metrics(crashed));
     }

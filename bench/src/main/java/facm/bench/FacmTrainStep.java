@@ -3,6 +3,7 @@ package facm.bench;
 import facm.model.ModelWeights;
 import facm.objectives.ConsistencyObjective;
 import facm.training.AdamW;
+import facm.training.DeviceTrainStep;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -55,8 +56,17 @@ public class FacmTrainStep {
     @Param({"cuda"})
     public String backend;
 
+    /**
+     * host: the trainer's default step (host-drawn inputs, loss and norm read back every step); device: {@code train
+     * --cuda-graph-step}'s device-side step run eagerly; graph: the same step captured once and replayed as a CUDA
+     * graph.
+     */
+    @Param({"host"})
+    public String step;
+
     private TrainStepFixture fixture;
     private ConsistencyObjective objective;
+    private DeviceTrainStep deviceStep;
 
     @Setup(Level.Trial)
     public void setUp() {
@@ -64,18 +74,31 @@ public class FacmTrainStep {
         ModelWeights teacher = fixture.own(ModelWeights.philox(fixture.config, fixture.backend, 2));
         objective = fixture.own(new ConsistencyObjective(7, OneStepSampling.precision(precision),
                 ConsistencyObjective.Options.defaults(ConsistencyObjective.Kind.FACM), teacher));
-        fixture.ready("FacmTrainStep (" + precision + ", FACM objective with a teacher)",
+        deviceStep = switch (step) {
+            case "host" -> null;
+            case "device", "graph" -> fixture.deviceStep(objective, step.equals("graph"));
+            default -> throw new IllegalArgumentException("FacmTrainStep: step must be host, device or graph, got "
+                    + step);
+        };
+        fixture.ready("FacmTrainStep (" + precision + ", FACM objective with a teacher, " + step + " step)",
                 ModelFlops.FACM_STEP_FORWARDS);
     }
 
     @Benchmark
     public void facmStep(SampleCounter counter) {
-        fixture.step(objective, counter, ModelFlops.FACM_STEP_FORWARDS);
+        if (deviceStep == null) {
+            fixture.step(objective, counter, ModelFlops.FACM_STEP_FORWARDS);
+        } else {
+            fixture.step(deviceStep, counter, ModelFlops.FACM_STEP_FORWARDS);
+        }
     }
 
     @TearDown(Level.Trial)
     public void tearDown() {
         if (fixture != null) {
+            if (deviceStep != null) {
+                fixture.finish(deviceStep);
+            }
             fixture.report("FacmTrainStep " + precision);
             fixture.close();
         }

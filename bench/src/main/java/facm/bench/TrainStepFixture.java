@@ -8,6 +8,7 @@ import facm.model.Presets;
 import facm.tensor.Backend;
 import facm.tensor.Philox;
 import facm.training.AdamW;
+import facm.training.DeviceTrainStep;
 import facm.training.EmaSet;
 import facm.training.GradientNorm;
 import facm.training.Objective;
@@ -43,6 +44,9 @@ final class TrainStepFixture implements AutoCloseable {
     private long step;
     private float lastLoss = Float.NaN;
     private long skipped;
+    /** The device step's tables cover this many steps (a JMH trial of an XL/1 step runs a few hundred). */
+    private static final int DEVICE_STEP_LIMIT = 100_000;
+    private static final int DEVICE_LOG_EVERY = 50;
 
     /** Opens the backend, measures the card's bf16 rate first (before the model takes memory), then the rest. */
     TrainStepFixture(String benchmark, String backendName, String model, int batchSize, Settings settings) {
@@ -131,6 +135,36 @@ final class TrainStepFixture implements AutoCloseable {
         GpuTimes.peakMemory(backend.peakMemoryBytes());
         counter.samples += batchSize;
         counter.teraflop += flopPerStep(forwardsPerSample) / 1e12;
+    }
+
+    /**
+     * The device-step path of {@code train --cuda-graph-step} over this fixture's weights, optimizer, norm and EMAs
+     * ({@link DeviceTrainStep}), captured as one CUDA graph when {@code capture} is set; closed with the fixture.
+     */
+    DeviceTrainStep deviceStep(Objective objective, boolean capture) {
+        if (gradNorm == null) {
+            throw new IllegalStateException("the device step clips on the device: settings need a clip norm > 0");
+        }
+        return own(new DeviceTrainStep(objective, weights, grads, adam, emas, gradNorm, settings.clipNorm(),
+                DEVICE_STEP_LIMIT, DEVICE_LOG_EVERY, capture));
+    }
+
+    /** One timed step of {@code device}: no host read inside the step (the log is read every 50 steps). */
+    void step(DeviceTrainStep device, SampleCounter counter, int forwardsPerSample) {
+        timer.begin();
+        step++;
+        device.step(batch, step);
+        backend.synchronize();
+        timer.end();
+        GpuTimes.peakMemory(backend.peakMemoryBytes());
+        counter.samples += batchSize;
+        counter.teraflop += flopPerStep(forwardsPerSample) / 1e12;
+    }
+
+    /** Reads the device step's log at the end of a trial: its last loss and skipped updates for {@link #report}. */
+    void finish(DeviceTrainStep device) {
+        lastLoss = device.drain();
+        skipped = device.skipped();
     }
 
     /** The closing line: last loss, steps, skipped updates, GPU-time metrics and peak memory. */

@@ -4,6 +4,7 @@ import facm.cuda.CudaStream;
 import facm.cuda.Kernel;
 import facm.cuda.KernelLibrary;
 import facm.port.Tuning;
+import facm.tensor.ConsistencyDraws;
 import facm.tensor.DType;
 import facm.tensor.ShapeException;
 import facm.tensor.Shapes;
@@ -54,6 +55,14 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
     private final Kernel sumFinish;
     private final Kernel adamw;
     private final Kernel crossEntropy;
+    private final Kernel stepControl;
+    private final Kernel adamwControlled;
+    private final Kernel emaControlled;
+    private final Kernel counterAdvance;
+    /** The per-step inputs and the step log (kernels/step_inputs.cu, step_log.cu). */
+    private final CudaStepKernels step;
+    /** The pinned staging of {@link #copyIn}. */
+    private final PinnedCopyIn pinned;
 
     public CudaTrainingOps(CudaBackend backend) {
         this.backend = Objects.requireNonNull(backend, "CudaTrainingOps: backend is null");
@@ -68,6 +77,13 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
         sumFinish = lib.kernel("sum_squares_finish", PTR, I32, PTR);
         adamw = lib.kernel("adamw_f32", PTR, PTR, PTR, PTR, I64, F32, F32, F32, F32, F32, F64, F64, F32);
         crossEntropy = lib.kernel("softmax_cross_entropy_f32", PTR, PTR, PTR, PTR, I32, I32, F32);
+        stepControl = lib.kernel("step_control_f32", PTR, PTR, F32, PTR);
+        adamwControlled = lib.kernel("adamw_controlled_f32", PTR, PTR, PTR, PTR, I64, F32, F32, F32, F32, F32, PTR,
+                I32, PTR, PTR);
+        emaControlled = lib.kernel("ema_controlled_f32", PTR, PTR, I64, PTR, I32, PTR, PTR);
+        counterAdvance = lib.kernel("step_counter_advance", PTR, PTR);
+        step = new CudaStepKernels(backend, lib, stream);
+        pinned = new PinnedCopyIn(backend.cudaDevice(), stream);
     }
 
     @Override
@@ -188,13 +204,143 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
                 p.numel(), lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale);
     }
 
-    /** Returns the partials buffer to the device arena; the ops stay usable. */
+    // ---------------------------------------------------------------- device step control (kernels/adamw.cu)
+
+    /** One thread; bit-identical to the reference default (fp64 √ and ÷ correctly rounded on both sides). */
+    @Override
+    public void stepControl(Tensor sumSquares, Tensor loss, float maxNorm, Tensor control) {
+        String op = "stepControl";
+        CudaTensor s = scalar(op, "sumSquares", sumSquares, DType.F32, 1);
+        CudaTensor l = scalar(op, "loss", loss, DType.F32, 1);
+        CudaTensor c = scalar(op, "control", control, DType.F32, CONTROL_SIZE);
+        stepControl.launch(stream, 1, 1, 1, 32, 1, 1, 0, s.address(), l.address(), maxNorm, c.address());
+    }
+
+    /** The AdamW kernel reading gradScale, the step and the skip flag on the device (no host read: capturable). */
+    @Override
+    public void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
+                      float weightDecay, Tensor biasCorrections, Tensor counter, Tensor control) {
+        String op = "adamw (device step)";
+        TrainingChecks.adamw(param, grad, m, v, lr, beta1, beta2, eps, weightDecay, 1, 1f);
+        CudaTensor p = f32(op, "param", param);
+        CudaTensor g = f32(op, "grad", grad);
+        CudaTensor ms = f32(op, "m", m);
+        CudaTensor vs = f32(op, "v", v);
+        CudaTensor k = scalar(op, "counter", counter, DType.I32, 1);
+        CudaTensor c = scalar(op, "control", control, DType.F32, CONTROL_SIZE);
+        int tableSteps = tableSteps(op, "biasCorrections", biasCorrections, 2);
+        if (p.numel() == 0) {
+            return;
+        }
+        adamwControlled.launch1d(stream, p.numel(), adamwBlock, p.address(), g.address(), ms.address(),
+                vs.address(), p.numel(), lr, beta1, beta2, eps, weightDecay,
+                backend.require(op + " biasCorrections", biasCorrections).address(), tableSteps, k.address(),
+                c.address());
+    }
+
+    @Override
+    public void emaUpdate(Tensor average, Tensor theta, Tensor decays, Tensor counter, Tensor control) {
+        String op = "emaUpdate";
+        CudaTensor a = f32(op, "average", average);
+        CudaTensor t = f32(op, "theta", theta);
+        Shapes.requireSame(op + ": theta vs average", t, a);
+        CudaTensor k = scalar(op, "counter", counter, DType.I32, 1);
+        CudaTensor c = scalar(op, "control", control, DType.F32, CONTROL_SIZE);
+        int tableSteps = tableSteps(op, "decays", decays, 1);
+        if (a.numel() == 0) {
+            return;
+        }
+        emaControlled.launch1d(stream, a.numel(), ELEMENTWISE_BLOCK, a.address(), t.address(), a.numel(),
+                backend.require(op + " decays", decays).address(), tableSteps, k.address(), c.address());
+    }
+
+    @Override
+    public void advanceCounter(Tensor counter, Tensor control) {
+        String op = "advanceCounter";
+        CudaTensor k = scalar(op, "counter", counter, DType.I32, 1);
+        CudaTensor c = scalar(op, "control", control, DType.F32, CONTROL_SIZE);
+        counterAdvance.launch(stream, 1, 1, 1, 32, 1, 1, 0, k.address(), c.address());
+    }
+
+    /** The last step a table of fp64 values (I32 word pairs, {@code perStep} values per step, step 0 first) covers. */
+    private int tableSteps(String op, String role, Tensor table, int perStep) {
+        Objects.requireNonNull(table, () -> op + ": " + role + " is null");
+        CudaTensor t = backend.require(op + " " + role, table);
+        Shapes.requireDType(op + ": " + role, t, DType.I32);
+        long words = t.numel();
+        if (words % (2L * perStep) != 0 || words < 4L * perStep) {
+            throw new ShapeException(op + ": " + role + " " + t.describe() + " is not a table of " + perStep
+                    + " fp64 value(s) per step for steps 0 and up");
+        }
+        return (int) Math.min(Integer.MAX_VALUE, words / (2L * perStep) - 1);
+    }
+
+    private CudaTensor scalar(String op, String role, Tensor t, DType dtype, int numel) {
+        Objects.requireNonNull(t, () -> op + ": " + role + " is null");
+        CudaTensor c = backend.require(op + " " + role, t);
+        Shapes.requireDType(op + ": " + role, c, dtype);
+        if (c.numel() != numel) {
+            throw new ShapeException(op + ": " + role + " " + c.describe() + " must have " + numel + " element(s)");
+        }
+        return c;
+    }
+
+    // ---------------------------------------------------------------- per-step inputs (kernels/step_inputs.cu)
+
+    @Override
+    public void consistencyDraws(ConsistencyDraws d, Tensor stepState, int first, Tensor t, Tensor r, Tensor coefs,
+                                 Tensor y, Tensor yUnguided) {
+        step.consistencyDraws(d, stepState, first, t, r, coefs, y, yUnguided);
+    }
+
+    @Override
+    public void consistencyNoise(Tensor stepState, long offset, Tensor x1, Tensor t, Tensor eps, Tensor u,
+                                 Tensor xt) {
+        step.consistencyNoise(stepState, offset, x1, t, eps, u, xt);
+    }
+
+    @Override
+    public void advanceStepState(Tensor stepState) {
+        step.advanceStepState(stepState);
+    }
+
+    @Override
+    public void stepLoss(Tensor term0, Tensor term1, Tensor loss, Tensor stepLog, Tensor logCount) {
+        step.stepLoss(term0, term1, loss, stepLog, logCount);
+    }
+
+    @Override
+    public void stepLogEnd(Tensor sumSquares, Tensor control, Tensor stepLog, Tensor logCount) {
+        step.stepLogEnd(sumSquares, control, stepLog, logCount);
+    }
+
+    /** Through a pinned staging buffer kept per destination: one asynchronous copy, no allocation after the first. */
+    @Override
+    public void copyIn(float[] host, Tensor dst) {
+        pinned.copyIn(host, shaped("copyIn", "dst", dst, DType.F32, dst.shape()));
+    }
+
+    @Override
+    public void copyIn(int[] host, Tensor dst) {
+        pinned.copyIn(host, shaped("copyIn", "dst", dst, DType.I32, dst.shape()));
+    }
+
+    /** Returns the partials buffer to the device arena and frees the pinned staging; the ops stay usable. */
     @Override
     public void close() {
         scratch.close();
+        pinned.close();
     }
 
     // ---------------------------------------------------------------- checks
+
+    private CudaTensor shaped(String op, String role, Tensor t, DType dtype, int... shape) {
+        Objects.requireNonNull(t, () -> op + ": " + role + " is null");
+        CudaTensor c = backend.require(op + " " + role, t);
+        Shapes.requireDType(op + ": " + role, c, dtype);
+        Shapes.requireShape(op + ": " + role, c, shape);
+        return c;
+    }
 
     private CudaTensor f32(String op, String role, Tensor t) {
         Objects.requireNonNull(t, () -> op + ": " + role + " is null");
