@@ -1,11 +1,14 @@
 // Standalone check and timing of the bf16 tensor-core attention kernels (kernels/attention_tc*.cu), without Java:
 // random non-zero bf16 inputs, outputs poisoned with NaN first, results compared against a float64 host reference
 // computed from the same bf16 values, for every head dimension and several T (odd ones too); then the XL/1 shape
-// (B256·H16·T256·dh72, and dh 64/128 beside it) timed with CUDA events (median of many runs).
+// (B256·H16·T256·dh72, and dh 64/128 beside it) timed with CUDA events (median of many runs). The forward runs twice:
+// the kernel of kernels/attention_tc.cu ("fwd") and the one it replaced ("fwd v1", attention_tc_fwd_v1.cuh), both
+// checked against float64 and timed side by side.
 // Build and run: tools/attention-harness/run.sh (needs nvcc and a GPU).
 #include "../../kernels/attention_tc.cu"
 #include "../../kernels/attention_tc_bwd.cu"
 #include "../../kernels/attention_tc_jvp.cu"
+#include "attention_tc_fwd_v1.cuh"
 
 #include <cuda_runtime.h>
 
@@ -184,6 +187,7 @@ typedef void (*JvpKernel)(const uint16_t*, const uint16_t*, const uint16_t*, con
 
 struct Kernels {
     FwdKernel fwd;
+    FwdKernel fwdV1;  // the replaced forward: ceil(T / 64)·B·H blocks of 128 threads
     DqKernel dq;
     DkdvKernel dkdv;
     JvpKernel jvp;
@@ -191,13 +195,35 @@ struct Kernels {
 
 static Kernels kernelsFor(int dh) {
     switch (dh) {
-        case 16: return {attention_fwd_bf16_dh16, attention_bwd_dq_bf16_dh16, attention_bwd_dkdv_bf16_dh16, attention_jvp_bf16_dh16};
-        case 32: return {attention_fwd_bf16_dh32, attention_bwd_dq_bf16_dh32, attention_bwd_dkdv_bf16_dh32, attention_jvp_bf16_dh32};
-        case 64: return {attention_fwd_bf16_dh64, attention_bwd_dq_bf16_dh64, attention_bwd_dkdv_bf16_dh64, attention_jvp_bf16_dh64};
-        case 72: return {attention_fwd_bf16_dh72, attention_bwd_dq_bf16_dh72, attention_bwd_dkdv_bf16_dh72, attention_jvp_bf16_dh72};
-        case 128: return {attention_fwd_bf16_dh128, attention_bwd_dq_bf16_dh128, attention_bwd_dkdv_bf16_dh128, attention_jvp_bf16_dh128};
+        case 16: return {attention_fwd_bf16_dh16, attention_fwd_bf16_v1_dh16, attention_bwd_dq_bf16_dh16, attention_bwd_dkdv_bf16_dh16, attention_jvp_bf16_dh16};
+        case 32: return {attention_fwd_bf16_dh32, attention_fwd_bf16_v1_dh32, attention_bwd_dq_bf16_dh32, attention_bwd_dkdv_bf16_dh32, attention_jvp_bf16_dh32};
+        case 64: return {attention_fwd_bf16_dh64, attention_fwd_bf16_v1_dh64, attention_bwd_dq_bf16_dh64, attention_bwd_dkdv_bf16_dh64, attention_jvp_bf16_dh64};
+        case 72: return {attention_fwd_bf16_dh72, attention_fwd_bf16_v1_dh72, attention_bwd_dq_bf16_dh72, attention_bwd_dkdv_bf16_dh72, attention_jvp_bf16_dh72};
+        case 128: return {attention_fwd_bf16_dh128, attention_fwd_bf16_v1_dh128, attention_bwd_dq_bf16_dh128, attention_bwd_dkdv_bf16_dh128, attention_jvp_bf16_dh128};
     }
     fprintf(stderr, "no kernels for dh %d\n", dh);
+    exit(2);
+}
+
+// Launch shape of the current forward: ceil(T / ROWS)·B·H blocks of THREADS threads (TcFwdTiling of attention_tc.cu).
+struct FwdLaunch {
+    int blocks, threads;
+};
+
+template <int DH>
+static FwdLaunch fwdLaunchFor(int B, int H, int T) {
+    return {(T + TcFwdTiling<DH>::ROWS - 1) / TcFwdTiling<DH>::ROWS * B * H, TcFwdTiling<DH>::THREADS};
+}
+
+static FwdLaunch fwdLaunch(int dh, int B, int H, int T) {
+    switch (dh) {
+        case 16: return fwdLaunchFor<16>(B, H, T);
+        case 32: return fwdLaunchFor<32>(B, H, T);
+        case 64: return fwdLaunchFor<64>(B, H, T);
+        case 72: return fwdLaunchFor<72>(B, H, T);
+        case 128: return fwdLaunchFor<128>(B, H, T);
+    }
+    fprintf(stderr, "no forward tiling for dh %d\n", dh);
     exit(2);
 }
 
@@ -229,11 +255,20 @@ static void checkCase(int B, int H, int T, int dh, bool bf16Out) {
              *dvd = upload(vdb);
     float *out = poisoned(n), *outDot = poisoned(n), *lse = poisoned(rows);
     const int blocks = (T + 63) / 64 * B * H;
-    ks.fwd<<<blocks, 128>>>(dq_, dk, dv, out, lse, H, T, scale, bf16Out);
+    const FwdLaunch fl = fwdLaunch(dh, B, H, T);
+    ks.fwd<<<fl.blocks, fl.threads>>>(dq_, dk, dv, out, lse, H, T, scale, bf16Out);
     CHECK(cudaGetLastError());
     CHECK(cudaDeviceSynchronize());
     report(bf16Out ? "fwd out (bf16)" : "fwd out (f32)", B, H, T, dh, relErr(download(out, n, bf16Out), ref.out));
     report("fwd lse", B, H, T, dh, relErr(download(lse, rows, false), ref.lse));
+    CHECK(cudaMemset(out, 0xFF, n * 4));
+    CHECK(cudaMemset(lse, 0xFF, rows * 4));
+    ks.fwdV1<<<blocks, 128>>>(dq_, dk, dv, out, lse, H, T, scale, bf16Out);
+    CHECK(cudaGetLastError());
+    CHECK(cudaDeviceSynchronize());
+    report(bf16Out ? "fwd v1 out (bf16)" : "fwd v1 out (f32)", B, H, T, dh,
+           relErr(download(out, n, bf16Out), ref.out));
+    report("fwd v1 lse", B, H, T, dh, relErr(download(lse, rows, false), ref.lse));
 
     CHECK(cudaMemset(out, 0xFF, n * 4));
     CHECK(cudaMemset(lse, 0xFF, rows * 4));
@@ -312,11 +347,13 @@ static void timeShape(int B, int H, int T, int dh, int reps) {
     uint16_t* dOBf16 = (uint16_t*)poisoned(n / 2 + 1);
     Kernels ks = kernelsFor(dh);
     const int blocks = (T + 63) / 64 * B * H;
+    const FwdLaunch fl = fwdLaunch(dh, B, H, T);
     const double perHead = (double)T * T * dh;  // T²·dh
     const double heads = (double)B * H;
-    ks.fwd<<<blocks, 128>>>(q, k, v, out, lse, H, T, scale, 1);  // lse for the backward
+    ks.fwd<<<fl.blocks, fl.threads>>>(q, k, v, out, lse, H, T, scale, 1);  // lse for the backward
     CHECK(cudaDeviceSynchronize());
-    const float fwd = medianMs([&] { ks.fwd<<<blocks, 128>>>(q, k, v, out, lse, H, T, scale, 1); }, reps);
+    const float fwd = medianMs([&] { ks.fwd<<<fl.blocks, fl.threads>>>(q, k, v, out, lse, H, T, scale, 1); }, reps);
+    const float fwdV1 = medianMs([&] { ks.fwdV1<<<blocks, 128>>>(q, k, v, out, lse, H, T, scale, 1); }, reps);
     const float bwd = medianMs([&] {
         ks.dq<<<blocks, 128>>>(q, k, v, out, lse, gOut, gq, delta, dOBf16, H, T, scale, 1, 0);
         ks.dkdv<<<blocks, 128>>>(q, k, v, lse, dOBf16, delta, gk, gv, H, T, scale);
@@ -333,6 +370,8 @@ static void timeShape(int B, int H, int T, int dh, int reps) {
            "%6.1f TFLOP/s  (bwd: dq kernel %.3f ms)\n",
            B, H, T, dh, fwd, 4 * perHead * heads / fwd * 1e-9, bwd, 10 * perHead * heads / bwd * 1e-9, jvp,
            12 * perHead * heads / jvp * 1e-9, dqOnly);
+    printf("FWD  B%d H%d T%d dh%-3d  new %7.3f ms %6.1f TFLOP/s | v1 %7.3f ms %6.1f TFLOP/s | speed-up %.2fx\n", B, H,
+           T, dh, fwd, 4 * perHead * heads / fwd * 1e-9, fwdV1, 4 * perHead * heads / fwdV1 * 1e-9, fwdV1 / fwd);
     for (void* p : {(void*)q, (void*)k, (void*)v, (void*)qd, (void*)kd, (void*)vd, out, outDot, gOut, (void*)lse,
                     (void*)delta, (void*)gq, (void*)gk, (void*)gv, (void*)dOBf16}) {
         CHECK(cudaFree(p));
@@ -344,7 +383,7 @@ int main(int argc, char** argv) {
     CHECK(cudaGetDeviceProperties(&prop, 0));
     printf("device: %s (sm_%d%d)\n", prop.name, prop.major, prop.minor);
     const int dhs[] = {16, 32, 64, 72, 128};
-    const int ts[] = {1, 17, 77, 130, 256};
+    const int ts[] = {1, 17, 77, 130, 256, 300};
     for (int dh : dhs) {
         for (int T : ts) checkCase(1, 2, T, dh, false);
         checkCase(2, 3, 77, dh, true);

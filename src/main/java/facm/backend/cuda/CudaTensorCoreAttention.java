@@ -27,9 +27,21 @@ import static facm.cuda.KernelArg.PTR;
 final class CudaTensorCoreAttention {
     /** Head dimensions with attention_{fwd,bwd_dq,bwd_dkdv,jvp}_bf16_dh&lt;dh&gt; kernels. */
     static final int[] SUPPORTED_HEAD_DIMS = {16, 32, 64, 72, 128};
-    /** Query (or key) rows per block and threads per block (TC_ROWS, TC_THREADS in attention_tc_common.cuh). */
+    /** Query (or key) rows per block and threads per block of the backward and JVP (TC_ROWS, TC_THREADS in
+     * attention_tc_common.cuh). */
     private static final int ROWS = 64;
     private static final int THREADS = 128;
+    /** Threads per block of the forward (TcFwdTiling::THREADS in kernels/attention_tc.cu: 4 warps; it traps on
+     * another block size). */
+    private static final int FORWARD_THREADS = 128;
+
+    /**
+     * Query rows per block of the forward, TcFwdTiling&lt;dh&gt;::ROWS in kernels/attention_tc.cu: 4 warps of two
+     * 16-row m tiles for dh &le; 80, of one for dh 128 (two would not fit the registers).
+     */
+    static int forwardRows(int dh) {
+        return dh <= 80 ? 128 : 64;
+    }
 
     /** The four kernels of one head dimension. */
     private record HeadDimKernels(Kernel forward, Kernel backwardDq, Kernel backwardDkDv, Kernel jvp) {
@@ -49,11 +61,11 @@ final class CudaTensorCoreAttention {
         int b = q.dim(0), heads = q.dim(1), t = q.dim(2), dh = q.dim(3);
         HeadDimKernels kernels = kernels(op, q, dh);
         requireAligned(op, q, k, v, out);
-        int blocks = blocks(op, q, b, heads, t);
+        int blocks = blocks(op, q, b, heads, t, forwardRows(dh));
         if (blocks == 0) {
             return;
         }
-        kernels.forward().launch(stream, blocks, 1, 1, THREADS, 1, 1, 0, q.address(), k.address(), v.address(),
+        kernels.forward().launch(stream, blocks, 1, 1, FORWARD_THREADS, 1, 1, 0, q.address(), k.address(), v.address(),
                 out.address(), addressOrNull(lse), heads, t, scale, isBf16(out));
     }
 
@@ -73,7 +85,7 @@ final class CudaTensorCoreAttention {
         int b = q.dim(0), heads = q.dim(1), t = q.dim(2), dh = q.dim(3);
         HeadDimKernels kernels = kernels(op, q, dh);
         requireAligned(op, q, k, v, out, gradOut, lse, gradQ, gradK, gradV);
-        int blocks = blocks(op, q, b, heads, t);
+        int blocks = blocks(op, q, b, heads, t, ROWS);
         if (blocks == 0 || (gradQ == null && gradK == null && gradV == null)) {
             return;
         }
@@ -101,7 +113,7 @@ final class CudaTensorCoreAttention {
         }
         HeadDimKernels kernels = kernels(op, q, dh);
         requireAligned(op, q, k, v, qDot, kDot, vDot, out, outDot, lse);
-        int blocks = blocks(op, q, b, heads, t);
+        int blocks = blocks(op, q, b, heads, t, ROWS);
         if (blocks == 0) {
             return;
         }
@@ -131,9 +143,9 @@ final class CudaTensorCoreAttention {
         return k;
     }
 
-    /** ceil(T / 64)·B·H blocks, the same for every kernel here. */
-    private static int blocks(String op, CudaTensor q, int b, int heads, int t) {
-        long blocks = (long) ((t + ROWS - 1) / ROWS) * b * heads;
+    /** ceil(T / rows)·B·H blocks: rows per block is 64 for the backward and JVP, {@link #forwardRows} for the forward. */
+    private static int blocks(String op, CudaTensor q, int b, int heads, int t, int rows) {
+        long blocks = (long) ((t + rows - 1) / rows) * b * heads;
         if (blocks > Integer.MAX_VALUE) {
             throw new ShapeException(op + ": q " + q.describe() + " needs " + blocks + " blocks, more than one "
                     + "launch takes");

@@ -135,6 +135,34 @@ class CudaTensorCoreAttentionTest extends GpuCpuPairTestBase {
         check(1, 2, 33, 128, DType.F32, true, 9);
     }
 
+    /**
+     * The forward's blocks own 128 query rows for dh &le; 80 (64 for dh 128) and stream 32-key tiles through a ring of
+     * shared buffers: T = 129 leaves one row in the last block, T = 300 has a row tail and a key tail (300 = 9·32 + 12)
+     * and more tiles than the ring has stages, T = 64 and 128 fill blocks exactly.
+     */
+    @Test
+    void forwardBlockAndKeyTailsEveryHeadDim() {
+        long seed = 500;
+        for (int dh : CudaTensorCoreAttention.SUPPORTED_HEAD_DIMS) {
+            for (int t : new int[] {64, 128, 129, 300}) {
+                int b = 1, h = 2, n = b * h * t * dh;
+                float scale = (float) (1 / Math.sqrt(dh));
+                String shape = "B" + b + " H" + h + " T" + t + " dh" + dh;
+                int[] head = {b, h, t, dh};
+                var q = p.uploadBf16("q", bf16Values(seed++, n, -2, 2), head);
+                var k = p.uploadBf16("k", bf16Values(seed++, n, -2, 2), head);
+                var v = p.uploadBf16("v", bf16Values(seed++, n, -1, 1), head);
+                var out = p.poisoned("out", DType.BF16, b, t, h * dh);
+                var lse = p.poisoned("lse", DType.F32, b, h, t);
+                gpu.attention(q.gpu(), k.gpu(), v.gpu(), scale, out.gpu(), lse.gpu());
+                cpu.attention(q.cpu(), k.cpu(), v.cpu(), scale, out.cpu(), lse.cpu());
+                assertClose("attention out " + shape, out, TOL, 0);
+                assertClose("attention lse " + shape, lse, LSE_TOL, 1);
+                p.closeTensors();
+            }
+        }
+    }
+
     @Test
     void unsupportedHeadDimIsAShapeError() {
         int b = 1, h = 1, t = 8, dh = 24;
