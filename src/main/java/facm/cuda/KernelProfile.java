@@ -100,6 +100,26 @@ public final class KernelProfile {
         dropped = 0;
     }
 
+    /** Launches recorded since the last reset (timed or not yet ended). */
+    public static synchronized int recorded() {
+        return used;
+    }
+
+    /**
+     * Grows the event pool to {@code records} launches (at most {@link #MAX_RECORDS}) on the device of the last
+     * recorded launch, so that measured runs create no events; does nothing before the first record.
+     */
+    public static synchronized void reserve(int records) {
+        if (used == 0) {
+            return;
+        }
+        CudaDevice device = slots.get(used - 1).device;
+        int target = Math.min(records, MAX_RECORDS);
+        while (slots.size() < target) {
+            slots.add(new Slot(device));
+        }
+    }
+
     /**
      * Records the start event of a launch on {@code stream}, whose device must be current. Returns the token for
      * {@link #end}, or {@link #NOT_RECORDED} when off, capturing, or past {@link #MAX_RECORDS}.

@@ -87,6 +87,10 @@ class KernelProfileGpuTest {
             KernelProfile.enable();
             be.affine(a, 2f, 1f, scaled);
             assertEquals(1, KernelProfile.snapshot().launches());
+            KernelProfile.reserve(64); // pooled ahead on this device; records stay as they were
+            assertEquals(1, KernelProfile.recorded());
+            be.affine(a, 2f, 1f, scaled);
+            assertEquals(2, KernelProfile.snapshot().rows().get(0).calls());
         }
     }
 

@@ -210,6 +210,11 @@ public final class ProfileRun {
                 run.run();
             }
             be.synchronize();
+            if (o.warmup() > 0) {
+                // Events for the measured runs up front, with a margin, so that none is created while measuring.
+                long perRun = KernelProfile.recorded() / o.warmup();
+                KernelProfile.reserve((int) Math.min(Integer.MAX_VALUE, perRun * o.steps() * 11 / 10 + 64));
+            }
             KernelProfile.reset();
             long t0 = System.nanoTime();
             for (int i = 0; i < o.steps(); i++) {
