@@ -209,10 +209,18 @@ __device__ __forceinline__ void qk_norm_rope_fwd_tok_body(
     const bool anyNorm = qw != nullptr || kw != nullptr;  // uniform over the block: decides the barriers
     OUT* out = part == 0 ? q : (part == 1 ? k : v);
     const int b = blockIdx.y;
+    // The next token's chunk is loaded before this token's barriers (software pipelining: the loads cannot move
+    // across __syncthreads on their own, and one token per block in flight is too little to stream at the memory rate).
+    float next[ROPE_CHUNK];
+    if (active && blockIdx.x < T) rope_load8(qkv + ((int64_t)b * T + blockIdx.x) * tokenElems + i * ROPE_CHUNK, next);
     for (int t = blockIdx.x; t < T; t += gridDim.x) {
         const int bt = b * T + t;
         float x[ROPE_CHUNK];
-        if (active) rope_load8(qkv + (int64_t)bt * tokenElems + i * ROPE_CHUNK, x);
+#pragma unroll
+        for (int j = 0; j < ROPE_CHUNK; j++) x[j] = next[j];
+        if (active && t + gridDim.x < T) {
+            rope_load8(qkv + ((int64_t)bt + gridDim.x) * tokenElems + i * ROPE_CHUNK, next);
+        }
         if (anyNorm) {
             if (active && part < 2) {
                 float* dst = headsIn + hv * dh + c * ROPE_CHUNK;
