@@ -53,24 +53,32 @@ __device__ __forceinline__ void resnorm_fwd_body(
         float4* hr = reinterpret_cast<float4*>(h + row * D);
         const A* ar = a + row * D;
         const float4* gr = reinterpret_cast<const float4*>(mod + b * modStride + gateOff);
+        // Three passes over the row's registers so that every load is issued before the first store: a may be h,
+        // so the compiler may not move a load of a past a store to h; with the stores last, the lane has all its
+        // loads of h, a and the gate in flight at once (the per-element operations and the Σh² order are unchanged).
         float4 v[RESNORM_CACHE];
-        float ss = 0.0f;
+#pragma unroll
+        for (int i = 0; i < RESNORM_CACHE; i++) {
+            const int c = lane + 32 * i;
+            v[i] = c < D4 ? hr[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
 #pragma unroll
         for (int i = 0; i < RESNORM_CACHE; i++) {
             const int c = lane + 32 * i;
             if (c < D4) {
-                float4 hv = hr[c];
                 const float4 av = resnorm_load4(ar, c);
                 const float4 gv = gr[c];
-                hv.x = __fmaf_rn(gv.x, av.x, hv.x);
-                hv.y = __fmaf_rn(gv.y, av.y, hv.y);
-                hv.z = __fmaf_rn(gv.z, av.z, hv.z);
-                hv.w = __fmaf_rn(gv.w, av.w, hv.w);
-                hr[c] = hv;
-                v[i] = hv;
-            } else {
-                v[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                v[i].x = __fmaf_rn(gv.x, av.x, v[i].x);
+                v[i].y = __fmaf_rn(gv.y, av.y, v[i].y);
+                v[i].z = __fmaf_rn(gv.z, av.z, v[i].z);
+                v[i].w = __fmaf_rn(gv.w, av.w, v[i].w);
             }
+        }
+        float ss = 0.0f;
+#pragma unroll
+        for (int i = 0; i < RESNORM_CACHE; i++) {
+            const int c = lane + 32 * i;
+            if (c < D4) hr[c] = v[i];
             ss = fmaf(v[i].x, v[i].x, ss);
             ss = fmaf(v[i].y, v[i].y, ss);
             ss = fmaf(v[i].z, v[i].z, ss);

@@ -182,14 +182,19 @@ __device__ __forceinline__ void rope_store8(uint16_t* p, const float* x) {
 }
 
 // Launch: grid (gx ≤ T, B), blockDim.x = 3·H·dh/8 rounded up to a multiple of 32 (≤ 1024), dynamic shared memory
-// 2·H·(dh/8) floats. Arguments and results as qk_norm_rope_fwd_body; the per-element operations are the same
-// (x·ρ·w, then the fma rotation), only the order of the Σx² additions differs.
+// 2·H·dh + 2·H floats. Arguments and results as qk_norm_rope_fwd_body, and bit for bit the same: the per-element
+// operations are the same (x·ρ·w, then the fma rotation), and Σx² is added in the same order as qk_norm_rope_head
+// (lane l of a warp holds pairs l, l+32, …, fma'd in that order, then warp_sum), so ρ has the same bits as in the
+// warp-per-head kernels and in the JVP kernel's primal (the tests compare them with 0 ulp). The chunks of each q and k
+// head vector go through shared memory; the block's warps then take one head vector each for the sum.
 template <typename IN, typename OUT>
 __device__ __forceinline__ void qk_norm_rope_fwd_tok_body(
         const IN* __restrict__ qkv, const float* __restrict__ qw, const float* __restrict__ kw,
         const float* __restrict__ cosT, const float* __restrict__ sinT, OUT* __restrict__ q, OUT* __restrict__ k,
         OUT* __restrict__ v, float* __restrict__ rstd, int B, int T, int H, int dh, float eps) {
-    extern __shared__ float ropePartials[];  // [2·H][dh/8]: Σx² of each q and k chunk of the current token
+    extern __shared__ float ropeShared[];
+    float* headsIn = ropeShared;            // [2·H][dh]: the q and k head vectors of the current token
+    float* rhoOf = ropeShared + 2 * H * dh; // [2·H]: their ρ
     const int chunks = dh / ROPE_CHUNK;
     const int tokenElems = 3 * H * dh;
     const int i = threadIdx.x;
@@ -204,29 +209,51 @@ __device__ __forceinline__ void qk_norm_rope_fwd_tok_body(
     const bool anyNorm = qw != nullptr || kw != nullptr;  // uniform over the block: decides the barriers
     OUT* out = part == 0 ? q : (part == 1 ? k : v);
     const int b = blockIdx.y;
+    // The next token's chunk is loaded before this token's barriers (software pipelining: the loads cannot move
+    // across __syncthreads on their own, and one token per block in flight is too little to stream at the memory rate).
+    float next[ROPE_CHUNK];
+    if (active && blockIdx.x < T) rope_load8(qkv + ((int64_t)b * T + blockIdx.x) * tokenElems + i * ROPE_CHUNK, next);
     for (int t = blockIdx.x; t < T; t += gridDim.x) {
         const int bt = b * T + t;
         float x[ROPE_CHUNK];
-        if (active) rope_load8(qkv + (int64_t)bt * tokenElems + i * ROPE_CHUNK, x);
+#pragma unroll
+        for (int j = 0; j < ROPE_CHUNK; j++) x[j] = next[j];
+        if (active && t + gridDim.x < T) {
+            rope_load8(qkv + ((int64_t)bt + gridDim.x) * tokenElems + i * ROPE_CHUNK, next);
+        }
         if (anyNorm) {
             if (active && part < 2) {
+                float* dst = headsIn + hv * dh + c * ROPE_CHUNK;
+#pragma unroll
+                for (int j = 0; j < ROPE_CHUNK; j++) dst[j] = x[j];
+            }
+            __syncthreads();
+            // One warp per q or k head vector (warp-uniform loop: every lane reaches warp_sum).
+            const int lane = threadIdx.x & 31;
+            for (int w = threadIdx.x >> 5; w < 2 * H; w += blockDim.x >> 5) {
+                if ((w < H ? qw : kw) == nullptr) continue;  // uniform over the warp
+                const float* src = headsIn + w * dh;
                 float ss = 0.0f;
 #pragma unroll
-                for (int j = 0; j < ROPE_CHUNK; j++) ss = fmaf(x[j], x[j], ss);
-                ropePartials[hv * chunks + c] = ss;
+                for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
+                    const int p = lane + 32 * j;
+                    const float2 e = p < (dh >> 1) ? make_float2(src[2 * p], src[2 * p + 1]) : make_float2(0.0f, 0.0f);
+                    ss = fmaf(e.x, e.x, ss);
+                    ss = fmaf(e.y, e.y, ss);
+                }
+                ss = warp_sum(ss);
+                if (lane == 0) rhoOf[w] = 1.0f / sqrtf(ss / (float)dh + eps);
             }
             __syncthreads();
             if (norm) {
-                float ss = 0.0f;
-                for (int j = 0; j < chunks; j++) ss += ropePartials[hv * chunks + j];
-                const float rho = 1.0f / sqrtf(ss / (float)dh + eps);
+                const float rho = rhoOf[hv];
                 if (rstd != nullptr && c == 0) rstd[((int64_t)bt * 2 + part) * H + h] = rho;
                 float w[ROPE_CHUNK];  // reloaded per token (L1 hits): 8 fewer live registers, more blocks per SM
                 rope_load8(weight + c * ROPE_CHUNK, w);
 #pragma unroll
                 for (int j = 0; j < ROPE_CHUNK; j++) x[j] = x[j] * rho * w[j];
             }
-            __syncthreads();  // the partials are rewritten for the next token
+            __syncthreads();  // the shared head vectors and ρ are rewritten for the next token
         }
         if (!active) continue;
         if (rotate) {

@@ -5,7 +5,7 @@
 # Java and no Maven: the bundle's jlinked runtime runs benchmarks.jar).
 #
 # Usage: bash tools/compare-torch.sh OUTDIR [--quick] [--part all|sampling|step|kernels] [--deadline S]
-#                                    [--step-compile auto|model|modules] [--bundle DIR]
+#                                    [--step-compile auto|model|modules] [--step-batches LIST] [--bundle DIR]
 #   OUTDIR        everything goes there: jmh_<part>.json/.log, torch_<part>.json/.log, compare.md, compare.json
 #   --quick       fewer repetitions (JMH 1 warm-up + 2 measurement iterations, PyTorch 5 repeats / 3 steps), NFE 1 only
 #                 and no kernel benchmarks: a check that everything runs, not numbers to publish
@@ -15,16 +15,19 @@
 #                 into the same OUTDIR: the table is built from every JSON file found there
 #   --deadline S  finish within S seconds, table included (default 540): each stage gets at most what is left
 #   --step-compile  torch.compile strategy of the PyTorch FACM step (see facm_step_bench.py; default auto)
+#   --step-batches  batch sizes of the step part, ours and PyTorch (default 16,32; e.g. 32 alone gives torch.compile
+#                 of the XL/1 step, which takes minutes per batch size, the time of one call)
 # The table alone, later or elsewhere: python3 tools/reference/compare_bench.py --compare OUTDIR
 set -uo pipefail
 
-out_arg=""; quick=0; part=all; deadline=540; step_compile=auto; bundle=""
+out_arg=""; quick=0; part=all; deadline=540; step_compile=auto; step_batches=16,32; bundle=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --part) part="$2"; shift ;;
     --deadline) deadline="$2"; shift ;;
     --step-compile) step_compile="$2"; shift ;;
+    --step-batches) step_batches="$2"; shift ;;
     --bundle) bundle="$2"; shift ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "compare-torch: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -99,11 +102,11 @@ if [ "$part" = all ] || [ "$part" = sampling ]; then
     --modes eager,compile "${repeats[@]}" --json "$out/torch_sampling.json"
 fi
 if [ "$part" = all ] || [ "$part" = step ]; then
-  stage "ours: FacmTrainStep XL/1 b16, b32 bf16" 100 "$out/jmh_step.log" \
-    "${jmh[@]}" FacmTrainStep -p model=XL/1 -p batch=16,32 -p precision=bf16 -w 3s -r 3s \
+  stage "ours: FacmTrainStep XL/1 b$step_batches bf16, host and CUDA-graph step" 200 "$out/jmh_step.log" \
+    "${jmh[@]}" FacmTrainStep -p model=XL/1 -p batch=$step_batches -p precision=bf16 -p step=host,graph -w 3s -r 3s \
     "${jmh_common[@]}" -rf json -rff "$out/jmh_step.json"
-  stage "PyTorch: FACM step XL/1 b16, b32 eager + compile" 300 "$out/torch_step.log" \
-    python3 "$reference/torch_perf_bench.py" --only step --step-models XL/1 --step-batches 16,32 \
+  stage "PyTorch: FACM step XL/1 b$step_batches eager + compile" 480 "$out/torch_step.log" \
+    python3 "$reference/torch_perf_bench.py" --only step --step-models XL/1 --step-batches "$step_batches" \
     --modes eager,compile --compile-strategy "$step_compile" "${steps[@]}" --json "$out/torch_step.json"
 fi
 if { [ "$part" = all ] && [ "$quick" = 0 ]; } || [ "$part" = kernels ]; then

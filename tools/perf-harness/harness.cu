@@ -228,7 +228,7 @@ static void launchRopeTok(RopeKernel<IN, OUT> k, const RopeInputs& in, OUT* q, O
     const int chunks = 3 * H * (DH / 8);
     const int threads = (chunks + 31) / 32 * 32;
     const int gridX = std::min(T, std::max(1, (1056 + B - 1) / B));
-    const int shared = 2 * H * (DH / 8) * (int)sizeof(float);
+    const int shared = (2 * H * DH + 2 * H) * (int)sizeof(float);
     k<<<dim3(gridX, B), threads, shared>>>((const IN*)in.qkvDev, (const float*)in.qw_, (const float*)in.kw_,
                                            (const float*)in.cos_, (const float*)in.sin_, q, kk, v, rstd, B, T, H, DH,
                                            EPS);
@@ -313,7 +313,16 @@ static void ropeForm(int B, const RopeInputs& in, RopeKernel<IN, OUT> tok, const
         char old[64];
         snprintf(old, sizeof old, "; old: q %.1e k %.1e v %.1e", err[0][0].relToOther(), err[0][1].relToOther(),
                  err[0][2].relToOther());
-        if (which == 0) check += old;
+        if (which == 0) {
+            check += old;
+            // The token-block kernel must give the warp kernel's bits (same Σx² order; the JVP's primal has them too).
+            bool same = true;
+            for (int o = 0; o < (withRstd ? 4 : 3); o++) {
+                same = same && got[0][o].bytes == got[1][o].bytes;
+            }
+            if (!same) failures++;
+            check += same ? "; bits == old" : "; bits != old FAIL";
+        }
         const float ms = which == 0 ? medianMs([&] { launchRopeTok(tok, in, q, k, v, rstd, B); })
                                     : medianMs([&] { launchRopeWarp(warp, in, q, k, v, rstd, B); });
         table.push_back({which == 0 ? tokName : warpName, B, check, ms, bytes});

@@ -129,7 +129,9 @@ def build_rows(jmh, ref):
             comp, note = torch_value(ref["step"], "compile", "samples_per_s", **match)
             xl = p.get("model") == "XL/1"
             target = STEP_TARGET_B32 if (xl and b == 32) else STEP_TARGET_B16 if (xl and b == 16) else None
-            rows.append({"order": 2, "work": f"FACM step {p.get('model')} b{b} {p.get('precision')} (samples/s)",
+            how = p.get("step", "host")
+            how = "" if how == "host" else f", {how} step"  # graph: train --cuda-graph-step
+            rows.append({"order": 2, "work": f"FACM step {p.get('model')} b{b} {p.get('precision')}{how} (samples/s)",
                          "ours": ours, "eager": eager, "compiled": comp, "note": note,
                          "target": "" if target is None else (f">= {target}x compiled" if target > 1
                                                               else "> 1x compiled"),
@@ -139,7 +141,7 @@ def build_rows(jmh, ref):
             peak_eager, _ = torch_value(ref["step"], "eager", "peak_gib", **match)
             peak_comp, _ = torch_value(ref["step"], "compile", "peak_gib", **match)
             if xl and b == 32:
-                rows.append({"order": 2, "work": f"FACM step {p.get('model')} b{b} peak memory (GiB)", "ours": peak,
+                rows.append({"order": 2, "work": f"FACM step {p.get('model')} b{b}{how} peak memory (GiB)", "ours": peak,
                              "eager": peak_eager, "compiled": peak_comp, "note": "", "ratio_off": True,
                              "target": f"<= {PEAK_LIMIT_GIB:g} GiB",
                              "met": "not run" if peak is None else ("met" if peak <= PEAK_LIMIT_GIB else "NOT met")})

@@ -37,10 +37,12 @@ public final class Kernel {
         }
         Pointer params = pack(args);
         device.makeCurrent();
+        int profiled = KernelProfile.on() ? KernelProfile.begin(stream) : KernelProfile.NOT_RECORDED;
         int r = JCudaDriver.cuLaunchKernel(function, gridX, gridY, gridZ, blockX, blockY, blockZ, sharedBytes,
                 stream.handle(), params, null);
         Cuda.check(r, "cuLaunchKernel(" + name + ", grid " + gridX + "x" + gridY + "x" + gridZ + ", block "
                 + blockX + "x" + blockY + "x" + blockZ + ", smem " + sharedBytes + ")");
+        KernelProfile.end(profiled, stream, name); // returns at once when the launch was not recorded
         if (Cuda.syncCheck()) {
             Cuda.check(JCudaDriver.cuStreamSynchronize(stream.handle()), "kernel " + name + " (checked after launch)");
         }

@@ -2,7 +2,9 @@ package facm.backend.cuda;
 
 import facm.cuda.CudaDevice;
 import facm.cuda.DeviceBuffer;
+import facm.cuda.KernelProfile;
 import facm.cuda.blas.CublasLt;
+import facm.cuda.blas.GemmProfileLabel;
 import facm.cuda.blas.GemmKind;
 import facm.cuda.blas.RowMajorGemm;
 import facm.tensor.DType;
@@ -84,8 +86,12 @@ final class CudaGemm implements AutoCloseable {
         }
         RowMajorGemm g = new RowMajorGemm(p.kind(), false, true, p.m(), p.n(), p.k(), 1, p.strideA(), p.strideB(),
                 p.strideC(), 1f, 0f);
-        cublasLt().gemmBias(device.stream().address(), g, x2.address(), weight.address(), out2.address(),
-                bias.address(), workspace.address(), WORKSPACE_BYTES);
+        CublasLt lt = cublasLt();
+        int profiled = KernelProfile.on() ? KernelProfile.begin(device.stream()) : KernelProfile.NOT_RECORDED;
+        lt.gemmBias(device.stream().address(), g, x2.address(), weight.address(), out2.address(), bias.address(),
+                workspace.address(), WORKSPACE_BYTES);
+        KernelProfile.end(profiled, device.stream(), profiled == KernelProfile.NOT_RECORDED ? null
+                : GemmProfileLabel.of(g, true));
     }
 
     /** out = beta * out for an empty product; beta 0 writes zeros (old NaN garbage must not survive). */
@@ -165,8 +171,12 @@ final class CudaGemm implements AutoCloseable {
     private void run(Plan p, CudaTensor a, CudaTensor b, CudaTensor out, float alpha, float beta) {
         RowMajorGemm g = new RowMajorGemm(p.kind(), p.transA(), p.transB(), p.m(), p.n(), p.k(), p.batch(),
                 p.strideA(), p.strideB(), p.strideC(), alpha, beta);
-        cublasLt().gemm(device.stream().address(), g, a.address(), b.address(), out.address(), workspace.address(),
+        CublasLt lt = cublasLt();
+        int profiled = KernelProfile.on() ? KernelProfile.begin(device.stream()) : KernelProfile.NOT_RECORDED;
+        lt.gemm(device.stream().address(), g, a.address(), b.address(), out.address(), workspace.address(),
                 WORKSPACE_BYTES);
+        KernelProfile.end(profiled, device.stream(), profiled == KernelProfile.NOT_RECORDED ? null
+                : GemmProfileLabel.of(g, false));
     }
 
     /** The handle and its workspace, created on the first product. */
