@@ -7,6 +7,7 @@ import facm.tensor.DType;
 import facm.tensor.Tensor;
 
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -38,10 +39,9 @@ public final class Gradients implements AutoCloseable {
         return java.util.Collections.unmodifiableMap(grads);
     }
 
+    /** Every gradient set to 0 ({@link facm.tensor.TrainingOps#zeroForeach}: one launch on CUDA). */
     public void zero() {
-        for (Tensor g : grads.values()) {
-            backend.fill(g, 0f);
-        }
+        backend.training().zeroForeach(List.copyOf(grads.values()));
     }
 
     @Override

@@ -1,5 +1,7 @@
 package facm.tensor;
 
+import java.util.List;
+
 /**
  * Losses and optimizer steps as backend ops ({@code backend.training()}), defined once and implemented by every
  * backend. All F32. Scalars that decide control flow (the global gradient norm) are read back by the caller once per
@@ -159,6 +161,83 @@ public interface TrainingOps {
         } finally {
             next.close();
         }
+    }
+
+    // ------------------------------------------------------------------ foreach (multi-tensor) forms
+    // One call per optimizer phase over lists of tensors (element i of every list belongs together). Each is defined
+    // as its per-tensor op applied to the tensors in list order, which the defaults do; the CUDA backend overrides
+    // them with one launch per phase (facm.backend.cuda.CudaForeach), bit-identical to those per-tensor calls.
+
+    /** {@link #adamw(Tensor, Tensor, Tensor, Tensor, float, float, float, float, float, int, float)} per tensor. */
+    default void adamwForeach(List<Tensor> params, List<Tensor> grads, List<Tensor> ms, List<Tensor> vs, float lr,
+                              float beta1, float beta2, float eps, float weightDecay, int step, float gradScale) {
+        int n = sameLength("adamwForeach", params, grads, ms, vs);
+        for (int i = 0; i < n; i++) {
+            adamw(params.get(i), grads.get(i), ms.get(i), vs.get(i), lr, beta1, beta2, eps, weightDecay, step,
+                    gradScale);
+        }
+    }
+
+    /** The device-step {@link #adamw(Tensor, Tensor, Tensor, Tensor, float, float, float, float, float, Tensor,
+     * Tensor, Tensor)} per tensor (the counter is not advanced). */
+    default void adamwForeach(List<Tensor> params, List<Tensor> grads, List<Tensor> ms, List<Tensor> vs, float lr,
+                              float beta1, float beta2, float eps, float weightDecay, Tensor biasCorrections,
+                              Tensor counter, Tensor control) {
+        int n = sameLength("adamwForeach", params, grads, ms, vs);
+        for (int i = 0; i < n; i++) {
+            adamw(params.get(i), grads.get(i), ms.get(i), vs.get(i), lr, beta1, beta2, eps, weightDecay,
+                    biasCorrections, counter, control);
+        }
+    }
+
+    /**
+     * The host-scalar EMA update per tensor pair: average ← θ ({@link Backend#copy}) when decay is 0, else
+     * {@link Backend#axpby}((float) decay, average, (float) (1 − decay), θ, average).
+     */
+    default void emaUpdateForeach(List<Tensor> averages, List<Tensor> thetas, double decay) {
+        int n = sameLength("emaUpdateForeach", averages, thetas);
+        for (int i = 0; i < n; i++) {
+            Tensor avg = averages.get(i), theta = thetas.get(i);
+            if (decay == 0) {
+                avg.backend().copy(theta, avg);
+            } else {
+                avg.backend().axpby((float) decay, avg, (float) (1.0 - decay), theta, avg);
+            }
+        }
+    }
+
+    /** The device-step {@link #emaUpdate} per tensor pair (the counter is not advanced). */
+    default void emaUpdateForeach(List<Tensor> averages, List<Tensor> thetas, Tensor decays, Tensor counter,
+                                  Tensor control) {
+        int n = sameLength("emaUpdateForeach", averages, thetas);
+        for (int i = 0; i < n; i++) {
+            emaUpdate(averages.get(i), thetas.get(i), decays, counter, control);
+        }
+    }
+
+    /** {@link #sumOfSquares} per tensor, in list order, into one accumulator. */
+    default void sumOfSquaresForeach(List<Tensor> xs, Tensor acc) {
+        for (Tensor x : xs) {
+            sumOfSquares(x, acc);
+        }
+    }
+
+    /** Every tensor (F32) filled with 0 ({@link Backend#fill}). */
+    default void zeroForeach(List<Tensor> tensors) {
+        for (Tensor t : tensors) {
+            t.backend().fill(t, 0f);
+        }
+    }
+
+    /** The common length of lists that go together, or an error naming the op and the lengths. */
+    private static int sameLength(String op, List<?>... lists) {
+        for (List<?> l : lists) {
+            if (l.size() != lists[0].size()) {
+                throw new IllegalArgumentException(op + ": tensor lists of different lengths "
+                        + java.util.Arrays.stream(lists).map(List::size).toList());
+            }
+        }
+        return lists[0].size();
     }
 
     // ------------------------------------------------------------------ device-resident per-step inputs

@@ -8,16 +8,18 @@ import facm.tensor.DType;
 import facm.tensor.Tensor;
 import facm.tensor.TrainingOps;
 
+import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
  * PyTorch's AdamW (decoupled weight decay) over every trainable tensor of a model: first and second moments m, v
  * (F32, zeros at the start) per tensor, one shared step counter that counts applied updates (a skipped step does not
  * advance it, as PyTorch's counter does not advance when {@code optimizer.step()} is not called). Constant learning
- * rate, no warmup or schedule (facm-spec.md §5.1, §11.18). The update itself is {@link TrainingOps#adamw}, one fused
- * pass per tensor.
+ * rate, no warmup or schedule (facm-spec.md §5.1, §11.18). The update itself is {@link TrainingOps#adamwForeach}: the
+ * per-tensor fused pass of {@link TrainingOps#adamw} over every tensor, one launch on CUDA.
  */
 public final class AdamW implements OptimizerMoments, AutoCloseable {
 
@@ -80,12 +82,24 @@ public final class AdamW implements OptimizerMoments, AutoCloseable {
      */
     public void update(ModelWeights weights, Gradients grads, float gradScale) {
         int next = Math.addExact(step, 1);
-        for (Map.Entry<String, Tensor> e : m.entrySet()) {
-            String key = e.getKey();
-            ops.adamw(weights.get(key), grads.get(key), e.getValue(), v.get(key), options.lr(), options.beta1(),
-                    options.beta2(), options.eps(), options.weightDecay(), next, gradScale);
-        }
+        Operands o = operands(weights, grads);
+        ops.adamwForeach(o.params(), o.grads(), o.ms(), o.vs(), options.lr(), options.beta1(), options.beta2(),
+                options.eps(), options.weightDecay(), next, gradScale);
         step = next;
+    }
+
+    /** The four tensor lists of one update, in the moments' (the parameter table's) order. */
+    private record Operands(List<Tensor> params, List<Tensor> grads, List<Tensor> ms, List<Tensor> vs) {
+    }
+
+    private Operands operands(ModelWeights weights, Gradients grads) {
+        List<Tensor> params = new ArrayList<>(m.size());
+        List<Tensor> gs = new ArrayList<>(m.size());
+        for (String key : m.keySet()) {
+            params.add(weights.get(key));
+            gs.add(grads.get(key));
+        }
+        return new Operands(params, gs, new ArrayList<>(m.values()), new ArrayList<>(v.values()));
     }
 
     /**
@@ -113,11 +127,9 @@ public final class AdamW implements OptimizerMoments, AutoCloseable {
         if (deviceStep == null) {
             throw new IllegalStateException("AdamW: updateOnDevice before enableDeviceStep");
         }
-        for (Map.Entry<String, Tensor> e : m.entrySet()) {
-            String key = e.getKey();
-            ops.adamw(weights.get(key), grads.get(key), e.getValue(), v.get(key), options.lr(), options.beta1(),
-                    options.beta2(), options.eps(), options.weightDecay(), biasCorrections, deviceStep, control);
-        }
+        Operands o = operands(weights, grads);
+        ops.adamwForeach(o.params(), o.grads(), o.ms(), o.vs(), options.lr(), options.beta1(), options.beta2(),
+                options.eps(), options.weightDecay(), biasCorrections, deviceStep, control);
         ops.advanceCounter(deviceStep, control);
     }
 

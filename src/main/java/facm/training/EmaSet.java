@@ -1,6 +1,10 @@
 package facm.training;
 
 import facm.model.ModelWeights;
+import facm.model.ParameterTable;
+import facm.tensor.Backend;
+import facm.tensor.Tensor;
+import facm.tensor.TrainingOps;
 
 import java.math.BigDecimal;
 import java.util.ArrayList;
@@ -17,6 +21,9 @@ import java.util.Set;
  */
 public final class EmaSet implements AutoCloseable {
     private final List<Ema> emas;
+    /** Device-update state ({@link #enableDeviceUpdate}), one per copy in order; empty before. */
+    private final List<Tensor> deviceUpdates = new ArrayList<>();
+    private final List<Tensor> decayTables = new ArrayList<>();
 
     private EmaSet(List<Ema> emas) {
         this.emas = Collections.unmodifiableList(emas);
@@ -113,28 +120,78 @@ public final class EmaSet implements AutoCloseable {
         return emas.isEmpty() ? null : emas.get(emas.size() - 1);
     }
 
-    /** Updates every copy towards {@code model}. */
+    /**
+     * Updates every copy towards {@code model}: the k-th update of each copy as {@link Ema#update} does it, through
+     * {@link TrainingOps#emaUpdateForeach} (one launch per copy on CUDA, bit-identical to Ema's per-tensor loop).
+     */
     public void update(ModelWeights model) {
+        TrainingOps ops = model.backend().training();
         for (Ema e : emas) {
-            e.update(model);
+            long k = e.updates() + 1;
+            ops.emaUpdateForeach(trainable(e.weights(), e.weights()), trainable(e.weights(), model), e.decay(k));
+            e.restoreUpdates(k);
         }
     }
 
-    /** {@link Ema#enableDeviceUpdate} on every copy. */
+    /**
+     * Prepares {@link #updateOnDevice} for updates up to {@code lastUpdate}: per copy a device copy of its update count
+     * and a table of β_k = {@link Ema#decay}(k) for k = 1 … lastUpdate (index 0 unused). Calling it again (after a
+     * restore) uploads the counts again.
+     */
     public void enableDeviceUpdate(int lastUpdate) {
-        emas.forEach(e -> e.enableDeviceUpdate(lastUpdate));
-    }
-
-    /** {@link Ema#updateOnDevice} on every copy. */
-    public void updateOnDevice(ModelWeights model, facm.tensor.TrainingOps ops, facm.tensor.Tensor control) {
+        closeDeviceUpdates();
         for (Ema e : emas) {
-            e.updateOnDevice(model, ops, control);
+            Backend be = e.weights().backend();
+            double[] table = new double[Math.addExact(lastUpdate, 1)];
+            for (int k = 1; k <= lastUpdate; k++) {
+                table[k] = e.decay(k);
+            }
+            decayTables.add(Fp64Table.upload(be, "ema." + e.name() + ".decays", table));
+            deviceUpdates.add(be.upload("ema." + e.name() + ".updates", new int[] {Math.toIntExact(e.updates())}, 1));
         }
     }
 
-    /** {@link Ema#pullDeviceUpdates} on every copy. */
+    /**
+     * {@link #update} with each copy's decay from its device counter, skipped on the device when {@code control}'s
+     * skip flag is set (no host read; capturable): one {@link TrainingOps#emaUpdateForeach} per copy, then its counter
+     * advances unless skipped. {@link Ema#updates()} is stale until {@link #pullDeviceUpdates}.
+     */
+    public void updateOnDevice(ModelWeights model, TrainingOps ops, Tensor control) {
+        if (deviceUpdates.size() != emas.size()) {
+            throw new IllegalStateException("EMAs: updateOnDevice before enableDeviceUpdate");
+        }
+        for (int i = 0; i < emas.size(); i++) {
+            ModelWeights average = emas.get(i).weights();
+            ops.emaUpdateForeach(trainable(average, average), trainable(average, model), decayTables.get(i),
+                    deviceUpdates.get(i), control);
+            ops.advanceCounter(deviceUpdates.get(i), control);
+        }
+    }
+
+    /** Copies the device update counts into {@link Ema#updates()} (one synchronizing read per copy). */
     public void pullDeviceUpdates() {
-        emas.forEach(Ema::pullDeviceUpdates);
+        for (int i = 0; i < deviceUpdates.size(); i++) {
+            Tensor count = deviceUpdates.get(i);
+            emas.get(i).restoreUpdates(count.backend().downloadInts(count)[0]);
+        }
+    }
+
+    /** The trainable tensors of {@code from}, in the order of {@code table}'s parameter table. */
+    private static List<Tensor> trainable(ModelWeights table, ModelWeights from) {
+        List<Tensor> out = new ArrayList<>();
+        for (ParameterTable.Entry e : table.table().entries()) {
+            if (e.kind() == ParameterTable.Kind.TRAINABLE) {
+                out.add(from.get(e.key()));
+            }
+        }
+        return out;
+    }
+
+    private void closeDeviceUpdates() {
+        deviceUpdates.forEach(Tensor::close);
+        decayTables.forEach(Tensor::close);
+        deviceUpdates.clear();
+        decayTables.clear();
     }
 
     /** The spec that recreates this set, e.g. "power:0.05,power:0.2" ("none" when empty). */
@@ -149,6 +206,7 @@ public final class EmaSet implements AutoCloseable {
 
     @Override
     public void close() {
+        closeDeviceUpdates();
         emas.forEach(Ema::close);
     }
 }

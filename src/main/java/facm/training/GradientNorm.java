@@ -6,10 +6,13 @@ import facm.tensor.DType;
 import facm.tensor.Tensor;
 import facm.tensor.TrainingOps;
 
+import java.util.List;
+
 /**
  * The global L2 norm of all parameter gradients, as {@code torch.nn.utils.clip_grad_norm_} computes it: every
- * gradient's sum of squares accumulates into ONE device scalar, which is read back once per step (the only host read
- * of the step besides the loss; it decides whether to skip and how much to clip).
+ * gradient's sum of squares accumulates into ONE device scalar ({@link TrainingOps#sumOfSquaresForeach}: the gradients
+ * in table order, three launches on CUDA), which is read back once per step (the only host read of the step besides
+ * the loss; it decides whether to skip and how much to clip).
  */
 public final class GradientNorm implements AutoCloseable {
     /** PyTorch's clip_grad_norm_ adds this to the norm before dividing. */
@@ -28,9 +31,7 @@ public final class GradientNorm implements AutoCloseable {
     /** √(Σ over all gradients of Σ g²); NaN or infinite when any gradient is. */
     public double compute(Gradients grads) {
         backend.fill(accumulator, 0f);
-        for (Tensor g : grads.asMap().values()) {
-            ops.sumOfSquares(g, accumulator);
-        }
+        ops.sumOfSquaresForeach(List.copyOf(grads.asMap().values()), accumulator);
         return Math.sqrt(backend.download(accumulator)[0]);
     }
 
@@ -41,9 +42,7 @@ public final class GradientNorm implements AutoCloseable {
      */
     public void computeOnDevice(Gradients grads, Tensor loss, float maxNorm, Tensor control) {
         backend.fill(accumulator, 0f);
-        for (Tensor g : grads.asMap().values()) {
-            ops.sumOfSquares(g, accumulator);
-        }
+        ops.sumOfSquaresForeach(List.copyOf(grads.asMap().values()), accumulator);
         ops.stepControl(accumulator, loss, maxNorm, control);
     }
 

@@ -12,6 +12,7 @@ import facm.tensor.Tensor;
 import facm.tensor.TrainingChecks;
 import facm.tensor.TrainingOps;
 
+import java.util.List;
 import java.util.Objects;
 
 import static facm.cuda.KernelArg.F32;
@@ -63,6 +64,8 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
     private final CudaStepKernels step;
     /** The pinned staging of {@link #copyIn}. */
     private final PinnedCopyIn pinned;
+    /** The multi-tensor forms (one launch per optimizer phase) and their tables. */
+    private final CudaForeach foreach;
 
     public CudaTrainingOps(CudaBackend backend) {
         this.backend = Objects.requireNonNull(backend, "CudaTrainingOps: backend is null");
@@ -84,6 +87,7 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
         counterAdvance = lib.kernel("step_counter_advance", PTR, PTR);
         step = new CudaStepKernels(backend, lib, stream);
         pinned = new PinnedCopyIn(backend.cudaDevice(), stream);
+        foreach = new CudaForeach(backend, lib, stream);
     }
 
     @Override
@@ -262,6 +266,51 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
         counterAdvance.launch(stream, 1, 1, 1, 32, 1, 1, 0, k.address(), c.address());
     }
 
+    // ---------------------------------------------------------------- foreach forms (CudaForeach)
+
+    @Override
+    public void adamwForeach(List<Tensor> params, List<Tensor> grads, List<Tensor> ms, List<Tensor> vs, float lr,
+                             float beta1, float beta2, float eps, float weightDecay, int step, float gradScale) {
+        foreach.adamw(params, grads, ms, vs, lr, beta1, beta2, eps, weightDecay, step, gradScale);
+    }
+
+    @Override
+    public void adamwForeach(List<Tensor> params, List<Tensor> grads, List<Tensor> ms, List<Tensor> vs, float lr,
+                             float beta1, float beta2, float eps, float weightDecay, Tensor biasCorrections,
+                             Tensor counter, Tensor control) {
+        String op = "adamwForeach (device step)";
+        long k = scalar(op, "counter", counter, DType.I32, 1).address();
+        long c = scalar(op, "control", control, DType.F32, CONTROL_SIZE).address();
+        int tableSteps = tableSteps(op, "biasCorrections", biasCorrections, 2);
+        foreach.adamw(params, grads, ms, vs, lr, beta1, beta2, eps, weightDecay,
+                backend.require(op + " biasCorrections", biasCorrections).address(), tableSteps, k, c);
+    }
+
+    @Override
+    public void emaUpdateForeach(List<Tensor> averages, List<Tensor> thetas, double decay) {
+        foreach.emaUpdate(averages, thetas, decay);
+    }
+
+    @Override
+    public void emaUpdateForeach(List<Tensor> averages, List<Tensor> thetas, Tensor decays, Tensor counter,
+                                 Tensor control) {
+        String op = "emaUpdateForeach";
+        long k = scalar(op, "counter", counter, DType.I32, 1).address();
+        long c = scalar(op, "control", control, DType.F32, CONTROL_SIZE).address();
+        int tableSteps = tableSteps(op, "decays", decays, 1);
+        foreach.emaUpdate(averages, thetas, backend.require(op + " decays", decays).address(), tableSteps, k, c);
+    }
+
+    @Override
+    public void sumOfSquaresForeach(List<Tensor> xs, Tensor acc) {
+        foreach.sumOfSquares(xs, acc, f32("sumOfSquaresForeach", "acc", acc).address());
+    }
+
+    @Override
+    public void zeroForeach(List<Tensor> tensors) {
+        foreach.zero(tensors);
+    }
+
     /** The last step a table of fp64 values (I32 word pairs, {@code perStep} values per step, step 0 first) covers. */
     private int tableSteps(String op, String role, Tensor table, int perStep) {
         Objects.requireNonNull(table, () -> op + ": " + role + " is null");
@@ -325,11 +374,12 @@ public final class CudaTrainingOps implements TrainingOps, AutoCloseable {
         pinned.copyIn(host, shaped("copyIn", "dst", dst, DType.I32, dst.shape()));
     }
 
-    /** Returns the partials buffer to the device arena and frees the pinned staging; the ops stay usable. */
+    /** Returns the partials buffer and the foreach tables to the device arena, frees the pinned staging; the ops stay usable. */
     @Override
     public void close() {
         scratch.close();
         pinned.close();
+        foreach.close();
     }
 
     // ---------------------------------------------------------------- checks
