@@ -29,6 +29,32 @@ __device__ __forceinline__ void rope_store_pair(uint16_t* row, int p, float2 v) 
     reinterpret_cast<uint32_t*>(row)[p] = bf16_pack2(v.x, v.y);
 }
 
+// Σx² of a head vector in chunk order, the one order every qk-norm kernel here uses (the token-block forward, the
+// warp-per-head forward and the JVP's primal), so that they give ρ, and hence q and k, with the same bits (the tests
+// compare the JVP's primal with the forward at 0 ulp): chunk c = elements 8c .. 8c+7 (the last one may be shorter),
+// its partial an fma chain from 0 over its elements in order, Σ = partial_0 + partial_1 + … added in chunk order.
+// Called by all 32 lanes of a warp (dh ≤ 256: at most 32 chunks, lane c computes chunk c); every lane gets Σ.
+#define ROPE_CHUNK 8
+__device__ __forceinline__ float rope_load1(const float* row, int d) { return row[d]; }
+__device__ __forceinline__ float rope_load1(const uint16_t* row, int d) {
+    return __uint_as_float((uint32_t)row[d] << 16);
+}
+template <typename IN>
+__device__ __forceinline__ float rope_sumsq_chunked(const IN* __restrict__ src, int dh, int lane) {
+    const int chunks = (dh + ROPE_CHUNK - 1) / ROPE_CHUNK;
+    float part = 0.0f;
+    if (lane < chunks) {
+        const int end = min(dh, (lane + 1) * ROPE_CHUNK);
+        for (int d = lane * ROPE_CHUNK; d < end; d++) {
+            const float x = rope_load1(src, d);
+            part = fmaf(x, x, part);
+        }
+    }
+    float ss = 0.0f;
+    for (int j = 0; j < chunks; j++) ss += __shfl_sync(FULL_WARP_MASK, part, j);
+    return ss;
+}
+
 // IN, OUT = float or uint16_t (bf16): statistics and rotation in fp32 from the exactly widened input, each output
 // rounded once on store.
 template <typename IN, typename OUT>
@@ -44,13 +70,7 @@ __device__ __forceinline__ void qk_norm_rope_head(const IN* __restrict__ src, OU
         e[j] = p < pairs ? rope_load_pair(src, p) : make_float2(0.0f, 0.0f);
     }
     if (weight != nullptr) {
-        float ss = 0.0f;
-#pragma unroll
-        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
-            ss = fmaf(e[j].x, e[j].x, ss);
-            ss = fmaf(e[j].y, e[j].y, ss);
-        }
-        ss = warp_sum(ss);
+        const float ss = rope_sumsq_chunked(src, dh, lane);  // re-read from L1 in chunk order
         const float rho = 1.0f / sqrtf(ss / (float)dh + eps);
         if (rstdOut != nullptr && lane == 0) *rstdOut = rho;
 #pragma unroll
@@ -158,8 +178,6 @@ QK_NORM_ROPE_FWD(qk_norm_rope_fwd_bf16out, float, uint16_t)
 // __launch_bounds__(1024) alone ptxas capped at 32 registers and spilled 16 bytes, hence the explicit (1024, 1). XL:
 // 448 threads × 48 registers → 3 blocks (1344 threads, 21 KB of 16-byte loads in flight) per SM.
 
-#define ROPE_CHUNK 8
-
 __device__ __forceinline__ void rope_load8(const float* p, float* x) {
     const float4 a = reinterpret_cast<const float4*>(p)[0];
     const float4 b = reinterpret_cast<const float4*>(p)[1];
@@ -182,19 +200,14 @@ __device__ __forceinline__ void rope_store8(uint16_t* p, const float* x) {
 }
 
 // Launch: grid (gx ≤ T, B), blockDim.x = 3·H·dh/8 rounded up to a multiple of 32 (≤ 1024), dynamic shared memory
-// 2·H·dh + 2·H floats. Arguments and results as qk_norm_rope_fwd_body, and bit for bit the same: the per-element
-// operations are the same (x·ρ·w, then the fma rotation), and Σx² is added in the same order as qk_norm_rope_head
-// (lane l of a warp holds pairs l, l+32, …, fma'd in that order, then warp_sum), so ρ has the same bits as in the
-// warp-per-head kernels and in the JVP kernel's primal (the tests compare them with 0 ulp). The chunks of each q and k
-// head vector go through shared memory; the block's warps then take one head vector each for the sum.
+// 2·H·(dh/8) floats. Arguments and results as qk_norm_rope_fwd_body, bit for bit: the same per-element operations
+// (x·ρ·w, then the fma rotation) and Σx² in the same chunk order (rope_sumsq_chunked).
 template <typename IN, typename OUT>
 __device__ __forceinline__ void qk_norm_rope_fwd_tok_body(
         const IN* __restrict__ qkv, const float* __restrict__ qw, const float* __restrict__ kw,
         const float* __restrict__ cosT, const float* __restrict__ sinT, OUT* __restrict__ q, OUT* __restrict__ k,
         OUT* __restrict__ v, float* __restrict__ rstd, int B, int T, int H, int dh, float eps) {
-    extern __shared__ float ropeShared[];
-    float* headsIn = ropeShared;            // [2·H][dh]: the q and k head vectors of the current token
-    float* rhoOf = ropeShared + 2 * H * dh; // [2·H]: their ρ
+    extern __shared__ float ropePartials[];  // [2·H][dh/8]: Σx² of each q and k chunk of the current token
     const int chunks = dh / ROPE_CHUNK;
     const int tokenElems = 3 * H * dh;
     const int i = threadIdx.x;
@@ -209,51 +222,42 @@ __device__ __forceinline__ void qk_norm_rope_fwd_tok_body(
     const bool anyNorm = qw != nullptr || kw != nullptr;  // uniform over the block: decides the barriers
     OUT* out = part == 0 ? q : (part == 1 ? k : v);
     const int b = blockIdx.y;
-    // The next token's chunk is loaded before this token's barriers (software pipelining: the loads cannot move
-    // across __syncthreads on their own, and one token per block in flight is too little to stream at the memory rate).
-    float next[ROPE_CHUNK];
-    if (active && blockIdx.x < T) rope_load8(qkv + ((int64_t)b * T + blockIdx.x) * tokenElems + i * ROPE_CHUNK, next);
-    for (int t = blockIdx.x; t < T; t += gridDim.x) {
+    // The chunks of the next two tokens are loaded before this token's barriers (software pipelining: loads do not
+    // move across __syncthreads on their own, and with 2–3 blocks per SM one token per block in flight is too little
+    // to stream at the memory rate).
+    const int G = gridDim.x;
+    const IN* mine = qkv + (int64_t)b * T * tokenElems + i * ROPE_CHUNK;
+    float next1[ROPE_CHUNK], next2[ROPE_CHUNK];
+    if (active && blockIdx.x < T) rope_load8(mine + (int64_t)blockIdx.x * tokenElems, next1);
+    if (active && blockIdx.x + G < T) rope_load8(mine + (int64_t)(blockIdx.x + G) * tokenElems, next2);
+    for (int t = blockIdx.x; t < T; t += G) {
         const int bt = b * T + t;
         float x[ROPE_CHUNK];
 #pragma unroll
-        for (int j = 0; j < ROPE_CHUNK; j++) x[j] = next[j];
-        if (active && t + gridDim.x < T) {
-            rope_load8(qkv + ((int64_t)bt + gridDim.x) * tokenElems + i * ROPE_CHUNK, next);
+        for (int j = 0; j < ROPE_CHUNK; j++) {
+            x[j] = next1[j];
+            next1[j] = next2[j];
         }
+        if (active && t + 2 * G < T) rope_load8(mine + (int64_t)(t + 2 * G) * tokenElems, next2);
         if (anyNorm) {
             if (active && part < 2) {
-                float* dst = headsIn + hv * dh + c * ROPE_CHUNK;
+                float ss = 0.0f;  // rope_sumsq_chunked's order: the chunk's fma chain, then the chunks in order
 #pragma unroll
-                for (int j = 0; j < ROPE_CHUNK; j++) dst[j] = x[j];
-            }
-            __syncthreads();
-            // One warp per q or k head vector (warp-uniform loop: every lane reaches warp_sum).
-            const int lane = threadIdx.x & 31;
-            for (int w = threadIdx.x >> 5; w < 2 * H; w += blockDim.x >> 5) {
-                if ((w < H ? qw : kw) == nullptr) continue;  // uniform over the warp
-                const float* src = headsIn + w * dh;
-                float ss = 0.0f;
-#pragma unroll
-                for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
-                    const int p = lane + 32 * j;
-                    const float2 e = p < (dh >> 1) ? make_float2(src[2 * p], src[2 * p + 1]) : make_float2(0.0f, 0.0f);
-                    ss = fmaf(e.x, e.x, ss);
-                    ss = fmaf(e.y, e.y, ss);
-                }
-                ss = warp_sum(ss);
-                if (lane == 0) rhoOf[w] = 1.0f / sqrtf(ss / (float)dh + eps);
+                for (int j = 0; j < ROPE_CHUNK; j++) ss = fmaf(x[j], x[j], ss);
+                ropePartials[hv * chunks + c] = ss;
             }
             __syncthreads();
             if (norm) {
-                const float rho = rhoOf[hv];
+                float ss = 0.0f;
+                for (int j = 0; j < chunks; j++) ss += ropePartials[hv * chunks + j];
+                const float rho = 1.0f / sqrtf(ss / (float)dh + eps);
                 if (rstd != nullptr && c == 0) rstd[((int64_t)bt * 2 + part) * H + h] = rho;
                 float w[ROPE_CHUNK];  // reloaded per token (L1 hits): 8 fewer live registers, more blocks per SM
                 rope_load8(weight + c * ROPE_CHUNK, w);
 #pragma unroll
                 for (int j = 0; j < ROPE_CHUNK; j++) x[j] = x[j] * rho * w[j];
             }
-            __syncthreads();  // the shared head vectors and ρ are rewritten for the next token
+            __syncthreads();  // the partials are rewritten for the next token
         }
         if (!active) continue;
         if (rotate) {
@@ -452,16 +456,14 @@ __device__ __forceinline__ void qk_norm_rope_head_jvp(const float2* __restrict__
         t[j] = p < pairs && srcDot != nullptr ? srcDot[p] : make_float2(0.0f, 0.0f);
     }
     if (weight != nullptr) {
-        float ss = 0.0f;
+        // Σx² in the forward's chunk order (bit-identical primal); Σx·ẋ has no twin to match: the lanes' butterfly.
+        const float ss = rope_sumsq_chunked(reinterpret_cast<const float*>(src), dh, lane);
         float sx = 0.0f;
 #pragma unroll
         for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
-            ss = fmaf(e[j].x, e[j].x, ss);
-            ss = fmaf(e[j].y, e[j].y, ss);
             sx = fmaf(e[j].x, t[j].x, sx);
             sx = fmaf(e[j].y, t[j].y, sx);
         }
-        ss = warp_sum(ss);
         sx = warp_sum(sx);
         const float rho = 1.0f / sqrtf(ss / (float)dh + eps);
         const float corr = rho * rho * (sx / (float)dh);

@@ -228,7 +228,7 @@ static void launchRopeTok(RopeKernel<IN, OUT> k, const RopeInputs& in, OUT* q, O
     const int chunks = 3 * H * (DH / 8);
     const int threads = (chunks + 31) / 32 * 32;
     const int gridX = std::min(T, std::max(1, (1056 + B - 1) / B));
-    const int shared = (2 * H * DH + 2 * H) * (int)sizeof(float);
+    const int shared = 2 * H * (DH / 8) * (int)sizeof(float);
     k<<<dim3(gridX, B), threads, shared>>>((const IN*)in.qkvDev, (const float*)in.qw_, (const float*)in.kw_,
                                            (const float*)in.cos_, (const float*)in.sin_, q, kk, v, rstd, B, T, H, DH,
                                            EPS);
