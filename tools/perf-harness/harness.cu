@@ -536,6 +536,17 @@ static void residualNormShapes(int B) {
                             "gated_residual_rmsnorm_fwd_f32_f32 (rstd)", "gated_residual_fwd_vec4",
                             "rmsnorm_fwd_vec4 (rstd)"},
                            true);
+    // The _c9 forms (9 float4 per lane, 3 blocks per SM) the launcher takes for D ≤ 1152: same bits as the pair.
+    normForm<uint16_t, uint16_t>(B, bf16In,
+                                 {gated_residual_rmsnorm_fwd_bf16_bf16_c9, gated_residual_fwd_bf16a_vec4,
+                                  rmsnorm_fwd_vec4_bf16out, "gated_residual_rmsnorm_fwd_bf16_bf16_c9",
+                                  "gated_residual_fwd_bf16a_vec4", "rmsnorm_fwd_vec4_bf16out"},
+                                 false);
+    normForm<float, float>(B, f32In,
+                           {gated_residual_rmsnorm_fwd_f32_f32_c9, gated_residual_fwd_vec4, rmsnorm_fwd_vec4,
+                            "gated_residual_rmsnorm_fwd_f32_f32_c9 (rstd)", "gated_residual_fwd_vec4",
+                            "rmsnorm_fwd_vec4 (rstd)"},
+                           true);
     for (void* p : {(void*)h0, (void*)hWork, (void*)modDev, (void*)mod2Dev, (void*)wDev, bf16In.a_, f32In.a_}) {
         CHECK(cudaFree(p));
     }
