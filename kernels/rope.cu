@@ -432,6 +432,105 @@ extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_bwd(
     }
 }
 
+// Token-block backward, the form the launcher takes under the forward's token-block conditions (dh % 8 == 0, the
+// chunks fit one block, 16-byte aligned rows): one block per token (b, t) at a time, a thread per 8-channel chunk of
+// the token's 3·H·dh gradient values (chunk i ↔ head vector hv = i / (dh/8), as in qk_norm_rope_fwd_tok_body), 16-byte
+// loads and stores. The same per-element formulas as qk_norm_rope_head_bwd; Σ g·n of a head vector is the chunks'
+// fma chains added in chunk order through shared memory, and the weight gradient's per-thread running sums (its 8
+// channels over its tokens) are added over the heads in order into partials[block, 2, dh] (block = y·gridDim.x + x),
+// which partials_sum_accumulate adds in block order: a fixed order for a fixed grid, which the launcher derives
+// from the shape alone. Dynamic shared memory: 2·H·dh floats. Why: the warp-per-head kernel ran at ~3.4× its memory
+// floor at XL/1 batch 32 (241 µs against ~71 µs; 56 calls per FACM step).
+extern "C" __global__ void __launch_bounds__(512, 2) qk_norm_rope_bwd_tok(
+        const float* __restrict__ qkv, const float* __restrict__ qw, const float* __restrict__ kw,
+        const float* __restrict__ cosT, const float* __restrict__ sinT, const float* __restrict__ rstd,
+        const float* __restrict__ gq, const float* __restrict__ gk, const float* __restrict__ gv,
+        float* __restrict__ gqkv, float* __restrict__ partials, int B, int T, int H, int dh) {
+    extern __shared__ float ropeBwdShared[];  // [2·H][dh/8] Σ g·n partials per token; at the end [2][H][dh] weight sums
+    const int chunks = dh / ROPE_CHUNK;
+    const int tokenElems = 3 * H * dh;
+    const int i = threadIdx.x;
+    const bool active = i < 3 * H * chunks;
+    const int hv = i / chunks;
+    const int c = i - hv * chunks;
+    const int part = hv / H;  // 0 q, 1 k, 2 v (≥ 3 for the idle tail threads)
+    const int h = hv - part * H;
+    const float* weight = part == 0 ? qw : (part == 1 ? kw : nullptr);
+    const bool norm = active && weight != nullptr;
+    const bool rotate = active && part < 2 && cosT != nullptr;
+    const bool anyNorm = qw != nullptr || kw != nullptr;  // uniform over the block: decides the barriers
+    const float* gsrc = part == 0 ? gq : (part == 1 ? gk : gv);
+    const int b = blockIdx.y;
+    float w[ROPE_CHUNK];
+    float wsum[ROPE_CHUNK];
+#pragma unroll
+    for (int j = 0; j < ROPE_CHUNK; j++) wsum[j] = 0.0f;
+    if (norm) rope_load8(weight + c * ROPE_CHUNK, w);
+    for (int t = blockIdx.x; t < T; t += gridDim.x) {
+        const int bt = b * T + t;
+        float g[ROPE_CHUNK];
+        if (active) rope_load8(gsrc + ((int64_t)(b * H + h) * T + t) * dh + c * ROPE_CHUNK, g);
+        if (rotate) {  // RoPE transposed, pair p = channels (2p, 2p+1) with the table entry at 2p
+            const float* cosRow = cosT + t * dh + c * ROPE_CHUNK;
+            const float* sinRow = sinT + t * dh + c * ROPE_CHUNK;
+            const float4 c0 = reinterpret_cast<const float4*>(cosRow)[0];
+            const float4 c1 = reinterpret_cast<const float4*>(cosRow)[1];
+            const float4 s0 = reinterpret_cast<const float4*>(sinRow)[0];
+            const float4 s1 = reinterpret_cast<const float4*>(sinRow)[1];
+            const float cs[4] = {c0.x, c0.z, c1.x, c1.z};
+            const float sn[4] = {s0.x, s0.z, s1.x, s1.z};
+#pragma unroll
+            for (int p = 0; p < 4; p++) {
+                const float g0 = g[2 * p], g1 = g[2 * p + 1];
+                g[2 * p] = fmaf(g0, cs[p], g1 * sn[p]);
+                g[2 * p + 1] = fmaf(g1, cs[p], -(g0 * sn[p]));
+            }
+        }
+        if (anyNorm) {
+            float x[ROPE_CHUNK];
+            float rho = 0.0f;
+            if (norm) {
+                rope_load8(qkv + (int64_t)bt * tokenElems + i * ROPE_CHUNK, x);
+                rho = rstd[((int64_t)bt * 2 + part) * H + h];
+                float dot = 0.0f;
+#pragma unroll
+                for (int j = 0; j < ROPE_CHUNK; j++) {
+                    const float n = x[j] * rho;
+                    wsum[j] = fmaf(g[j], n, wsum[j]);
+                    g[j] *= w[j];
+                    dot = fmaf(g[j], n, dot);
+                }
+                ropeBwdShared[hv * chunks + c] = dot;
+            }
+            __syncthreads();
+            if (norm) {
+                float dot = 0.0f;
+                for (int j = 0; j < chunks; j++) dot += ropeBwdShared[hv * chunks + j];
+                const float nm = rho * (dot / (float)dh);  // x·nm = n·mean(g·n)
+#pragma unroll
+                for (int j = 0; j < ROPE_CHUNK; j++) g[j] = rho * fmaf(-x[j], nm, g[j]);
+            }
+            __syncthreads();  // the partials are rewritten for the next token
+        }
+        if (active && gqkv != nullptr) rope_store8(gqkv + (int64_t)bt * tokenElems + i * ROPE_CHUNK, g);
+    }
+    if (partials == nullptr) return;  // uniform over the grid
+    __syncthreads();
+    if (norm) {
+#pragma unroll
+        for (int j = 0; j < ROPE_CHUNK; j++) ropeBwdShared[(part * H + h) * dh + c * ROPE_CHUNK + j] = wsum[j];
+    }
+    __syncthreads();
+    float* row = partials + ((int64_t)blockIdx.y * gridDim.x + blockIdx.x) * 2 * dh;
+    for (int k = threadIdx.x; k < 2 * dh; k += blockDim.x) {
+        const int p = k / dh;
+        const int d = k - p * dh;
+        float sum = 0.0f;
+        for (int hh = 0; hh < H; hh++) sum += ropeBwdShared[(p * H + hh) * dh + d];
+        row[k] = sum;
+    }
+}
+
 // ------------------------------------------------------------------------------------------- forward mode (JVP)
 // Primal exactly as qk_norm_rope_fwd (same operations in the same order, so bit-identical), and the tangents: with
 // n = x·ρ, ṅ = ρ·(ẋ − x·ρ²·mean_dh(x ⊙ ẋ)), ẏ = ṅ ⊙ w, and the same rotation applied to ẏ (RoPE is linear); v̇ is a
