@@ -26,7 +26,7 @@ import static facm.cuda.KernelArg.PTR;
 
 /**
  * Launchers of the backward passes of the attention pair (contract: facm.tensor.NetworkOps): qk-norm + RoPE + head
- * split (kernels/rope.cu; qk-norm weight gradients by the deterministic reduction of {@link PartialSums}) and the
+ * split (kernels/rope_grad.cu; qk-norm weight gradients by the deterministic reduction of {@link PartialSums}) and the
  * fused flash-style attention backward (kernels/attention.cu: a query-stationary kernel for gradQ that also computes
  * D_i = Σ dO·O, then a key-stationary kernel for gradK and gradV; no atomics, deterministic).
  */
