@@ -28,7 +28,8 @@ import static facm.cuda.KernelArg.PTR;
  * arguments get the forward op's rules and messages (restated here: the forward launchers check inline), each tangent
  * must have its primal's shape, and a null tangent input is passed as a null pointer, which the kernels read as zero.
  * rmsNormModulateJvp takes register-cached float4 kernels under the vec4 forward's conditions (its primal then has
- * that forward's bits), else the scalar form (any D, any alignment); gatedResidualJvp and swigluJvp are scalar.
+ * that forward's bits), else the scalar form (any D, any alignment); swigluJvp takes float4 kernels when F % 4 == 0 and the operands are
+ * aligned; gatedResidualJvp is scalar.
  * rmsNormModulateJvp and swigluJvp may write bf16 out and outDot (both), the operands of the next bf16 linear and its tangent.
  */
 final class CudaNetworkJvp {
@@ -52,6 +53,9 @@ final class CudaNetworkJvp {
     private final Kernel rmsNormVec4;
     private final Kernel rmsNormVec4Bf16Out;
     private final Kernel swigluBf16Out;
+    /** swiglu_jvp_vec4*: F % 4 == 0 and aligned operands; the same bits as the scalar kernels. */
+    private final Kernel swigluVec4;
+    private final Kernel swigluVec4Bf16Out;
 
     CudaNetworkJvp(CudaNetworkChecks check, KernelLibrary lib, CudaStream stream) {
         this.check = check;
@@ -70,6 +74,8 @@ final class CudaNetworkJvp {
         rmsNormVec4 = lib.kernel("rmsnorm_jvp_vec4_c16", norm);
         rmsNormVec4Bf16Out = lib.kernel("rmsnorm_jvp_vec4_c16_bf16out", norm);
         swigluBf16Out = lib.kernel("swiglu_jvp_bf16out", PTR, PTR, PTR, PTR, I64, I32);
+        swigluVec4 = lib.kernel("swiglu_jvp_vec4", PTR, PTR, PTR, PTR, I64, I32);
+        swigluVec4Bf16Out = lib.kernel("swiglu_jvp_vec4_bf16out", PTR, PTR, PTR, PTR, I64, I32);
     }
 
     /** The tangent (may be null) as a tensor of the primal's shape; {@code role} names it in errors. */
@@ -230,8 +236,12 @@ final class CudaNetworkJvp {
         if (rows == 0) {
             return;
         }
-        (o.dtype() == DType.BF16 ? swigluBf16Out : swiglu).launch(stream,
-                (int) Math.min(rows, CudaNetworkOps.MAX_GRID), 1, 1, CudaNetworkOps.rowBlock(f), 1, 1, 0,
-                in.address(), addressOrNull(gd), o.address(), od.address(), rows, f);
+        boolean bf16 = o.dtype() == DType.BF16;
+        boolean vec4 = f % 4 == 0 && CudaNetworkChecks.aligned16(in, gd)
+                && CudaNetworkChecks.aligned(bf16 ? 8 : 16, o, od);
+        Kernel kernel = vec4 ? (bf16 ? swigluVec4Bf16Out : swigluVec4) : (bf16 ? swigluBf16Out : swiglu);
+        kernel.launch(stream, (int) Math.min(rows, CudaNetworkOps.MAX_GRID), 1, 1,
+                CudaNetworkOps.rowBlock(vec4 ? f / 4 : f), 1, 1, 0, in.address(), addressOrNull(gd), o.address(),
+                od.address(), rows, f);
     }
 }
