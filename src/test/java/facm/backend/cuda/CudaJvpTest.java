@@ -324,5 +324,6 @@ class CudaJvpTest extends GpuCpuPairTestBase {
         checkSwiglu(92, true, 5, 37, 5);
         checkSwiglu(93, true, 3, 4608, 3);
         checkSwiglu(94, false, 37, 37, 1, 37);
+        checkSwiglu(95, false, 6, 1152, 6);  // the float4 kernel with a null tangent
     }
 }
