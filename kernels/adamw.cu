@@ -196,12 +196,12 @@ extern "C" __global__ void __launch_bounds__(SUMSQ_THREADS) sum_squares_finish(c
 // apply the very same per-element function (the block that does an element does not change it), the sum of squares
 // keeps each tensor's per-tensor grid, block-to-element mapping and finishing order (see below).
 
-// adamw_f32 over the table's (p, grad, m, v) entries. The slice loop is unrolled twice, not the compiler's four times:
-// 64 registers keep 4 blocks (1024 threads) per SM with two elements' loads in flight per thread (68 registers and 3
-// blocks unrolled by 4; 56 and one element at a time unrolled once).
-extern "C" __global__ void adamw_foreach_f32(const int64_t* __restrict__ table, int count, int64_t chunk, float lr,
-                                             float beta1, float beta2, float eps, float weightDecay, double bc1,
-                                             double bc2, float gradScale) {
+// adamw_f32 on this block's slice of the table's (p, grad, m, v) entries. The slice loop is unrolled twice, not the
+// compiler's four times: 64 registers keep 4 blocks (1024 threads) per SM with two elements' loads in flight per
+// thread (68 registers and 3 blocks unrolled by 4; 56 and one element at a time unrolled once).
+__device__ __forceinline__ void adamw_foreach_block(const int64_t* __restrict__ table, int count, int64_t chunk,
+                                                    float lr, float beta1, float beta2, float eps, float weightDecay,
+                                                    double bc1, double bc2, float gradScale) {
     const ForeachSlice s = foreach_slice(table, count, chunk);
     float* p = foreach_ptr<float>(s.entry, FOREACH_PTR0);
     const float* grad = foreach_ptr<const float>(s.entry, FOREACH_PTR1);
@@ -210,6 +210,12 @@ extern "C" __global__ void adamw_foreach_f32(const int64_t* __restrict__ table, 
     const AdamwConstants c = adamw_constants(lr, beta1, beta2, weightDecay);
 #pragma unroll 2
     FOREACH_SLICE_LOOP(i, s) { adamw_element(p, grad, m, v, i, c, eps, bc1, bc2, gradScale); }
+}
+
+extern "C" __global__ void adamw_foreach_f32(const int64_t* __restrict__ table, int count, int64_t chunk, float lr,
+                                             float beta1, float beta2, float eps, float weightDecay, double bc1,
+                                             double bc2, float gradScale) {
+    adamw_foreach_block(table, count, chunk, lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale);
 }
 
 // adamw_controlled_f32 over the table's (p, grad, m, v) entries.
@@ -221,15 +227,7 @@ extern "C" __global__ void adamw_controlled_foreach_f32(const int64_t* __restric
     if (control[CONTROL_SKIP] != 0.0f) return;
     double bc1, bc2;
     adamw_bias_corrections(biasCorrections, tableSteps, counter, &bc1, &bc2);
-    const float gradScale = control[CONTROL_CLIP];
-    const ForeachSlice s = foreach_slice(table, count, chunk);
-    float* p = foreach_ptr<float>(s.entry, FOREACH_PTR0);
-    const float* grad = foreach_ptr<const float>(s.entry, FOREACH_PTR1);
-    float* m = foreach_ptr<float>(s.entry, FOREACH_PTR2);
-    float* v = foreach_ptr<float>(s.entry, FOREACH_PTR3);
-    const AdamwConstants c = adamw_constants(lr, beta1, beta2, weightDecay);
-#pragma unroll 2
-    FOREACH_SLICE_LOOP(i, s) { adamw_element(p, grad, m, v, i, c, eps, bc1, bc2, gradScale); }
+    adamw_foreach_block(table, count, chunk, lr, beta1, beta2, eps, weightDecay, bc1, bc2, control[CONTROL_CLIP]);
 }
 
 // The host-scalar EMA update over the table's (average, θ) entries: copy θ when `copy` is set (the host form's β = 0,

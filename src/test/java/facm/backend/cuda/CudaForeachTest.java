@@ -60,12 +60,22 @@ class CudaForeachTest extends GpuCpuPairTestBase {
         return set.stream().map(GpuCpuPair.Both::cpu).toList();
     }
 
-    private void assertSetsBitEqual(String what, List<Tensor> expected, List<Tensor> actual) {
+    private static void assertSetsBitEqual(String what, List<Tensor> expected, List<Tensor> actual) {
         for (int i = 0; i < expected.size(); i++) {
             float[] e = expected.get(i).backend().download(expected.get(i));
             float[] a = actual.get(i).backend().download(actual.get(i));
             assertBitEqual(what + " tensor " + i + " (n " + SIZES[i] + ")", e, a);
         }
+    }
+
+    /** AdamW's updated state: parameters, first and second moments. */
+    private record Moments(List<GpuCpuPair.Both> params, List<GpuCpuPair.Both> ms, List<GpuCpuPair.Both> vs) {
+    }
+
+    /** The same values for the same seed, so two of them start equal. */
+    private Moments moments(long seed) {
+        return new Moments(set("p", seed, -1f, 1f), set("m", seed + 100, -0.1f, 0.1f),
+                set("v", seed + 200, 1e-6f, 1e-2f));
     }
 
     /** An fp64 table as the I32 word pairs the device-step forms read (facm.training.Fp64Table's layout). */
@@ -81,57 +91,50 @@ class CudaForeachTest extends GpuCpuPairTestBase {
 
     @Test
     void adamwForeachIsBitIdenticalToPerTensorAndCpu() {
-        var params = set("p", 100, -1f, 1f);
         var grads = set("g", 200, -1f, 1f);
-        var ms = set("m", 300, -0.1f, 0.1f);
-        var vs = set("v", 400, 1e-6f, 1e-2f);
-        var params2 = set("p", 100, -1f, 1f);
-        var ms2 = set("m", 300, -0.1f, 0.1f);
-        var vs2 = set("v", 400, 1e-6f, 1e-2f);
+        Moments foreach = moments(100), perTensor = moments(100);
         for (int step = 1; step <= 3; step++) {
             float scale = step == 2 ? 0.37f : 1f;
-            gpu.adamwForeach(gpuOf(params), gpuOf(grads), gpuOf(ms), gpuOf(vs), 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f,
-                    step, scale);
-            cpu.adamwForeach(cpuOf(params), cpuOf(grads), cpuOf(ms), cpuOf(vs), 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f,
-                    step, scale);
+            gpu.adamwForeach(gpuOf(foreach.params()), gpuOf(grads), gpuOf(foreach.ms()), gpuOf(foreach.vs()), 1e-3f,
+                    0.9f, 0.999f, 1e-8f, 0.01f, step, scale);
+            cpu.adamwForeach(cpuOf(foreach.params()), cpuOf(grads), cpuOf(foreach.ms()), cpuOf(foreach.vs()), 1e-3f,
+                    0.9f, 0.999f, 1e-8f, 0.01f, step, scale);
             for (int i = 0; i < SIZES.length; i++) {
-                gpu.adamw(params2.get(i).gpu(), grads.get(i).gpu(), ms2.get(i).gpu(), vs2.get(i).gpu(), 1e-3f, 0.9f,
-                        0.999f, 1e-8f, 0.01f, step, scale);
+                gpu.adamw(perTensor.params().get(i).gpu(), grads.get(i).gpu(), perTensor.ms().get(i).gpu(),
+                        perTensor.vs().get(i).gpu(), 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, step, scale);
             }
         }
-        assertSetsBitEqual("adamwForeach param vs per tensor", gpuOf(params2), gpuOf(params));
-        assertSetsBitEqual("adamwForeach m vs per tensor", gpuOf(ms2), gpuOf(ms));
-        assertSetsBitEqual("adamwForeach v vs per tensor", gpuOf(vs2), gpuOf(vs));
-        assertSetsBitEqual("adamwForeach param vs CPU", cpuOf(params), gpuOf(params));
-        assertSetsBitEqual("adamwForeach v vs CPU", cpuOf(vs), gpuOf(vs));
+        assertGpuStatesBitEqual("adamwForeach vs per tensor", perTensor, foreach);
+        assertSetsBitEqual("adamwForeach param vs CPU", cpuOf(foreach.params()), gpuOf(foreach.params()));
+        assertSetsBitEqual("adamwForeach m vs CPU", cpuOf(foreach.ms()), gpuOf(foreach.ms()));
+        assertSetsBitEqual("adamwForeach v vs CPU", cpuOf(foreach.vs()), gpuOf(foreach.vs()));
     }
 
     @Test
     void deviceStepAdamwForeachIsBitIdenticalToPerTensorAndHonoursSkip() {
-        var params = set("p", 110, -1f, 1f);
         var grads = set("g", 210, -1f, 1f);
-        var ms = set("m", 310, -0.1f, 0.1f);
-        var vs = set("v", 410, 1e-6f, 1e-2f);
-        var params2 = set("p", 110, -1f, 1f);
-        var ms2 = set("m", 310, -0.1f, 0.1f);
-        var vs2 = set("v", 410, 1e-6f, 1e-2f);
+        Moments foreach = moments(110), perTensor = moments(110);
         Tensor bias = fp64Table(0, 0, 1 - Math.pow(0.9f, 1), 1 - Math.pow(0.999f, 1), 1 - Math.pow(0.9f, 2),
                 1 - Math.pow(0.999f, 2));
         Tensor counter = p.upload("counter", new int[] {1}, 1).gpu();
         Tensor control = p.upload("control", new float[] {0.37f, 0f}, TrainingOps.CONTROL_SIZE).gpu();
-        gpu.adamwForeach(gpuOf(params), gpuOf(grads), gpuOf(ms), gpuOf(vs), 1e-4f, 0.9f, 0.999f, 1e-8f, 0f, bias,
-                counter, control);
+        Runnable foreachStep = () -> gpu.adamwForeach(gpuOf(foreach.params()), gpuOf(grads), gpuOf(foreach.ms()),
+                gpuOf(foreach.vs()), 1e-4f, 0.9f, 0.999f, 1e-8f, 0f, bias, counter, control);
+        foreachStep.run();
         for (int i = 0; i < SIZES.length; i++) {
-            gpu.adamw(params2.get(i).gpu(), grads.get(i).gpu(), ms2.get(i).gpu(), vs2.get(i).gpu(), 1e-4f, 0.9f,
-                    0.999f, 1e-8f, 0f, bias, counter, control);
+            gpu.adamw(perTensor.params().get(i).gpu(), grads.get(i).gpu(), perTensor.ms().get(i).gpu(),
+                    perTensor.vs().get(i).gpu(), 1e-4f, 0.9f, 0.999f, 1e-8f, 0f, bias, counter, control);
         }
-        assertSetsBitEqual("device adamwForeach param", gpuOf(params2), gpuOf(params));
-        assertSetsBitEqual("device adamwForeach m", gpuOf(ms2), gpuOf(ms));
-        assertSetsBitEqual("device adamwForeach v", gpuOf(vs2), gpuOf(vs));
+        assertGpuStatesBitEqual("device adamwForeach vs per tensor", perTensor, foreach);
         p.gpu.copy(p.upload("skip", new float[] {0.37f, 1f}, 2).gpu(), control);
-        gpu.adamwForeach(gpuOf(params), gpuOf(grads), gpuOf(ms), gpuOf(vs), 1e-4f, 0.9f, 0.999f, 1e-8f, 0f, bias,
-                counter, control);
-        assertSetsBitEqual("device adamwForeach skipped", gpuOf(params2), gpuOf(params));
+        foreachStep.run();
+        assertGpuStatesBitEqual("device adamwForeach skipped", perTensor, foreach);
+    }
+
+    private static void assertGpuStatesBitEqual(String what, Moments expected, Moments actual) {
+        assertSetsBitEqual(what + ": param", gpuOf(expected.params()), gpuOf(actual.params()));
+        assertSetsBitEqual(what + ": m", gpuOf(expected.ms()), gpuOf(actual.ms()));
+        assertSetsBitEqual(what + ": v", gpuOf(expected.vs()), gpuOf(actual.vs()));
     }
 
     @Test
@@ -222,37 +225,21 @@ class CudaForeachTest extends GpuCpuPairTestBase {
     @Test
     void foreachFormsReplayInACudaGraph() {
         var grads = set("g", 1000, -1f, 1f);
-        var params = set("p", 1100, -1f, 1f);
-        var ms = set("m", 1200, -0.1f, 0.1f);
-        var vs = set("v", 1300, 1e-6f, 1e-2f);
+        Moments graph = moments(1100), eager = moments(1100);
         var avg = set("avg", 1400, -1f, 1f);
         Tensor bias = fp64Table(0, 0, 0.1, 0.001, 0.19, 0.002, 0.271, 0.003);
         Tensor decays = fp64Table(0, 0, 0.5, 0.9);
         Tensor counter = p.upload("counter", new int[] {0}, 1).gpu();
         Tensor control = p.upload("control", new float[] {0.5f, 0f}, TrainingOps.CONTROL_SIZE).gpu();
         Tensor acc = p.poisoned("acc", DType.F32, 1).gpu();
-        Runnable step = () -> {
-            p.gpu.fill(acc, 0f);
-            gpu.sumOfSquaresForeach(gpuOf(grads), acc);
-            gpu.adamwForeach(gpuOf(params), gpuOf(grads), gpuOf(ms), gpuOf(vs), 1e-3f, 0.9f, 0.999f, 1e-8f, 0f,
-                    bias, counter, control);
-            gpu.emaUpdateForeach(gpuOf(avg), gpuOf(params), decays, counter, control);
-            gpu.advanceCounter(counter, control);
-        };
-        // Eager reference on copies of the same state: two steps.
-        var eagerParams = set("p", 1100, -1f, 1f);
-        var eagerMs = set("m", 1200, -0.1f, 0.1f);
-        var eagerVs = set("v", 1300, 1e-6f, 1e-2f);
+        Runnable step = deviceStep(grads, graph, avg, bias, decays, counter, control, acc);
+        // Eager reference on copies of the same state: three steps.
         var eagerAvg = set("avg", 1400, -1f, 1f);
         Tensor eagerCounter = p.upload("counter", new int[] {0}, 1).gpu();
         Tensor eagerAcc = p.poisoned("acc", DType.F32, 1).gpu();
+        Runnable eagerStep = deviceStep(grads, eager, eagerAvg, bias, decays, eagerCounter, control, eagerAcc);
         for (int s = 0; s < 3; s++) {
-            p.gpu.fill(eagerAcc, 0f);
-            gpu.sumOfSquaresForeach(gpuOf(grads), eagerAcc);
-            gpu.adamwForeach(gpuOf(eagerParams), gpuOf(grads), gpuOf(eagerMs), gpuOf(eagerVs), 1e-3f, 0.9f, 0.999f,
-                    1e-8f, 0f, bias, eagerCounter, control);
-            gpu.emaUpdateForeach(gpuOf(eagerAvg), gpuOf(eagerParams), decays, eagerCounter, control);
-            gpu.advanceCounter(eagerCounter, control);
+            eagerStep.run();
         }
         // The same three steps: one eager (builds the tables), then a captured graph replayed twice.
         step.run();
@@ -264,10 +251,22 @@ class CudaForeachTest extends GpuCpuPairTestBase {
             device.stream().synchronize();
         }
         assertBitEqual("graph sum of squares", p.gpu.download(eagerAcc), p.gpu.download(acc));
-        assertSetsBitEqual("graph adamw params", gpuOf(eagerParams), gpuOf(params));
-        assertSetsBitEqual("graph adamw v", gpuOf(eagerVs), gpuOf(vs));
+        assertGpuStatesBitEqual("graph adamw", eager, graph);
         assertSetsBitEqual("graph ema", gpuOf(eagerAvg), gpuOf(avg));
         assertEquals(3, p.gpu.downloadInts(counter)[0]);
+    }
+
+    /** The optimizer tail of a captured training step, all in foreach forms on the device's scalars. */
+    private Runnable deviceStep(List<GpuCpuPair.Both> grads, Moments state, List<GpuCpuPair.Both> avg, Tensor bias,
+                                Tensor decays, Tensor counter, Tensor control, Tensor acc) {
+        return () -> {
+            p.gpu.fill(acc, 0f);
+            gpu.sumOfSquaresForeach(gpuOf(grads), acc);
+            gpu.adamwForeach(gpuOf(state.params()), gpuOf(grads), gpuOf(state.ms()), gpuOf(state.vs()), 1e-3f, 0.9f,
+                    0.999f, 1e-8f, 0f, bias, counter, control);
+            gpu.emaUpdateForeach(gpuOf(avg), gpuOf(state.params()), decays, counter, control);
+            gpu.advanceCounter(counter, control);
+        };
     }
 
     @Test
