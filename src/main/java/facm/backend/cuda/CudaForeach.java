@@ -32,7 +32,10 @@ import static facm.cuda.KernelArg.PTR;
  * of launch and the tensors' addresses and sizes: the weights, gradients, moments and EMAs of a run are allocated once,
  * so every later step (and a captured CUDA graph's replays) reuses it with no host-to-device copy or allocation; a
  * list whose addresses changed (a restored checkpoint) simply gets a new table. The sum of squares keeps its fp64 block
- * partials with its table.
+ * partials with its table. A new table cannot be made during a graph capture (it is a host upload): the step that is
+ * captured must have run eagerly once, as CapturedStep's first step does. Only past {@link #MAX_TABLES} different
+ * lists is the least recently used table freed, so a captured graph (which holds the table's address) stays valid
+ * while a run keeps using its handful of lists.
  */
 final class CudaForeach implements AutoCloseable {
     /** Threads of the chunked kernels, and elements per block (8 per thread; any value gives the same bits). */
