@@ -42,8 +42,8 @@ final class ReductionKernels {
         this.stream = stream;
         reduceRows = lib.kernel("reduce_rows_f32", I32, PTR, PTR, I64, I64);
         reduceStrided = lib.kernel("reduce_strided_f32", I32, PTR, PTR, I64, I64, I64);
-        reduceSliced = lib.kernel("reduce_sliced_f32", I32, PTR, PTR, I64, I64, I64, I64);
-        reduceSlices = lib.kernel("reduce_slices_f32", I32, PTR, PTR, I64, I64, I64, I64);
+        reduceSliced = lib.kernel("reduce_sliced_f32", I32, PTR, PTR, I64, I64, I64, I64, PTR, I32);
+        reduceSlices = lib.kernel("reduce_slices_f32", I32, PTR, PTR, I64, I64, I64, I64, I32);
         softmax = lib.kernel("softmax_fwd", PTR, PTR, I64, I64);
     }
 
@@ -72,7 +72,7 @@ final class ReductionKernels {
         }
         long sliceRows = sliceRows(outer, n, inner);
         if (sliceRows > 0) {
-            reduceSliced(op, x, out, outer, n, inner, sliceRows);
+            reduceSliced(op, x, 0L, out, false, outer, n, inner, sliceRows);
             return;
         }
         reduceStrided(op, x, out, outer, n, inner);
@@ -112,26 +112,42 @@ final class ReductionKernels {
     }
 
     /**
+     * The bias gradient of a linear layer from its output gradient dY [rows, cols] in one read of dY: out = Σ_rows dY
+     * (accumulate: out += Σ_rows dY, the same fp32 add as a separate axpby of the sum), and, when {@code bf16Copy} is
+     * not 0, bf16Copy [rows, cols] = bf16(dY), the operand of the backward's bf16 GEMMs (the bits of a convert). The
+     * sum is the one {@link #reduce} gives for SUM over axis 0: same slices, same order, same bits. rows > 0.
+     */
+    void sumRows(long x, long bf16Copy, long out, long rows, long cols, boolean accumulate) {
+        long sliceRows = sliceRows(1, rows, cols);
+        if (rows <= 0 || cols <= 0 || sliceRows == 0) {
+            throw new IllegalArgumentException("sumRows: no sliced launch for dY [" + rows + ", " + cols + "]");
+        }
+        reduceSliced(ReduceOp.SUM, x, bf16Copy, out, accumulate, 1, rows, cols, sliceRows);
+    }
+
+    /**
      * Pass 1 over (32-wide inner tiles) × (outer index, row slice); with several slices their partial results go to
      * a scratch buffer from the device arena (stream-ordered reuse, so it can go back right after the launches;
      * inside a graph capture it comes from the graph's pool) and pass 2 adds them in slice order.
      */
-    private void reduceSliced(ReduceOp op, long x, long out, long outer, long n, long inner, long sliceRows) {
+    private void reduceSliced(ReduceOp op, long x, long bf16Copy, long out, boolean accumulate, long outer, long n,
+                              long inner, long sliceRows) {
         long slices = ceilDiv(n, sliceRows);
         int tiles = (int) ((inner + 31) / 32);
         int gridY = (int) (outer * slices);
+        int acc = accumulate ? 1 : 0;
         if (slices == 1) {
             reduceSliced.launch(stream, tiles, gridY, 1, 32, SLICE_THREAD_ROWS, 1, 0, op.ordinal(), x, out, outer, n,
-                    inner, sliceRows);
+                    inner, sliceRows, bf16Copy, acc);
             return;
         }
         long bytes = outer * slices * inner * Float.BYTES;
         try (DeviceBuffer partials = stream.device().arena().allocate(bytes, "reduce " + op + " partials of ["
                 + outer + ", " + n + ", " + inner + "] in " + slices + " slices")) {
             reduceSliced.launch(stream, tiles, gridY, 1, 32, SLICE_THREAD_ROWS, 1, 0, op.ordinal(), x,
-                    partials.address(), outer, n, inner, sliceRows);
+                    partials.address(), outer, n, inner, sliceRows, bf16Copy, 0);
             reduceSlices.launch1d(stream, outer * inner, THREADS_PER_BLOCK, op.ordinal(), partials.address(), out,
-                    outer, slices, inner, n);
+                    outer, slices, inner, n, acc);
         }
     }
 

@@ -16,8 +16,9 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 
 /**
  * Times the column sums of the training backward's bias gradients (db = Σ_rows dY, dY [B·T, N] at XL/1 batch 32)
- * with the sliced kernel the backend uses and with the single-pass reduce_strided_f32 it replaced, and prints both:
- * a report, not a performance gate. The one assertion: the sliced sum run twice gives the same bits.
+ * with the sliced kernel the backend uses and with the single-pass reduce_strided_f32 it replaced, and a linear
+ * backward's convert + reduce + axpby of dY against {@link ReductionKernels#sumRows} (the same in one read of dY),
+ * and prints them: a report, not a performance gate. The one assertion: the sliced sum run twice gives the same bits.
  */
 @Tag("gpu")
 class CudaReductionTimingTest {
@@ -52,12 +53,24 @@ class CudaReductionTimingTest {
                 try (Tensor dy = gpu.empty("dY", DType.F32, rows, cols);
                      Tensor sliced = gpu.empty("db sliced", DType.F32, cols);
                      Tensor again = gpu.empty("db again", DType.F32, cols);
-                     Tensor strided = gpu.empty("db strided", DType.F32, cols)) {
+                     Tensor strided = gpu.empty("db strided", DType.F32, cols);
+                     Tensor db = gpu.zeros(DType.F32, cols);
+                     Tensor bf16 = gpu.empty("dY bf16", DType.BF16, rows, cols)) {
                     gpu.randomNormal(dy, 7 + cols, 0);
                     long x = ((CudaTensor) dy).address();
                     double tSliced = micros(device, () -> gpu.reduce(ReduceOp.SUM, dy, 0, sliced));
                     double tStrided = micros(device, () -> kernels.reduceStrided(ReduceOp.SUM, x,
                             ((CudaTensor) strided).address(), 1, rows, cols));
+                    // A linear's backward as LinearLayer runs it (convert, reduce, axpby) and fused in one read.
+                    double tSeparate = micros(device, () -> {
+                        gpu.convert(dy, bf16);
+                        gpu.reduce(ReduceOp.SUM, dy, 0, sliced);
+                        gpu.axpby(1f, db, 1f, sliced, db);
+                    });
+                    double tFused = micros(device, () -> kernels.sumRows(x, ((CudaTensor) bf16).address(),
+                            ((CudaTensor) db).address(), rows, cols, true));
+                    System.out.printf(Locale.ROOT, "  [%5d, %4d]  convert + reduce + axpby %8.1f µs   fused sumRows"
+                            + " %8.1f µs%n", rows, cols, tSeparate, tFused);
                     gpu.reduce(ReduceOp.SUM, dy, 0, again);
                     assertArrayEquals(gpu.download(sliced), gpu.download(again), "[" + rows + ", " + cols + "]");
                     double gb = (double) rows * cols * Float.BYTES / 1e9;
