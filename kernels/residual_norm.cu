@@ -17,6 +17,7 @@
 #include "bf16_pack.cuh"
 
 #define RESNORM_CACHE 16
+#define RESNORM_CACHE_SMALL 9
 
 __device__ __forceinline__ float4 resnorm_load4(const float* a, int c) { return reinterpret_cast<const float4*>(a)[c]; }
 __device__ __forceinline__ float4 resnorm_load4(const uint16_t* a, int c) {
@@ -38,7 +39,7 @@ __device__ __forceinline__ float resnorm_modulate(float x, float rho, float w, c
 
 // A = float or uint16_t (bf16 branch output, widened exactly); OUT = float or uint16_t (bf16, rounded once).
 // a may be h (each element is read before the same lane writes it), so h and a are not __restrict__.
-template <typename A, typename OUT>
+template <int CACHE, typename A, typename OUT>
 __device__ __forceinline__ void resnorm_fwd_body(
         float* h, const A* a, const float* __restrict__ mod, const float* __restrict__ w,
         const float* __restrict__ mod2, OUT* __restrict__ out, float* __restrict__ rstd, int64_t rows, int D,
@@ -56,14 +57,14 @@ __device__ __forceinline__ void resnorm_fwd_body(
         // Three passes over the row's registers so that every load is issued before the first store: a may be h,
         // so the compiler may not move a load of a past a store to h; with the stores last, the lane has all its
         // loads of h, a and the gate in flight at once (the per-element operations and the Σh² order are unchanged).
-        float4 v[RESNORM_CACHE];
+        float4 v[CACHE];
 #pragma unroll
-        for (int i = 0; i < RESNORM_CACHE; i++) {
+        for (int i = 0; i < CACHE; i++) {
             const int c = lane + 32 * i;
             v[i] = c < D4 ? hr[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
 #pragma unroll
-        for (int i = 0; i < RESNORM_CACHE; i++) {
+        for (int i = 0; i < CACHE; i++) {
             const int c = lane + 32 * i;
             if (c < D4) {
                 const float4 av = resnorm_load4(ar, c);
@@ -76,7 +77,7 @@ __device__ __forceinline__ void resnorm_fwd_body(
         }
         float ss = 0.0f;
 #pragma unroll
-        for (int i = 0; i < RESNORM_CACHE; i++) {
+        for (int i = 0; i < CACHE; i++) {
             const int c = lane + 32 * i;
             if (c < D4) hr[c] = v[i];
             ss = fmaf(v[i].x, v[i].x, ss);
@@ -96,7 +97,7 @@ __device__ __forceinline__ void resnorm_fwd_body(
         }
         OUT* orow = out + row * D;
 #pragma unroll
-        for (int i = 0; i < RESNORM_CACHE; i++) {
+        for (int i = 0; i < CACHE; i++) {
             const int c = lane + 32 * i;
             if (c < D4) {
                 const float4 wv = w4[c];
@@ -113,18 +114,23 @@ __device__ __forceinline__ void resnorm_fwd_body(
 }
 
 // gated_residual_rmsnorm_fwd_<a dtype>_<out dtype>: blocks of 256 threads (8 rows at a time). ptxas (nvcc 13.0,
-// -Xptxas -v): 92–93 registers on sm_90 and sm_80, no spills (the row cache is 64 of them); 2 blocks per SM, each
-// lane with up to 9 float4 of h and a in flight, enough to stream at the memory rate.
-#define RESNORM_FWD(NAME, A, OUT)                                                                                  \
-    extern "C" __global__ void __launch_bounds__(256) NAME(                                                        \
+// -Xptxas -v, sm_90): up to 228 registers, no spills (the row cache is 64 of them). The _c9 forms keep 9
+// float4 per lane (D ≤ 1152, LightningDiT-XL's width: 9 × 32 × 4 exactly) in 70–78 registers, 3 blocks per SM; the
+// results are the same bits (the larger cache only adds fma(0, 0, Σ) = Σ for the lanes' missing chunks).
+#define RESNORM_FWD(NAME, CACHE, MIN_BLOCKS, A, OUT)                                                               \
+    extern "C" __global__ void __launch_bounds__(256, MIN_BLOCKS) NAME(                                            \
             float* h, const A* a, const float* __restrict__ mod, const float* __restrict__ w,                      \
             const float* __restrict__ mod2, OUT* __restrict__ out, float* __restrict__ rstd, int64_t rows, int D,  \
             int tokens, int64_t modStride, int gateOff, int64_t mod2Stride, int shiftOff, int scaleOff,            \
             float eps) {                                                                                           \
-        resnorm_fwd_body<A, OUT>(h, a, mod, w, mod2, out, rstd, rows, D, tokens, modStride, gateOff, mod2Stride,   \
-                                 shiftOff, scaleOff, eps);                                                         \
+        resnorm_fwd_body<CACHE, A, OUT>(h, a, mod, w, mod2, out, rstd, rows, D, tokens, modStride, gateOff,        \
+                                        mod2Stride, shiftOff, scaleOff, eps);                                      \
     }
-RESNORM_FWD(gated_residual_rmsnorm_fwd_f32_f32, float, float)
-RESNORM_FWD(gated_residual_rmsnorm_fwd_f32_bf16, float, uint16_t)
-RESNORM_FWD(gated_residual_rmsnorm_fwd_bf16_f32, uint16_t, float)
-RESNORM_FWD(gated_residual_rmsnorm_fwd_bf16_bf16, uint16_t, uint16_t)
+RESNORM_FWD(gated_residual_rmsnorm_fwd_f32_f32, RESNORM_CACHE, 1, float, float)
+RESNORM_FWD(gated_residual_rmsnorm_fwd_f32_bf16, RESNORM_CACHE, 1, float, uint16_t)
+RESNORM_FWD(gated_residual_rmsnorm_fwd_bf16_f32, RESNORM_CACHE, 1, uint16_t, float)
+RESNORM_FWD(gated_residual_rmsnorm_fwd_bf16_bf16, RESNORM_CACHE, 1, uint16_t, uint16_t)
+RESNORM_FWD(gated_residual_rmsnorm_fwd_f32_f32_c9, RESNORM_CACHE_SMALL, 3, float, float)
+RESNORM_FWD(gated_residual_rmsnorm_fwd_f32_bf16_c9, RESNORM_CACHE_SMALL, 3, float, uint16_t)
+RESNORM_FWD(gated_residual_rmsnorm_fwd_bf16_f32_c9, RESNORM_CACHE_SMALL, 3, uint16_t, float)
+RESNORM_FWD(gated_residual_rmsnorm_fwd_bf16_bf16_c9, RESNORM_CACHE_SMALL, 3, uint16_t, uint16_t)

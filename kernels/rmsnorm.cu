@@ -353,6 +353,107 @@ __device__ __forceinline__ void rmsnorm_jvp_body(
     }
 }
 
+// The register-cached JVP, taken under the vec4 forward's conditions (D % 4 == 0, D ≤ 2048, 16-byte aligned x, xDot,
+// w, mod, modDot; out and outDot 16 (fp32) or 8 (bf16) bytes aligned): out and rstd bit-identical to
+// rmsnorm_fwd_vec4 (the same float4 order of Σx²), Σ x·ẋ in the same order, the tangent formula of rmsnorm_jvp_body.
+// The row and its tangent are read once into registers (CACHE float4 each per lane; all loads before any store, so out
+// may alias x and outDot xDot for fp32). Why: the scalar kernel read each element twice with 4-byte loads behind
+// possibly aliasing stores, at ~27 % of the memory floor (XL/1 b32: 98.6 µs, 57 calls per FACM step).
+template <int CACHE, typename OUT>
+__device__ __forceinline__ void rmsnorm_jvp_vec4_body(
+        const float* x, const float* xDot, const float* __restrict__ w, const float* __restrict__ mod,
+        const float* __restrict__ modDot, OUT* out, OUT* outDot, float* __restrict__ rstd, int64_t rows, int D,
+        int tokens, int64_t modStride, int shiftOff, int scaleOff, float eps) {
+    const int lane = threadIdx.x & 31;
+    const int warpsPerBlock = blockDim.x >> 5;
+    const int64_t warpsInGrid = (int64_t)gridDim.x * warpsPerBlock;
+    const int D4 = D >> 2;
+    const float4* w4 = reinterpret_cast<const float4*>(w);
+    for (int64_t row = (int64_t)blockIdx.x * warpsPerBlock + (threadIdx.x >> 5); row < rows; row += warpsInGrid) {
+        const float4* xr = reinterpret_cast<const float4*>(x + row * D);
+        const float4* xdr = xDot != nullptr ? reinterpret_cast<const float4*>(xDot + row * D) : nullptr;
+        float4 v[CACHE], vd[CACHE];
+#pragma unroll
+        for (int i = 0; i < CACHE; i++) {
+            const int c = lane + 32 * i;
+            v[i] = c < D4 ? xr[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            vd[i] = c < D4 && xdr != nullptr ? xdr[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+        float ss = 0.0f;
+        float sx = 0.0f;
+#pragma unroll
+        for (int i = 0; i < CACHE; i++) {
+            ss = fmaf(v[i].x, v[i].x, ss);
+            ss = fmaf(v[i].y, v[i].y, ss);
+            ss = fmaf(v[i].z, v[i].z, ss);
+            ss = fmaf(v[i].w, v[i].w, ss);
+            sx = fmaf(v[i].x, vd[i].x, sx);
+            sx = fmaf(v[i].y, vd[i].y, sx);
+            sx = fmaf(v[i].z, vd[i].z, sx);
+            sx = fmaf(v[i].w, vd[i].w, sx);
+        }
+        ss = warp_sum(ss);
+        sx = warp_sum(sx);
+        const float rho = 1.0f / sqrtf(ss / (float)D + eps);
+        const float corr = rho * rho * (sx / (float)D);
+        if (rstd != nullptr && lane == 0) rstd[row] = rho;
+        const float* shift = nullptr;
+        const float* scale = nullptr;
+        const float* shiftDot = nullptr;
+        const float* scaleDot = nullptr;
+        if (mod != nullptr) {
+            const int64_t mb = (row / tokens) * modStride;
+            shift = mod + mb + shiftOff;
+            scale = mod + mb + scaleOff;
+            if (modDot != nullptr) {
+                shiftDot = modDot + mb + shiftOff;
+                scaleDot = modDot + mb + scaleOff;
+            }
+        }
+        OUT* orow = out + row * D;
+        OUT* odrow = outDot + row * D;
+#pragma unroll
+        for (int i = 0; i < CACHE; i++) {
+            const int c = lane + 32 * i;
+            if (c < D4) {
+                const float4 wv = w4[c];
+                const float xs[4] = {v[i].x, v[i].y, v[i].z, v[i].w};
+                const float xds[4] = {vd[i].x, vd[i].y, vd[i].z, vd[i].w};
+                const float ws[4] = {wv.x, wv.y, wv.z, wv.w};
+                float o[4], od[4];
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int d = 4 * c + e;
+                    const float nDot = rho * fmaf(-xs[e], corr, xds[e]);
+                    float t = ws[e] * nDot;
+                    if (shift != nullptr) {
+                        t *= 1.0f + scale[d];
+                        if (scaleDot != nullptr) t = fmaf(xs[e] * rho * ws[e], scaleDot[d], t + shiftDot[d]);
+                    }
+                    o[e] = rmsnorm_modulate(xs[e], rho, ws[e], shift, scale, d);
+                    od[e] = t;
+                }
+                rmsnorm_store4(orow, c, make_float4(o[0], o[1], o[2], o[3]));
+                rmsnorm_store4(odrow, c, make_float4(od[0], od[1], od[2], od[3]));
+            }
+        }
+    }
+}
+
+#define RMSNORM_JVP_VEC4(NAME, CACHE, OUT)                                                                         \
+    extern "C" __global__ void __launch_bounds__(256) NAME(                                                        \
+            const float* x, const float* xDot, const float* __restrict__ w, const float* __restrict__ mod,         \
+            const float* __restrict__ modDot, OUT* out, OUT* outDot, float* __restrict__ rstd, int64_t rows, int D, \
+            int tokens, int64_t modStride, int shiftOff, int scaleOff, float eps) {                                \
+        rmsnorm_jvp_vec4_body<CACHE, OUT>(x, xDot, w, mod, modDot, out, outDot, rstd, rows, D, tokens, modStride,  \
+                                          shiftOff, scaleOff, eps);                                                \
+    }
+// _c9: 9 float4 per lane (D ≤ 1152, XL's width exactly); _c16: D ≤ 2048 (RMSNORM_CACHE, as the vec4 forward).
+RMSNORM_JVP_VEC4(rmsnorm_jvp_vec4_c9, 9, float)
+RMSNORM_JVP_VEC4(rmsnorm_jvp_vec4_c9_bf16out, 9, uint16_t)
+RMSNORM_JVP_VEC4(rmsnorm_jvp_vec4_c16, RMSNORM_CACHE, float)
+RMSNORM_JVP_VEC4(rmsnorm_jvp_vec4_c16_bf16out, RMSNORM_CACHE, uint16_t)
+
 #define RMSNORM_JVP(NAME, OUT)                                                                                     \
     extern "C" __global__ void __launch_bounds__(256) NAME(                                                        \
             const float* x, const float* xDot, const float* __restrict__ w, const float* __restrict__ mod,         \

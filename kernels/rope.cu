@@ -6,28 +6,8 @@
 //     x'[2p] = x[2p]·cos − x[2p+1]·sin,  x'[2p+1] = x[2p+1]·cos + x[2p]·sin, with cos/sin = table[t, 2p] ([T, dh]).
 // v is copied unchanged. One warp per (b, t, h): it reads the three head vectors (contiguous, coalesced) and writes
 // three contiguous rows of the [B,H,T,dh] outputs. Launchers: facm.backend.cuda.CudaAttention (forward),
-// CudaAttentionBackward (backward, at the end of this file).
-#include "common.cuh"
-#include "bf16_pack.cuh"
-
-// Pairs per lane kept in registers: dh ≤ 64·ROPE_MAX_PAIRS_PER_LANE (= 256; LightningDiT uses 64, 72 and 128).
-#define ROPE_MAX_PAIRS_PER_LANE 4
-
-// One head vector of q or k: load, normalize, rotate, store. Called by all 32 lanes of the warp (warp_sum).
-// Channel pairs of a head row as float2: fp32 rows hold them as float2 (8 bytes), bf16 rows as one packed 32-bit
-// word. Every row starts at an even element, so both are aligned.
-__device__ __forceinline__ float2 rope_load_pair(const float* row, int p) {
-    return reinterpret_cast<const float2*>(row)[p];
-}
-__device__ __forceinline__ float2 rope_load_pair(const uint16_t* row, int p) {
-    return bf16_unpack2(reinterpret_cast<const uint32_t*>(row)[p]);
-}
-__device__ __forceinline__ void rope_store_pair(float* row, int p, float2 v) {
-    reinterpret_cast<float2*>(row)[p] = v;
-}
-__device__ __forceinline__ void rope_store_pair(uint16_t* row, int p, float2 v) {
-    reinterpret_cast<uint32_t*>(row)[p] = bf16_pack2(v.x, v.y);
-}
+// CudaAttentionBackward and CudaAttentionJvp (backward and JVP: kernels/rope_grad.cu).
+#include "rope_common.cuh"
 
 // IN, OUT = float or uint16_t (bf16): statistics and rotation in fp32 from the exactly widened input, each output
 // rounded once on store.
@@ -44,13 +24,7 @@ __device__ __forceinline__ void qk_norm_rope_head(const IN* __restrict__ src, OU
         e[j] = p < pairs ? rope_load_pair(src, p) : make_float2(0.0f, 0.0f);
     }
     if (weight != nullptr) {
-        float ss = 0.0f;
-#pragma unroll
-        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
-            ss = fmaf(e[j].x, e[j].x, ss);
-            ss = fmaf(e[j].y, e[j].y, ss);
-        }
-        ss = warp_sum(ss);
+        const float ss = rope_sumsq_chunked(src, dh, lane);  // re-read from L1 in chunk order
         const float rho = 1.0f / sqrtf(ss / (float)dh + eps);
         if (rstdOut != nullptr && lane == 0) *rstdOut = rho;
 #pragma unroll
@@ -158,43 +132,15 @@ QK_NORM_ROPE_FWD(qk_norm_rope_fwd_bf16out, float, uint16_t)
 // __launch_bounds__(1024) alone ptxas capped at 32 registers and spilled 16 bytes, hence the explicit (1024, 1). XL:
 // 448 threads × 48 registers → 3 blocks (1344 threads, 21 KB of 16-byte loads in flight) per SM.
 
-#define ROPE_CHUNK 8
-
-__device__ __forceinline__ void rope_load8(const float* p, float* x) {
-    const float4 a = reinterpret_cast<const float4*>(p)[0];
-    const float4 b = reinterpret_cast<const float4*>(p)[1];
-    x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w;
-    x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
-}
-__device__ __forceinline__ void rope_load8(const uint16_t* p, float* x) {
-    const uint4 u = *reinterpret_cast<const uint4*>(p);
-    const float2 a = bf16_unpack2(u.x), b = bf16_unpack2(u.y), c = bf16_unpack2(u.z), d = bf16_unpack2(u.w);
-    x[0] = a.x; x[1] = a.y; x[2] = b.x; x[3] = b.y;
-    x[4] = c.x; x[5] = c.y; x[6] = d.x; x[7] = d.y;
-}
-__device__ __forceinline__ void rope_store8(float* p, const float* x) {
-    reinterpret_cast<float4*>(p)[0] = make_float4(x[0], x[1], x[2], x[3]);
-    reinterpret_cast<float4*>(p)[1] = make_float4(x[4], x[5], x[6], x[7]);
-}
-__device__ __forceinline__ void rope_store8(uint16_t* p, const float* x) {
-    *reinterpret_cast<uint4*>(p) = make_uint4(bf16_pack2(x[0], x[1]), bf16_pack2(x[2], x[3]), bf16_pack2(x[4], x[5]),
-                                              bf16_pack2(x[6], x[7]));
-}
-
 // Launch: grid (gx ≤ T, B), blockDim.x = 3·H·dh/8 rounded up to a multiple of 32 (≤ 1024), dynamic shared memory
-// 2·H·dh + 2·H floats. Arguments and results as qk_norm_rope_fwd_body, and bit for bit the same: the per-element
-// operations are the same (x·ρ·w, then the fma rotation), and Σx² is added in the same order as qk_norm_rope_head
-// (lane l of a warp holds pairs l, l+32, …, fma'd in that order, then warp_sum), so ρ has the same bits as in the
-// warp-per-head kernels and in the JVP kernel's primal (the tests compare them with 0 ulp). The chunks of each q and k
-// head vector go through shared memory; the block's warps then take one head vector each for the sum.
+// 2·H·(dh/8) floats. Arguments and results as qk_norm_rope_fwd_body, bit for bit: the same per-element operations
+// (x·ρ·w, then the fma rotation) and Σx² in the same chunk order (rope_sumsq_chunked).
 template <typename IN, typename OUT>
 __device__ __forceinline__ void qk_norm_rope_fwd_tok_body(
         const IN* __restrict__ qkv, const float* __restrict__ qw, const float* __restrict__ kw,
         const float* __restrict__ cosT, const float* __restrict__ sinT, OUT* __restrict__ q, OUT* __restrict__ k,
         OUT* __restrict__ v, float* __restrict__ rstd, int B, int T, int H, int dh, float eps) {
-    extern __shared__ float ropeShared[];
-    float* headsIn = ropeShared;            // [2·H][dh]: the q and k head vectors of the current token
-    float* rhoOf = ropeShared + 2 * H * dh; // [2·H]: their ρ
+    extern __shared__ float ropePartials[];  // [2·H][dh/8]: Σx² of each q and k chunk of the current token
     const int chunks = dh / ROPE_CHUNK;
     const int tokenElems = 3 * H * dh;
     const int i = threadIdx.x;
@@ -209,51 +155,42 @@ __device__ __forceinline__ void qk_norm_rope_fwd_tok_body(
     const bool anyNorm = qw != nullptr || kw != nullptr;  // uniform over the block: decides the barriers
     OUT* out = part == 0 ? q : (part == 1 ? k : v);
     const int b = blockIdx.y;
-    // The next token's chunk is loaded before this token's barriers (software pipelining: the loads cannot move
-    // across __syncthreads on their own, and one token per block in flight is too little to stream at the memory rate).
-    float next[ROPE_CHUNK];
-    if (active && blockIdx.x < T) rope_load8(qkv + ((int64_t)b * T + blockIdx.x) * tokenElems + i * ROPE_CHUNK, next);
-    for (int t = blockIdx.x; t < T; t += gridDim.x) {
+    // The chunks of the next two tokens are loaded before this token's barriers (software pipelining: loads do not
+    // move across __syncthreads on their own, and with 2–3 blocks per SM one token per block in flight is too little
+    // to stream at the memory rate).
+    const int G = gridDim.x;
+    const IN* mine = qkv + (int64_t)b * T * tokenElems + i * ROPE_CHUNK;
+    float next1[ROPE_CHUNK], next2[ROPE_CHUNK];
+    if (active && blockIdx.x < T) rope_load8(mine + (int64_t)blockIdx.x * tokenElems, next1);
+    if (active && blockIdx.x + G < T) rope_load8(mine + (int64_t)(blockIdx.x + G) * tokenElems, next2);
+    for (int t = blockIdx.x; t < T; t += G) {
         const int bt = b * T + t;
         float x[ROPE_CHUNK];
 #pragma unroll
-        for (int j = 0; j < ROPE_CHUNK; j++) x[j] = next[j];
-        if (active && t + gridDim.x < T) {
-            rope_load8(qkv + ((int64_t)bt + gridDim.x) * tokenElems + i * ROPE_CHUNK, next);
+        for (int j = 0; j < ROPE_CHUNK; j++) {
+            x[j] = next1[j];
+            next1[j] = next2[j];
         }
+        if (active && t + 2 * G < T) rope_load8(mine + (int64_t)(t + 2 * G) * tokenElems, next2);
         if (anyNorm) {
             if (active && part < 2) {
-                float* dst = headsIn + hv * dh + c * ROPE_CHUNK;
+                float ss = 0.0f;  // rope_sumsq_chunked's order: the chunk's fma chain, then the chunks in order
 #pragma unroll
-                for (int j = 0; j < ROPE_CHUNK; j++) dst[j] = x[j];
-            }
-            __syncthreads();
-            // One warp per q or k head vector (warp-uniform loop: every lane reaches warp_sum).
-            const int lane = threadIdx.x & 31;
-            for (int w = threadIdx.x >> 5; w < 2 * H; w += blockDim.x >> 5) {
-                if ((w < H ? qw : kw) == nullptr) continue;  // uniform over the warp
-                const float* src = headsIn + w * dh;
-                float ss = 0.0f;
-#pragma unroll
-                for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
-                    const int p = lane + 32 * j;
-                    const float2 e = p < (dh >> 1) ? make_float2(src[2 * p], src[2 * p + 1]) : make_float2(0.0f, 0.0f);
-                    ss = fmaf(e.x, e.x, ss);
-                    ss = fmaf(e.y, e.y, ss);
-                }
-                ss = warp_sum(ss);
-                if (lane == 0) rhoOf[w] = 1.0f / sqrtf(ss / (float)dh + eps);
+                for (int j = 0; j < ROPE_CHUNK; j++) ss = fmaf(x[j], x[j], ss);
+                ropePartials[hv * chunks + c] = ss;
             }
             __syncthreads();
             if (norm) {
-                const float rho = rhoOf[hv];
+                float ss = 0.0f;
+                for (int j = 0; j < chunks; j++) ss += ropePartials[hv * chunks + j];
+                const float rho = 1.0f / sqrtf(ss / (float)dh + eps);
                 if (rstd != nullptr && c == 0) rstd[((int64_t)bt * 2 + part) * H + h] = rho;
                 float w[ROPE_CHUNK];  // reloaded per token (L1 hits): 8 fewer live registers, more blocks per SM
                 rope_load8(weight + c * ROPE_CHUNK, w);
 #pragma unroll
                 for (int j = 0; j < ROPE_CHUNK; j++) x[j] = x[j] * rho * w[j];
             }
-            __syncthreads();  // the shared head vectors and ρ are rewritten for the next token
+            __syncthreads();  // the partials are rewritten for the next token
         }
         if (!active) continue;
         if (rotate) {
@@ -290,270 +227,3 @@ QK_NORM_ROPE_FWD_TOK(qk_norm_rope_fwd_tok, float, float)
 QK_NORM_ROPE_FWD_TOK(qk_norm_rope_fwd_tok_bf16, uint16_t, uint16_t)
 QK_NORM_ROPE_FWD_TOK(qk_norm_rope_fwd_tok_bf16_f32out, uint16_t, float)
 QK_NORM_ROPE_FWD_TOK(qk_norm_rope_fwd_tok_bf16out, float, uint16_t)
-
-// ------------------------------------------------------------------------------------------- backward
-// For one q or k head vector x (dh values) with y = x·ρ ⊙ w (qk-norm) and z = RoPE(y), given gz:
-//   RoPE transposed:  gy[2p] = gz[2p]·cos + gz[2p+1]·sin,  gy[2p+1] = gz[2p+1]·cos − gz[2p]·sin
-//   RMSNorm:          n = x·ρ,  g = gy ⊙ w,  gx = ρ·(g − n·mean_dh(g·n)),  gradW += gy ⊙ n  (summed over B·T·H)
-// Without qk-norm gx = gy; without RoPE gy = gz. The v part of gradQkv is a copy of gradV.
-// The weight gradients are a deterministic two-pass reduction: each lane keeps running sums for its channels over
-// the head vectors its warp handles, a block adds its warps in order into partials[block, 2, dh] (q then k), and
-// partials_sum_accumulate (kernels/rmsnorm.cu) adds the blocks in order. Grid size = f(shape) keeps the order fixed.
-
-// One head vector of q or k: backward through RoPE and RMSNorm; gx written to dst (nullptr: not wanted). All 32
-// lanes call it (warp_sum). weight == nullptr: no qk-norm; otherwise rstd points at the vector's saved ρ. wsum: this
-// lane's running Σ gy·n for its pairs (updated only with qk-norm).
-__device__ __forceinline__ void qk_norm_rope_head_bwd(const float2* __restrict__ x, const float2* __restrict__ gz,
-                                                      float2* __restrict__ dst, const float* __restrict__ weight,
-                                                      const float* __restrict__ cosRow,
-                                                      const float* __restrict__ sinRow, const float* rstd,
-                                                      float2* wsum, int dh, int lane) {
-    const int pairs = dh >> 1;
-    float2 g[ROPE_MAX_PAIRS_PER_LANE];
-#pragma unroll
-    for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
-        const int p = lane + 32 * j;
-        g[j] = p < pairs ? gz[p] : make_float2(0.0f, 0.0f);
-    }
-    if (cosRow != nullptr) {
-#pragma unroll
-        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
-            const int p = lane + 32 * j;
-            if (p < pairs) {
-                const float c = cosRow[2 * p];
-                const float s = sinRow[2 * p];
-                g[j] = make_float2(fmaf(g[j].x, c, g[j].y * s), fmaf(g[j].y, c, -(g[j].x * s)));
-            }
-        }
-    }
-    if (weight != nullptr) {
-        float2 xe[ROPE_MAX_PAIRS_PER_LANE];
-#pragma unroll
-        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
-            const int p = lane + 32 * j;
-            xe[j] = p < pairs ? x[p] : make_float2(0.0f, 0.0f);
-        }
-        const float rho = *rstd;
-        // dot = Σ g·n over the vector, with g = gy ⊙ w and n = x·ρ
-        float dot = 0.0f;
-#pragma unroll
-        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
-            const int p = lane + 32 * j;
-            if (p < pairs) {
-                const float nx = xe[j].x * rho, ny = xe[j].y * rho;
-                wsum[j].x = fmaf(g[j].x, nx, wsum[j].x);
-                wsum[j].y = fmaf(g[j].y, ny, wsum[j].y);
-                g[j].x *= weight[2 * p];
-                g[j].y *= weight[2 * p + 1];
-                dot = fmaf(g[j].x, nx, dot);
-                dot = fmaf(g[j].y, ny, dot);
-            }
-        }
-        dot = warp_sum(dot);
-        const float nm = rho * (dot / (float)dh);  // x·nm = n·mean(g·n)
-#pragma unroll
-        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
-            g[j] = make_float2(rho * fmaf(-xe[j].x, nm, g[j].x), rho * fmaf(-xe[j].y, nm, g[j].y));
-        }
-    }
-    if (dst == nullptr) return;
-#pragma unroll
-    for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
-        const int p = lane + 32 * j;
-        if (p < pairs) dst[p] = g[j];
-    }
-}
-
-// Launch like qk_norm_rope_fwd but with exactly 256 threads (warpSums holds 8 warps) and a grid that depends only on
-// the shape. gq, gk, gv [B,H,T,dh] -> gqkv [B,T,3·H·dh] (overwritten; nullptr when only the weight gradients are
-// wanted). rstd [B,T,2,H] is the forward's ρ, required with qk-norm; partials [gridDim.x, 2, dh] is nullptr when no
-// weight gradient is wanted (or qk-norm is off). qw and kw are both given or both nullptr, likewise cosT and sinT.
-extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_bwd(
-        const float* __restrict__ qkv, const float* __restrict__ qw, const float* __restrict__ kw,
-        const float* __restrict__ cosT, const float* __restrict__ sinT, const float* __restrict__ rstd,
-        const float* __restrict__ gq, const float* __restrict__ gk, const float* __restrict__ gv,
-        float* __restrict__ gqkv, float* __restrict__ partials, int B, int T, int H, int dh) {
-    __shared__ float warpSums[8][2][2 * 32 * ROPE_MAX_PAIRS_PER_LANE];  // [warp][q or k][channel]
-    const int lane = threadIdx.x & 31;
-    const int warp = threadIdx.x >> 5;
-    const int warpsPerBlock = blockDim.x >> 5;
-    const int64_t heads = (int64_t)B * T * H;
-    const int64_t warpsInGrid = (int64_t)gridDim.x * warpsPerBlock;
-    float2 wq[ROPE_MAX_PAIRS_PER_LANE], wk[ROPE_MAX_PAIRS_PER_LANE];
-#pragma unroll
-    for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) wq[j] = wk[j] = make_float2(0.0f, 0.0f);
-    for (int64_t w = (int64_t)blockIdx.x * warpsPerBlock + warp; w < heads; w += warpsInGrid) {
-        const int h = (int)(w % H);
-        const int64_t bt = w / H;
-        const int t = (int)(bt % T);
-        const int64_t b = bt / T;
-        const float* tokenIn = qkv + bt * 3 * H * dh;
-        float* tokenGrad = gqkv != nullptr ? gqkv + bt * 3 * H * dh : nullptr;
-        const int64_t headRow = ((b * H + h) * T + t) * dh;  // [B,H,T,dh]
-        const float* cosRow = cosT != nullptr ? cosT + (int64_t)t * dh : nullptr;
-        const float* sinRow = sinT != nullptr ? sinT + (int64_t)t * dh : nullptr;
-        const float* rstdQ = rstd != nullptr ? rstd + (bt * 2 + 0) * H + h : nullptr;
-        const float* rstdK = rstd != nullptr ? rstd + (bt * 2 + 1) * H + h : nullptr;
-        float2* dstQ = tokenGrad != nullptr ? reinterpret_cast<float2*>(tokenGrad + (int64_t)h * dh) : nullptr;
-        float2* dstK = tokenGrad != nullptr ? reinterpret_cast<float2*>(tokenGrad + (int64_t)(H + h) * dh) : nullptr;
-        qk_norm_rope_head_bwd(reinterpret_cast<const float2*>(tokenIn + (int64_t)h * dh),
-                              reinterpret_cast<const float2*>(gq + headRow), dstQ, qw, cosRow, sinRow, rstdQ, wq, dh,
-                              lane);
-        qk_norm_rope_head_bwd(reinterpret_cast<const float2*>(tokenIn + (int64_t)(H + h) * dh),
-                              reinterpret_cast<const float2*>(gk + headRow), dstK, kw, cosRow, sinRow, rstdK, wk, dh,
-                              lane);
-        if (tokenGrad == nullptr) continue;
-        const float2* vin = reinterpret_cast<const float2*>(gv + headRow);
-        float2* vout = reinterpret_cast<float2*>(tokenGrad + (int64_t)(2 * H + h) * dh);
-        for (int p = lane; p < (dh >> 1); p += 32) vout[p] = vin[p];
-    }
-    if (partials == nullptr) return;  // uniform over the grid: no block is left waiting at the barrier
-#pragma unroll
-    for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
-        const int p = lane + 32 * j;
-        if (p < (dh >> 1)) {
-            warpSums[warp][0][2 * p] = wq[j].x;
-            warpSums[warp][0][2 * p + 1] = wq[j].y;
-            warpSums[warp][1][2 * p] = wk[j].x;
-            warpSums[warp][1][2 * p + 1] = wk[j].y;
-        }
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < 2 * dh; i += blockDim.x) {
-        const int part = i / dh;
-        const int c = i % dh;
-        float s = warpSums[0][part][c];
-        for (int wi = 1; wi < warpsPerBlock; wi++) s += warpSums[wi][part][c];
-        partials[(int64_t)blockIdx.x * 2 * dh + i] = s;
-    }
-}
-
-// ------------------------------------------------------------------------------------------- forward mode (JVP)
-// Primal exactly as qk_norm_rope_fwd (same operations in the same order, so bit-identical), and the tangents: with
-// n = x·ρ, ṅ = ρ·(ẋ − x·ρ²·mean_dh(x ⊙ ẋ)), ẏ = ṅ ⊙ w, and the same rotation applied to ẏ (RoPE is linear); v̇ is a
-// copy of the v part of qkvDot. qkvDot nullptr: every tangent is zero.
-
-// One head vector of q or k and its tangent (src/srcDot → dst/dstDot). All 32 lanes call it (warp_sum). OUT = float,
-// or uint16_t (bf16: primal and tangent rounded once on store, the tensor-core attention JVP's operands).
-template <typename OUT>
-__device__ __forceinline__ void qk_norm_rope_head_jvp(const float2* __restrict__ src, const float2* __restrict__ srcDot,
-                                                      OUT* __restrict__ dst, OUT* __restrict__ dstDot,
-                                                      const float* __restrict__ weight,
-                                                      const float* __restrict__ cosRow,
-                                                      const float* __restrict__ sinRow, float* __restrict__ rstdOut,
-                                                      int dh, float eps, int lane) {
-    const int pairs = dh >> 1;
-    float2 e[ROPE_MAX_PAIRS_PER_LANE];
-    float2 t[ROPE_MAX_PAIRS_PER_LANE];
-#pragma unroll
-    for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
-        const int p = lane + 32 * j;
-        e[j] = p < pairs ? src[p] : make_float2(0.0f, 0.0f);
-        t[j] = p < pairs && srcDot != nullptr ? srcDot[p] : make_float2(0.0f, 0.0f);
-    }
-    if (weight != nullptr) {
-        float ss = 0.0f;
-        float sx = 0.0f;
-#pragma unroll
-        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
-            ss = fmaf(e[j].x, e[j].x, ss);
-            ss = fmaf(e[j].y, e[j].y, ss);
-            sx = fmaf(e[j].x, t[j].x, sx);
-            sx = fmaf(e[j].y, t[j].y, sx);
-        }
-        ss = warp_sum(ss);
-        sx = warp_sum(sx);
-        const float rho = 1.0f / sqrtf(ss / (float)dh + eps);
-        const float corr = rho * rho * (sx / (float)dh);
-        if (rstdOut != nullptr && lane == 0) *rstdOut = rho;
-#pragma unroll
-        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
-            const int p = lane + 32 * j;
-            if (p < pairs) {
-                const float w0 = weight[2 * p];
-                const float w1 = weight[2 * p + 1];
-                t[j].x = rho * fmaf(-e[j].x, corr, t[j].x) * w0;
-                t[j].y = rho * fmaf(-e[j].y, corr, t[j].y) * w1;
-                e[j].x = e[j].x * rho * w0;
-                e[j].y = e[j].y * rho * w1;
-            }
-        }
-    }
-    if (cosRow != nullptr) {
-#pragma unroll
-        for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
-            const int p = lane + 32 * j;
-            if (p < pairs) {
-                const float c = cosRow[2 * p];
-                const float s = sinRow[2 * p];
-                e[j] = make_float2(fmaf(e[j].x, c, -(e[j].y * s)), fmaf(e[j].y, c, e[j].x * s));
-                t[j] = make_float2(fmaf(t[j].x, c, -(t[j].y * s)), fmaf(t[j].y, c, t[j].x * s));
-            }
-        }
-    }
-#pragma unroll
-    for (int j = 0; j < ROPE_MAX_PAIRS_PER_LANE; j++) {
-        const int p = lane + 32 * j;
-        if (p < pairs) {
-            rope_store_pair(dst, p, e[j]);
-            rope_store_pair(dstDot, p, t[j]);
-        }
-    }
-}
-
-// Launch and argument rules as qk_norm_rope_fwd; qkvDot may be nullptr; qDot, kDot, vDot are required. OUT = float
-// (qk_norm_rope_jvp) or uint16_t (qk_norm_rope_jvp_bf16out: all six outputs bf16).
-template <typename OUT>
-__device__ __forceinline__ void qk_norm_rope_jvp_body(
-        const float* __restrict__ qkv, const float* __restrict__ qkvDot, const float* __restrict__ qw,
-        const float* __restrict__ kw, const float* __restrict__ cosT, const float* __restrict__ sinT,
-        OUT* __restrict__ q, OUT* __restrict__ k, OUT* __restrict__ v, OUT* __restrict__ qDot,
-        OUT* __restrict__ kDot, OUT* __restrict__ vDot, float* __restrict__ rstd, int B, int T, int H, int dh,
-        float eps) {
-    const int lane = threadIdx.x & 31;
-    const int warpsPerBlock = blockDim.x >> 5;
-    const int64_t heads = (int64_t)B * T * H;
-    const int64_t warpsInGrid = (int64_t)gridDim.x * warpsPerBlock;
-    for (int64_t w = (int64_t)blockIdx.x * warpsPerBlock + (threadIdx.x >> 5); w < heads; w += warpsInGrid) {
-        const int h = (int)(w % H);
-        const int64_t bt = w / H;
-        const int t = (int)(bt % T);
-        const int64_t b = bt / T;
-        const int64_t tokenOff = bt * 3 * H * dh;
-        const float* tokenIn = qkv + tokenOff;
-        const float* tokenDot = qkvDot != nullptr ? qkvDot + tokenOff : nullptr;
-        const int64_t outRow = ((b * H + h) * T + t) * dh;
-        const float* cosRow = cosT != nullptr ? cosT + (int64_t)t * dh : nullptr;
-        const float* sinRow = sinT != nullptr ? sinT + (int64_t)t * dh : nullptr;
-        float* rstdQ = rstd != nullptr ? rstd + (bt * 2 + 0) * H + h : nullptr;
-        float* rstdK = rstd != nullptr ? rstd + (bt * 2 + 1) * H + h : nullptr;
-        const int64_t qIn = (int64_t)h * dh, kIn = (int64_t)(H + h) * dh, vIn = (int64_t)(2 * H + h) * dh;
-        qk_norm_rope_head_jvp<OUT>(reinterpret_cast<const float2*>(tokenIn + qIn),
-                                   tokenDot != nullptr ? reinterpret_cast<const float2*>(tokenDot + qIn) : nullptr,
-                                   q + outRow, qDot + outRow, qw, cosRow, sinRow, rstdQ, dh, eps, lane);
-        qk_norm_rope_head_jvp<OUT>(reinterpret_cast<const float2*>(tokenIn + kIn),
-                                   tokenDot != nullptr ? reinterpret_cast<const float2*>(tokenDot + kIn) : nullptr,
-                                   k + outRow, kDot + outRow, kw, cosRow, sinRow, rstdK, dh, eps, lane);
-        const float2* vin = reinterpret_cast<const float2*>(tokenIn + vIn);
-        const float2* vdin = tokenDot != nullptr ? reinterpret_cast<const float2*>(tokenDot + vIn) : nullptr;
-        OUT* vout = v + outRow;
-        OUT* vdout = vDot + outRow;
-        for (int p = lane; p < (dh >> 1); p += 32) {
-            rope_store_pair(vout, p, vin[p]);
-            rope_store_pair(vdout, p, vdin != nullptr ? vdin[p] : make_float2(0.0f, 0.0f));
-        }
-    }
-}
-
-#define QK_NORM_ROPE_JVP(NAME, OUT)                                                                                \
-    extern "C" __global__ void __launch_bounds__(256) NAME(                                                        \
-            const float* __restrict__ qkv, const float* __restrict__ qkvDot, const float* __restrict__ qw,         \
-            const float* __restrict__ kw, const float* __restrict__ cosT, const float* __restrict__ sinT,          \
-            OUT* __restrict__ q, OUT* __restrict__ k, OUT* __restrict__ v, OUT* __restrict__ qDot,                 \
-            OUT* __restrict__ kDot, OUT* __restrict__ vDot, float* __restrict__ rstd, int B, int T, int H, int dh, \
-            float eps) {                                                                                           \
-        qk_norm_rope_jvp_body<OUT>(qkv, qkvDot, qw, kw, cosT, sinT, q, k, v, qDot, kDot, vDot, rstd, B, T, H, dh,  \
-                                   eps);                                                                           \
-    }
-QK_NORM_ROPE_JVP(qk_norm_rope_jvp, float)
-QK_NORM_ROPE_JVP(qk_norm_rope_jvp_bf16out, uint16_t)

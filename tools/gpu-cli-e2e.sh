@@ -28,7 +28,7 @@ def rows(run):
     for line in open(f"{out}/{run}/metrics.jsonl"):
         r = json.loads(line)
         keep.append({k: v for k, v in r.items() if "time" not in k and "per_s" not in k and "/s" not in k
-                     and k not in ("elapsed", "wall", "ms", "eta")})
+                     and k not in ("elapsed", "wall", "ms", "eta", "peak_mem_gib")})
     return keep
 host, graph, resumed = rows("host"), rows("graph"), rows("resumed")
 ok = True

@@ -18,7 +18,7 @@ flags=(-std=c++17 -O3 -lineinfo -ftz=false -prec-div=true -prec-sqrt=true -fmad=
     || { cat "$out/ptxas.log"; exit 1; }
 if grep -E '[1-9][0-9]* bytes spill' "$out/ptxas.log"; then echo "WARNING: register spills (see $out/ptxas.log)"; fi
 # Alternative forward tilings, sm_90 only, for timing: name and -D flags.
-variants=("3-blocks-per-SM -DTC_FWD_MIN_BLOCKS=3" "64-key-tiles -DTC_FWD_BK=64" "8-warps -DTC_FWD_WARPS=8 -DTC_FWD_MIN_BLOCKS=1")
+variants=("3-blocks-per-SM -DTC_FWD_MIN_BLOCKS=3" "32-key-tiles -DTC_FWD_BK=32" "8-warps -DTC_FWD_WARPS=8 -DTC_FWD_MIN_BLOCKS=1")
 for v in "${variants[@]}"; do
     read -r name defs <<< "$v"
     # shellcheck disable=SC2086

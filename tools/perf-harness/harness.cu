@@ -228,7 +228,7 @@ static void launchRopeTok(RopeKernel<IN, OUT> k, const RopeInputs& in, OUT* q, O
     const int chunks = 3 * H * (DH / 8);
     const int threads = (chunks + 31) / 32 * 32;
     const int gridX = std::min(T, std::max(1, (1056 + B - 1) / B));
-    const int shared = (2 * H * DH + 2 * H) * (int)sizeof(float);
+    const int shared = 2 * H * (DH / 8) * (int)sizeof(float);
     k<<<dim3(gridX, B), threads, shared>>>((const IN*)in.qkvDev, (const float*)in.qw_, (const float*)in.kw_,
                                            (const float*)in.cos_, (const float*)in.sin_, q, kk, v, rstd, B, T, H, DH,
                                            EPS);
@@ -534,6 +534,17 @@ static void residualNormShapes(int B) {
     normForm<float, float>(B, f32In,
                            {gated_residual_rmsnorm_fwd_f32_f32, gated_residual_fwd_vec4, rmsnorm_fwd_vec4,
                             "gated_residual_rmsnorm_fwd_f32_f32 (rstd)", "gated_residual_fwd_vec4",
+                            "rmsnorm_fwd_vec4 (rstd)"},
+                           true);
+    // The _c9 forms (9 float4 per lane, 3 blocks per SM) the launcher takes for D ≤ 1152: same bits as the pair.
+    normForm<uint16_t, uint16_t>(B, bf16In,
+                                 {gated_residual_rmsnorm_fwd_bf16_bf16_c9, gated_residual_fwd_bf16a_vec4,
+                                  rmsnorm_fwd_vec4_bf16out, "gated_residual_rmsnorm_fwd_bf16_bf16_c9",
+                                  "gated_residual_fwd_bf16a_vec4", "rmsnorm_fwd_vec4_bf16out"},
+                                 false);
+    normForm<float, float>(B, f32In,
+                           {gated_residual_rmsnorm_fwd_f32_f32_c9, gated_residual_fwd_vec4, rmsnorm_fwd_vec4,
+                            "gated_residual_rmsnorm_fwd_f32_f32_c9 (rstd)", "gated_residual_fwd_vec4",
                             "rmsnorm_fwd_vec4 (rstd)"},
                            true);
     for (void* p : {(void*)h0, (void*)hWork, (void*)modDev, (void*)mod2Dev, (void*)wDev, bf16In.a_, f32In.a_}) {

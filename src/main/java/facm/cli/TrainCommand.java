@@ -88,10 +88,10 @@ final class TrainCommand implements Runnable {
     @Option(names = "--shard-optimizer", description = "data-parallel: keep the AdamW moments sharded over the ranks "
             + "(ZeRO-1); checkpoints stay whole, so a run may switch it on or off at a resume")
     boolean shardOptimizer;
-    @Option(names = "--cuda-graph-step", description = "issue 7 groundwork, default off: clip factor, skip flag, "
-            + "the AdamW/EMA step counters and (consistency objectives) the per-step inputs computed and kept on the "
-            + "device (same results), and (consistency objectives on CUDA) the whole step captured as a CUDA graph "
-            + "after one warm-up step and replayed; not with --gpus; fm is refused (host inputs)")
+    @Option(names = "--cuda-graph-step", description = "facm/scm/meanflow on one GPU: the whole step (teacher, FM "
+            + "and JVP passes, backward, clip, AdamW, EMAs) captured once as a CUDA graph and replayed, its per-step "
+            + "inputs drawn and its losses logged on the device (the same results bit for bit, a few % faster, more "
+            + "memory for the graph's pool); default off; not with --gpus; fm is refused (host inputs)")
     boolean cudaGraphStep;
     @Option(names = "--checkpoint-blocks", description = "activation checkpointing: each block keeps only its input "
             + "and recomputes its forward in the backward (FM pass; less memory, same gradients, more time); may "

@@ -131,7 +131,7 @@ final class NetworkGradFamilies {
                 Tensor outDot = in.out("outDot", d.rows(), d.hidden());
                 return Prepared.of(() -> net(in).swigluJvp(gu, gud, out, outDot), out, outDot);
             }));
-            l.add(row("qk_norm_rope", Pass.BACKWARD, "", dt, "rope", Variant.ROWS, tol, null, (in, d) -> {
+            l.add(row("qk_norm_rope", Pass.BACKWARD, "", dt, "rope_grad", Variant.ROWS, tol, null, (in, d) -> {
                 NetworkFamilies.Rope r = NetworkFamilies.Rope.make(in, d);
                 net(in).qkNormRope(r.qkv(), d.heads(), r.qw(), r.kw(), EPS, r.cos(), r.sin(), r.q(), r.k(), r.v(),
                         r.rstd());
@@ -145,7 +145,7 @@ final class NetworkGradFamilies {
                         r.sin(), r.rstd(), gq, gk, gv, gqkv, gqw, gkw), gqkv, gqw, gkw);
             }));
         }
-        l.add(row("qk_norm_rope", Pass.JVP, "", dt, "rope", Variant.ROWS, tol, null, (in, d) -> {
+        l.add(row("qk_norm_rope", Pass.JVP, "", dt, "rope_grad", Variant.ROWS, tol, null, (in, d) -> {
             // The JVP reads the f32 qkv and its tangent in every form; the bf16 form writes bf16 heads and tangents.
             NetworkFamilies.Rope r = NetworkFamilies.Rope.make(in, d,
                     in.f32("qkv", -2f, 2f, d.batch(), d.tokens(), 3 * d.attentionWidth()));

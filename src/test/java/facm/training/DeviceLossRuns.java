@@ -31,8 +31,8 @@ final class DeviceLossRuns {
             throws IOException {
         TrainingOps ops = be.training();
         ConsistencyObjective.Options facm = ConsistencyObjective.Options.defaults(ConsistencyObjective.Kind.FACM);
-        try (ModelWeights w = TrainingTestModels.weights(be, 3);
-             ModelWeights teacher = TrainingTestModels.weights(be, 4);
+        try (ModelWeights w = TrainingTestModels.oneHeadWeights(be, 3);
+             ModelWeights teacher = TrainingTestModels.oneHeadWeights(be, 4);
              ConsistencyObjective objective = new ConsistencyObjective(o.seed(), GemmPrecision.FP32, facm, teacher);
              Trainer t = new Trainer(o, w, objective, ops, Path.of(o.out()), quiet)) {
             if (resume) {

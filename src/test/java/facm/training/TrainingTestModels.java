@@ -22,8 +22,12 @@ final class TrainingTestModels {
         return new ModelConfig("micro1h", 1, 16, 1, 4, 8, 1, 3, true, true, false);
     }
 
-    /** {@link #micro} on the CPU; {@link #microOneHead} elsewhere (the GPU twins of the CPU tests). */
     static ModelWeights weights(Backend be, long seed) {
-        return ModelWeights.philox(be instanceof facm.backend.cpu.CpuBackend ? micro() : microOneHead(), be, seed);
+        return ModelWeights.philox(micro(), be, seed);
+    }
+
+    /** {@link #microOneHead} weights: for runs whose attention must also run on CUDA (head dimension >= 16). */
+    static ModelWeights oneHeadWeights(Backend be, long seed) {
+        return ModelWeights.philox(microOneHead(), be, seed);
     }
 }

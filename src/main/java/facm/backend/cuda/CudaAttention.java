@@ -121,7 +121,7 @@ final class CudaAttention {
                     : (bf16In ? qkNormRopeTokBf16F32Out : qkNormRopeTok);
             int threads = (chunks + 31) / 32 * 32;
             int gridX = Math.min(a.tokens(), Math.max(1, (ROPE_TOKEN_TARGET_BLOCKS + a.batch() - 1) / a.batch()));
-            int sharedBytes = (2 * heads * a.dh() + 2 * heads) * Float.BYTES; // q, k head vectors and their ρ
+            int sharedBytes = 2 * heads * (a.dh() / ROPE_TOKEN_CHUNK) * Float.BYTES; // Σx² of each q and k chunk
             kernel.launch(stream, gridX, a.batch(), 1, threads, 1, 1, sharedBytes, args);
             return;
         }

@@ -26,7 +26,7 @@ import static facm.cuda.KernelArg.PTR;
 
 /**
  * Launchers of the backward passes of the attention pair (contract: facm.tensor.NetworkOps): qk-norm + RoPE + head
- * split (kernels/rope.cu; qk-norm weight gradients by the deterministic reduction of {@link PartialSums}) and the
+ * split (kernels/rope_grad.cu; qk-norm weight gradients by the deterministic reduction of {@link PartialSums}) and the
  * fused flash-style attention backward (kernels/attention.cu: a query-stationary kernel for gradQ that also computes
  * D_i = Σ dO·O, then a key-stationary kernel for gradK and gradV; no atomics, deterministic).
  */
@@ -41,12 +41,17 @@ final class CudaAttentionBackward implements AutoCloseable {
      * finishing pass. A constant, not a function of the GPU, so the summation order depends on the shape alone.
      */
     private static final int ROPE_MAX_BLOCKS = 512;
+    /** qk_norm_rope_bwd_tok: a thread per 8-channel chunk of a token, at most 512 threads (its launch bounds). */
+    private static final int ROPE_TOKEN_CHUNK = 8;
+    private static final int ROPE_TOKEN_MAX_THREADS = 512;
+    private static final int MAX_GRID_Y = 65_535;
 
     private final CudaNetworkChecks check;
     private final CudaStream stream;
     private final PartialSums sums;
     private final ScratchBuffer scratch;
     private final Kernel qkNormRope;
+    private final Kernel qkNormRopeTok;
     private final Map<Integer, Kernel[]> attentionByHeadDim = new LinkedHashMap<>();
     /** The bf16 tensor-core kernels (kernels/attention_tc_bwd.cu), taken when q, k, v are BF16. */
     private final CudaTensorCoreAttention tensorCore;
@@ -59,6 +64,8 @@ final class CudaAttentionBackward implements AutoCloseable {
         this.scratch = scratch;
         qkNormRope = lib.kernel("qk_norm_rope_bwd", PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I32, I32,
                 I32, I32);
+        qkNormRopeTok = lib.kernel("qk_norm_rope_bwd_tok", PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I32,
+                I32, I32, I32);
         for (int dh : CudaAttention.SUPPORTED_HEAD_DIMS) {
             Kernel dq = lib.kernel("attention_bwd_dq_f32_dh" + dh, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I32, I32,
                     F32);
@@ -143,18 +150,38 @@ final class CudaAttentionBackward implements AutoCloseable {
         if (headVectors == 0 || (out == null && gqw == null && gkw == null)) {
             return;
         }
+        boolean weights = gqw != null || gkw != null;
+        int tokenThreads = (3 * heads * (dh / ROPE_TOKEN_CHUNK) + 31) / 32 * 32;
+        if (dh % ROPE_TOKEN_CHUNK == 0 && tokenThreads <= ROPE_TOKEN_MAX_THREADS && b <= MAX_GRID_Y
+                && headVectors < Integer.MAX_VALUE
+                && CudaNetworkChecks.aligned(16, in, gq, gk, gv, out, cos, sin, qw, kw)) {
+            // Token blocks: grid (gx, B), gx a function of the shape only (the weight sums' order), a partial row
+            // per block.
+            int gx = Math.max(1, Math.min(t, ROPE_MAX_BLOCKS / b));
+            int blocks = gx * b;
+            long partials = weights ? scratch.regions(op, (long) blocks * 2 * dh * Float.BYTES)[0] : 0L;
+            qkNormRopeTok.launch(stream, gx, b, 1, tokenThreads, 1, 1, 2 * heads * dh * Float.BYTES, in.address(),
+                    addressOrNull(qw), addressOrNull(kw), addressOrNull(cos), addressOrNull(sin), addressOrNull(r),
+                    gq.address(), gk.address(), gv.address(), addressOrNull(out), partials, b, t, heads, dh);
+            accumulateWeightGradients(partials, gqw, gkw, blocks, dh);
+            return;
+        }
         int warpsPerBlock = ROPE_BLOCK / 32;
         int grid = (int) Math.min((headVectors + warpsPerBlock - 1) / warpsPerBlock, ROPE_MAX_BLOCKS);
-        boolean weights = gqw != null || gkw != null;
         long partials = weights ? scratch.regions(op, (long) grid * 2 * dh * Float.BYTES)[0] : 0L;
         qkNormRope.launch(stream, grid, 1, 1, ROPE_BLOCK, 1, 1, 0, in.address(), addressOrNull(qw), addressOrNull(kw),
                 addressOrNull(cos), addressOrNull(sin), addressOrNull(r), gq.address(), gk.address(), gv.address(),
                 addressOrNull(out), partials, b, t, heads, dh);
+        accumulateWeightGradients(partials, gqw, gkw, grid, dh);
+    }
+
+    /** Adds the backward's partial rows [rows, 2, dh] (q then k) in row order into the weight gradients. */
+    private void accumulateWeightGradients(long partials, CudaTensor gqw, CudaTensor gkw, int rows, int dh) {
         if (gqw != null) {
-            sums.accumulate(partials, 2L * dh, gqw.address(), 0, 1, grid, dh);
+            sums.accumulate(partials, 2L * dh, gqw.address(), 0, 1, rows, dh);
         }
         if (gkw != null) {
-            sums.accumulate(partials + (long) dh * Float.BYTES, 2L * dh, gkw.address(), 0, 1, grid, dh);
+            sums.accumulate(partials + (long) dh * Float.BYTES, 2L * dh, gkw.address(), 0, 1, rows, dh);
         }
     }
 

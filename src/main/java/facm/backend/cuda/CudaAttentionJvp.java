@@ -22,8 +22,8 @@ import static facm.cuda.KernelArg.I32;
 import static facm.cuda.KernelArg.PTR;
 
 /**
- * Forward-mode (JVP) launchers of the attention pair: qk-norm + RoPE with tangents (kernels/rope.cu,
- * qk_norm_rope_jvp) and the fused flash-style attention forward + tangent (kernels/attention_jvp.cu, one kernel per
+ * Forward-mode (JVP) launchers of the attention pair: qk-norm + RoPE with tangents (kernels/rope_grad.cu,
+ * qk_norm_rope_jvp*) and the fused flash-style attention forward + tangent (kernels/attention_jvp.cu, one kernel per
  * head dimension, facm-spec.md §6.4). The primal arguments go through the forward launcher's own checks
  * ({@link CudaAttention#checkQkNormRope}, {@link CudaAttention#checkAttention}: same rules, messages naming the JVP op);
  * each tangent must have its primal's shape, and a null tangent input is passed as a null pointer (zero).
@@ -32,12 +32,20 @@ final class CudaAttentionJvp {
     /** Query rows per block (ATTJ_ROWS); threads per block are 64·SPLIT, SPLIT = 2 for dh ≤ 80, else 4. */
     private static final int ROWS = 64;
     private static final int ROPE_BLOCK = 256;
+    /** qk_norm_rope_jvp_tok*: a thread per 8-channel chunk of a token, at most 512 threads (launch bounds). */
+    private static final int ROPE_TOKEN_CHUNK = 8;
+    private static final int ROPE_TOKEN_MAX_THREADS = 512;
+    /** Blocks a token-block launch aims at (they stride over tokens), as the forward's. */
+    private static final int ROPE_TOKEN_TARGET_BLOCKS = 1056;
+    private static final int MAX_GRID_Y = 65_535;
 
     private final CudaNetworkChecks check;
     private final CudaAttention attention;
     private final CudaStream stream;
     private final Kernel qkNormRope;
     private final Kernel qkNormRopeBf16Out;
+    private final Kernel qkNormRopeTok;
+    private final Kernel qkNormRopeTokBf16Out;
     private final Map<Integer, Kernel> attentionByHeadDim = new LinkedHashMap<>();
 
     CudaAttentionJvp(CudaNetworkChecks check, CudaAttention attention, KernelLibrary lib, CudaStream stream) {
@@ -47,6 +55,8 @@ final class CudaAttentionJvp {
         KernelArg[] rope = {PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I32, I32, I32, I32, F32};
         qkNormRope = lib.kernel("qk_norm_rope_jvp", rope);
         qkNormRopeBf16Out = lib.kernel("qk_norm_rope_jvp_bf16out", rope);
+        qkNormRopeTok = lib.kernel("qk_norm_rope_jvp_tok", rope);
+        qkNormRopeTokBf16Out = lib.kernel("qk_norm_rope_jvp_tok_bf16out", rope);
         for (int dh : CudaAttention.SUPPORTED_HEAD_DIMS) {
             attentionByHeadDim.put(dh, lib.kernel("attention_jvp_f32_dh" + dh, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR,
                     PTR, I32, I32, F32));
@@ -103,9 +113,23 @@ final class CudaAttentionJvp {
         if (headVectors == 0) {
             return;
         }
+        boolean bf16 = a.q().dtype() == DType.BF16;
+        int tokenThreads = (3 * heads * (a.dh() / ROPE_TOKEN_CHUNK) + 31) / 32 * 32;
+        if (a.dh() % ROPE_TOKEN_CHUNK == 0 && tokenThreads <= ROPE_TOKEN_MAX_THREADS && a.batch() <= MAX_GRID_Y
+                && headVectors < Integer.MAX_VALUE && CudaNetworkChecks.aligned16(in, id, qd, kd, vd, a.q(), a.k(),
+                a.v(), a.qWeight(), a.kWeight(), a.cos(), a.sin())) {
+            // Token blocks (the forward's conditions): the primal keeps the token-block forward's bits.
+            int gx = Math.min(a.tokens(), Math.max(1, (ROPE_TOKEN_TARGET_BLOCKS + a.batch() - 1) / a.batch()));
+            (bf16 ? qkNormRopeTokBf16Out : qkNormRopeTok).launch(stream, gx, a.batch(), 1, tokenThreads, 1, 1,
+                    4 * heads * (a.dh() / ROPE_TOKEN_CHUNK) * Float.BYTES, in.address(), addressOrNull(id),
+                    addressOrNull(a.qWeight()), addressOrNull(a.kWeight()), addressOrNull(a.cos()),
+                    addressOrNull(a.sin()), a.q().address(), a.k().address(), a.v().address(), qd.address(),
+                    kd.address(), vd.address(), addressOrNull(a.rstd()), a.batch(), a.tokens(), heads, a.dh(), eps);
+            return;
+        }
         int warpsPerBlock = ROPE_BLOCK / 32;
         int grid = (int) Math.min((headVectors + warpsPerBlock - 1) / warpsPerBlock, CudaNetworkOps.MAX_GRID);
-        (a.q().dtype() == DType.BF16 ? qkNormRopeBf16Out : qkNormRope).launch(stream, grid, 1, 1, ROPE_BLOCK, 1, 1,
+        (bf16 ? qkNormRopeBf16Out : qkNormRope).launch(stream, grid, 1, 1, ROPE_BLOCK, 1, 1,
                 0, in.address(), addressOrNull(id),
                 addressOrNull(a.qWeight()), addressOrNull(a.kWeight()), addressOrNull(a.cos()), addressOrNull(a.sin()),
                 a.q().address(), a.k().address(), a.v().address(), qd.address(), kd.address(), vd.address(),

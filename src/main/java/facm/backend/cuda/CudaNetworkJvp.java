@@ -2,6 +2,7 @@ package facm.backend.cuda;
 
 import facm.cuda.CudaStream;
 import facm.cuda.Kernel;
+import facm.cuda.KernelArg;
 import facm.cuda.KernelLibrary;
 import facm.tensor.DType;
 import facm.tensor.NetworkChecks;
@@ -26,12 +27,17 @@ import static facm.cuda.KernelArg.PTR;
  * same pass (kernels/embed.cu, elementwise.cu, rmsnorm.cu, adaln.cu, swiglu.cu, "forward mode" sections). The primal
  * arguments get the forward op's rules and messages (restated here: the forward launchers check inline), each tangent
  * must have its primal's shape, and a null tangent input is passed as a null pointer, which the kernels read as zero.
- * The JVP kernels are the scalar (any D, any alignment) forms; there is no float4 twin yet. rmsNormModulateJvp and
- * swigluJvp may write bf16 out and outDot (both), the operands of the next bf16 linear and its tangent.
+ * rmsNormModulateJvp takes register-cached float4 kernels under the vec4 forward's conditions (its primal then has
+ * that forward's bits), else the scalar form (any D, any alignment); swigluJvp takes float4 kernels when F % 4 == 0 and the operands are
+ * aligned; gatedResidualJvp is scalar.
+ * rmsNormModulateJvp and swigluJvp may write bf16 out and outDot (both), the operands of the next bf16 linear and its tangent.
  */
 final class CudaNetworkJvp {
     private static final int ELEMENTWISE_BLOCK = 256;
     private static final int NORM_BLOCK = 256;
+    /** Largest D of the float4 JVP kernels: 16 float4 per lane (as the vec4 forward); _c9: 9 per lane. */
+    private static final int NORM_VEC4_MAX_D = 32 * 16 * 4;
+    private static final int NORM_VEC4_SMALL_D = 32 * 9 * 4;
 
     private final CudaNetworkChecks check;
     private final CudaStream stream;
@@ -41,7 +47,15 @@ final class CudaNetworkJvp {
     private final Kernel gated;
     private final Kernel swiglu;
     private final Kernel rmsNormBf16Out;
+    /** rmsnorm_jvp_vec4_c9 (D <= NORM_VEC4_SMALL_D) and _c16 (D <= NORM_VEC4_MAX_D), fp32 and bf16 out. */
+    private final Kernel rmsNormVec4Small;
+    private final Kernel rmsNormVec4SmallBf16Out;
+    private final Kernel rmsNormVec4;
+    private final Kernel rmsNormVec4Bf16Out;
     private final Kernel swigluBf16Out;
+    /** swiglu_jvp_vec4*: F % 4 == 0 and aligned operands; the same bits as the scalar kernels. */
+    private final Kernel swigluVec4;
+    private final Kernel swigluVec4Bf16Out;
 
     CudaNetworkJvp(CudaNetworkChecks check, KernelLibrary lib, CudaStream stream) {
         this.check = check;
@@ -54,7 +68,14 @@ final class CudaNetworkJvp {
         swiglu = lib.kernel("swiglu_jvp", PTR, PTR, PTR, PTR, I64, I32);
         rmsNormBf16Out = lib.kernel("rmsnorm_jvp_bf16out", PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I64, I32, I32,
                 I64, I32, I32, F32);
+        KernelArg[] norm = {PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, I64, I32, I32, I64, I32, I32, F32};
+        rmsNormVec4Small = lib.kernel("rmsnorm_jvp_vec4_c9", norm);
+        rmsNormVec4SmallBf16Out = lib.kernel("rmsnorm_jvp_vec4_c9_bf16out", norm);
+        rmsNormVec4 = lib.kernel("rmsnorm_jvp_vec4_c16", norm);
+        rmsNormVec4Bf16Out = lib.kernel("rmsnorm_jvp_vec4_c16_bf16out", norm);
         swigluBf16Out = lib.kernel("swiglu_jvp_bf16out", PTR, PTR, PTR, PTR, I64, I32);
+        swigluVec4 = lib.kernel("swiglu_jvp_vec4", PTR, PTR, PTR, PTR, I64, I32);
+        swigluVec4Bf16Out = lib.kernel("swiglu_jvp_vec4_bf16out", PTR, PTR, PTR, PTR, I64, I32);
     }
 
     /** The tangent (may be null) as a tensor of the primal's shape; {@code role} names it in errors. */
@@ -158,7 +179,13 @@ final class CudaNetworkJvp {
         }
         long modStride = m == null ? 0 : m.dim(1);
         int grid = (int) Math.min((rows + NORM_BLOCK / 32 - 1) / (NORM_BLOCK / 32), CudaNetworkOps.MAX_GRID);
-        Kernel kernel = o.dtype() == DType.BF16 ? rmsNormBf16Out : rmsNorm;
+        boolean bf16 = o.dtype() == DType.BF16;
+        // The register-cached kernels under the vec4 forward's conditions, so the primal keeps that forward's bits.
+        boolean vec4 = d % 4 == 0 && d <= NORM_VEC4_MAX_D && CudaNetworkChecks.aligned16(in, xd, w, m, md)
+                && CudaNetworkChecks.aligned(bf16 ? 8 : 16, o, od);
+        Kernel kernel = !vec4 ? (bf16 ? rmsNormBf16Out : rmsNorm)
+                : d <= NORM_VEC4_SMALL_D ? (bf16 ? rmsNormVec4SmallBf16Out : rmsNormVec4Small)
+                : (bf16 ? rmsNormVec4Bf16Out : rmsNormVec4);
         kernel.launch(stream, grid, 1, 1, NORM_BLOCK, 1, 1, 0, in.address(), addressOrNull(xd), w.address(),
                 addressOrNull(m), addressOrNull(md), o.address(), od.address(), addressOrNull(r), rows, d, tokens,
                 modStride, shiftChunk * d, scaleChunk * d, eps);
@@ -209,8 +236,12 @@ final class CudaNetworkJvp {
         if (rows == 0) {
             return;
         }
-        (o.dtype() == DType.BF16 ? swigluBf16Out : swiglu).launch(stream,
-                (int) Math.min(rows, CudaNetworkOps.MAX_GRID), 1, 1, CudaNetworkOps.rowBlock(f), 1, 1, 0,
-                in.address(), addressOrNull(gd), o.address(), od.address(), rows, f);
+        boolean bf16 = o.dtype() == DType.BF16;
+        boolean vec4 = f % 4 == 0 && CudaNetworkChecks.aligned16(in, gd)
+                && CudaNetworkChecks.aligned(bf16 ? 8 : 16, o, od);
+        Kernel kernel = vec4 ? (bf16 ? swigluVec4Bf16Out : swigluVec4) : (bf16 ? swigluBf16Out : swiglu);
+        kernel.launch(stream, (int) Math.min(rows, CudaNetworkOps.MAX_GRID), 1, 1,
+                CudaNetworkOps.rowBlock(vec4 ? f / 4 : f), 1, 1, 0, in.address(), addressOrNull(gd), o.address(),
+                od.address(), rows, f);
     }
 }

@@ -26,11 +26,15 @@ final class CudaResidualNorm {
     private static final int BLOCK = 256;
     /** RESNORM_CACHE float4 per lane in kernels/residual_norm.cu. */
     private static final int MAX_D = 32 * 16 * 4;
+    /** RESNORM_CACHE_SMALL: the _c9 kernels (fewer registers, 3 blocks per SM; same bits) take D up to this. */
+    private static final int MAX_D_SMALL = 32 * 9 * 4;
 
     private final CudaNetworkChecks check;
     private final CudaStream stream;
     /** Indexed by [a is bf16][out is bf16]. */
     private final Kernel[][] kernels = new Kernel[2][2];
+    /** The _c9 forms, same indexing. */
+    private final Kernel[][] smallKernels = new Kernel[2][2];
 
     CudaResidualNorm(CudaNetworkChecks check, KernelLibrary lib, CudaStream stream) {
         this.check = check;
@@ -40,6 +44,8 @@ final class CudaResidualNorm {
         for (int a = 0; a < 2; a++) {
             for (int o = 0; o < 2; o++) {
                 kernels[a][o] = lib.kernel("gated_residual_rmsnorm_fwd_" + dtypes[a] + "_" + dtypes[o], sig);
+                smallKernels[a][o] = lib.kernel("gated_residual_rmsnorm_fwd_" + dtypes[a] + "_" + dtypes[o] + "_c9",
+                        sig);
             }
         }
     }
@@ -73,7 +79,7 @@ final class CudaResidualNorm {
             return true;
         }
         int grid = (int) Math.min((rows + BLOCK / 32 - 1) / (BLOCK / 32), CudaNetworkOps.MAX_GRID);
-        kernels[bf16A ? 1 : 0][bf16Out ? 1 : 0].launch(stream, grid, 1, 1, BLOCK, 1, 1, 0, hs.address(),
+        (d <= MAX_D_SMALL ? smallKernels : kernels)[bf16A ? 1 : 0][bf16Out ? 1 : 0].launch(stream, grid, 1, 1, BLOCK, 1, 1, 0, hs.address(),
                 as.address(), m.address(), w.address(), addressOrNull(m2), o.address(), addressOrNull(r), rows, d,
                 tokens, (long) m.dim(1), gateChunk * d, m2 == null ? 0L : (long) m2.dim(1), shiftChunk * d,
                 scaleChunk * d, eps);

@@ -19,8 +19,8 @@ import static facm.backend.cuda.GpuCpuPair.assertWithinFractionOfMax;
  * from CudaTestSupport.deviceWithKernels() through GpuCpuPair (syncCheck on; skipped without a GPU or kernels).
  *
  * <p>Primal: compared with the CUDA forward op on the same inputs, bit for bit where the JVP kernel repeats the forward
- * kernel's arithmetic (all of them, except rmsNormModulate with D % 4 == 0, where the forward takes rmsnorm_fwd_vec4,
- * which sums the squares in another order: relative 1e-5 of max|forward|; the same for rstd). Tangent: compared with a
+ * kernel's arithmetic (all of them; rmsNormModulate's JVP takes its float4 kernel where the forward takes
+ * rmsnorm_fwd_vec4). Tangent: compared with a
  * float64 reference of the facm-spec.md §6.2 rule computed here, |error| ≤ 1e-5 · max(max|reference|, 1e-3).
  */
 @Tag("gpu")
@@ -217,8 +217,9 @@ class CudaJvpTest extends GpuCpuPairTestBase {
         gpu.rmsNormModulate(xt, wt, EPS, mt, shiftChunk, scaleChunk, fwd, fwdRstd);
         String what = "B=" + b + " T=" + t + " D=" + d + (k == 0 ? " no mod" : " K=" + k + " shift " + shiftChunk
                 + " scale " + scaleChunk) + (xDotOn ? "" : " xDot=null") + (k > 0 && !modDotOn ? " modDot=null" : "");
-        // rmsnorm_jvp sums squares like the scalar rmsnorm_fwd; the forward takes its _vec4 twin when D % 4 == 0.
-        boolean sameKernel = d % 4 != 0;
+        // The JVP takes its float4 kernel exactly where the forward takes rmsnorm_fwd_vec4 (D % 4 == 0, aligned), the
+        // scalar one where the forward does: the primal and rstd are the forward's bits in every case.
+        boolean sameKernel = true;
         assertPrimal("rmsNorm out vs forward " + what, get(fwd), get(out), sameKernel);
         if (rstdOn) {
             assertPrimal("rmsNorm rstd vs forward " + what, get(fwdRstd), get(rstd), sameKernel);
@@ -236,6 +237,7 @@ class CudaJvpTest extends GpuCpuPairTestBase {
         checkRmsNorm(22, 2, 37, 1152, 6, 0, 1, true, false, true);
         checkRmsNorm(23, 2, 5, 1152, 2, 0, 1, false, true, true);
         checkRmsNorm(24, 2, 37, 1152, 0, 0, 0, true, false, true);
+        checkRmsNorm(25, 1, 9, 1792, 6, 3, 4, true, true, true);   // 1p6B width: the 16-float4 kernel
     }
 
     @Test
@@ -322,5 +324,6 @@ class CudaJvpTest extends GpuCpuPairTestBase {
         checkSwiglu(92, true, 5, 37, 5);
         checkSwiglu(93, true, 3, 4608, 3);
         checkSwiglu(94, false, 37, 37, 1, 37);
+        checkSwiglu(95, false, 6, 1152, 6);  // the float4 kernel with a null tangent
     }
 }
