@@ -129,9 +129,13 @@ final class LinearLayer implements AutoCloseable {
                                 int in, int outF) {
         Tensor gOut = tape.grad(out).reshape(rows, outF);
         Tensor gOp = gOut;
+        Tensor gb = tape.paramGrad(bias);
         if (precision == GemmPrecision.BF16) {
             gOp = be.empty("grad " + out.name() + " bf16", DType.BF16, rows, outF);
-            be.convert(gOut, gOp);
+        }
+        // The bf16 operand and the bias gradient in one read of dY where the backend can (the CUDA one can).
+        if (gOp != gOut || gb != null) {
+            be.linearBiasGradient(gOut, gOp != gOut ? gOp : null, gb);
         }
         try {
             if (tape.requiresGrad(x)) {
@@ -147,13 +151,6 @@ final class LinearLayer implements AutoCloseable {
             Tensor gw = tape.paramGrad(weight);
             if (gw != null) {
                 be.gemm(gOp, true, x2, false, gw.reshape(outF, in), 1f, 1f, precision);
-            }
-            Tensor gb = tape.paramGrad(bias);
-            if (gb != null) {
-                try (Tensor sum = be.empty("grad " + out.name() + " bias", DType.F32, outF)) {
-                    be.reduce(ReduceOp.SUM, gOut, 0, sum);
-                    be.axpby(1f, gb, 1f, sum, gb);
-                }
             }
         } finally {
             if (gOp != gOut) {

@@ -76,6 +76,32 @@ class CudaBiasGradientSumTest extends GpuCpuPairTestBase {
         assertBitEqual(what + " run twice", fused, p.gpu.download(again.gpu()));
     }
 
+    /** The Backend op the linear backward calls: CUDA's one-pass form equals the interface's default on the GPU. */
+    @ParameterizedTest(name = "linearBiasGradient dY [{0}, {1}] copy {2}")
+    @CsvSource({"8192, 1152, true", "32, 6912, true", "37, 5, false"})
+    void backendOpMatchesTheDefaultSequence(int rows, int cols, boolean copy) {
+        GpuCpuPair.Both dy = p.upload("dY", values(41 + cols, rows * cols, -3f, 3f), rows, cols);
+        float[] start = values(42 + rows, cols, -1f, 1f);
+        GpuCpuPair.Both db = p.upload("db", start, cols);
+        GpuCpuPair.Both dbDefault = p.upload("db default", start, cols);
+        GpuCpuPair.Both bf16 = p.poisoned("dY bf16", DType.BF16, rows, cols);
+        GpuCpuPair.Both bf16Default = p.poisoned("dY bf16 default", DType.BF16, rows, cols);
+        p.gpu.linearBiasGradient(dy.gpu(), copy ? bf16.gpu() : null, db.gpu());
+        if (copy) {
+            p.gpu.convert(dy.gpu(), bf16Default.gpu());
+        }
+        try (Tensor sum = p.gpu.reduce(ReduceOp.SUM, dy.gpu(), 0)) {
+            p.gpu.axpby(1f, dbDefault.gpu(), 1f, sum, dbDefault.gpu());
+        }
+        String what = "linearBiasGradient dY [" + rows + ", " + cols + "]";
+        assertBitEqual(what + " bias vs convert/reduce/axpby", p.gpu.download(dbDefault.gpu()),
+                p.gpu.download(db.gpu()));
+        if (copy) {
+            assertBitEqual(what + " bf16 copy vs convert", p.gpu.download(bf16Default.gpu()),
+                    p.gpu.download(bf16.gpu()));
+        }
+    }
+
     private static long address(Tensor t) {
         return ((CudaTensor) t).address();
     }
