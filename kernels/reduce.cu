@@ -63,3 +63,85 @@ extern "C" __global__ void reduce_strided_f32(int op, const float* x, float* out
         __syncthreads();  // partial is rewritten by the next tile
     }
 }
+
+// The reduced axis of a [outer, n, inner] view split into row slices, for long axes such as a bias gradient
+// db = Σ_rows dY of dY [8192, N]: one block per (32 inner positions, one slice of rows_per_slice rows of one outer
+// index), so even a narrow N fills the GPU (reduce_strided_f32 has only outer · inner/32 blocks, 36 for N = 1152).
+// Block 32 × 8: a warp reads 32 consecutive floats of one row; thread row t adds rows t, t + 8, ... of its slice in
+// order, then thread row 0 adds the 8 partial results in order. With one slice the result goes to out directly
+// (finish applied); otherwise to partials [outer, slices, inner], which reduce_slices_f32 adds up in slice order.
+// The order depends only on the sizes (the host derives rows_per_slice from them), so the bits are reproducible.
+#define SLICE_THREAD_ROWS 8
+
+// col[k · inner] combined for k = k0, k0 + SLICE_THREAD_ROWS, ... < end, in that order; with COPY each value is
+// also written to copy[k · inner] in bf16 (as facm.tensor.Bf16 rounds). The op and the copy are template arguments
+// so that the unrolled loop is loads, adds (and stores) only: the loads issue ahead of the dependent adds.
+template <bool IS_MAX, bool COPY>
+__device__ __forceinline__ float slice_column(const float* __restrict__ col, uint16_t* __restrict__ copy, int64_t k0,
+                                              int64_t end, int64_t inner) {
+    float acc = IS_MAX ? -INFINITY : 0.0f;
+#pragma unroll 8
+    for (int64_t k = k0; k < end; k += SLICE_THREAD_ROWS) {
+        const float v = col[k * inner];
+        if (COPY) copy[k * inner] = bf16_from_float(v);
+        acc = IS_MAX ? java_max(acc, v) : acc + v;
+    }
+    return acc;
+}
+
+// The final value of one output: written, or (accumulate != 0, used with SUM) added to what out holds.
+__device__ __forceinline__ void reduce_store(float* out, float v, int accumulate) {
+    *out = accumulate ? *out + v : v;
+}
+
+// bf16_copy: nullptr, or (SUM only) a [outer, n, inner] bf16 tensor that receives bf16(x) from the same pass over x
+// (a linear's backward needs dY both as a bf16 GEMM operand and summed over rows for the bias gradient).
+extern "C" __global__ void reduce_sliced_f32(int op, const float* __restrict__ x, float* dst, int64_t outer,
+                                             int64_t n, int64_t inner, int64_t rows_per_slice,
+                                             uint16_t* __restrict__ bf16_copy, int accumulate) {
+    __shared__ float partial[SLICE_THREAD_ROWS][33];  // [thread row][lane], padded against bank conflicts
+    const int64_t slices = (n + rows_per_slice - 1) / rows_per_slice;
+    const int64_t o = (int64_t)blockIdx.y / slices;
+    const int64_t s = (int64_t)blockIdx.y % slices;
+    const int64_t j = (int64_t)blockIdx.x * 32 + threadIdx.x;
+    const int64_t first = s * rows_per_slice;
+    const int64_t end = first + rows_per_slice < n ? first + rows_per_slice : n;
+    float acc = reduce_identity(op);
+    if (j < inner && o < outer) {
+        const float* col = x + o * n * inner + j;
+        uint16_t* copy = bf16_copy == nullptr ? nullptr : bf16_copy + o * n * inner + j;
+        const int64_t k0 = first + threadIdx.y;
+        if (op == R_MAX) {
+            acc = slice_column<true, false>(col, nullptr, k0, end, inner);
+        } else if (copy != nullptr) {
+            acc = slice_column<false, true>(col, copy, k0, end, inner);
+        } else {
+            acc = slice_column<false, false>(col, nullptr, k0, end, inner);
+        }
+    }
+    partial[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && j < inner && o < outer) {
+        float total = partial[0][threadIdx.x];
+        for (int t = 1; t < SLICE_THREAD_ROWS; t++) total = reduce_combine(op, total, partial[t][threadIdx.x]);
+        if (slices == 1) {
+            reduce_store(dst + o * inner + j, reduce_finish(op, total, n), accumulate);
+        } else {
+            dst[(o * slices + s) * inner + j] = total;
+        }
+    }
+}
+
+// Second pass of reduce_sliced_f32: out[o, j] = finish(partials[o, 0, j] ∘ partials[o, 1, j] ∘ ...), slices in
+// order, one thread per output element; n is the length of the original axis (for MEAN); accumulate as there.
+extern "C" __global__ void reduce_slices_f32(int op, const float* partials, float* out, int64_t outer, int64_t slices,
+                                             int64_t inner, int64_t n, int accumulate) {
+    GRID_STRIDE_LOOP(i, outer * inner) {
+        const int64_t o = i / inner;
+        const int64_t j = i % inner;
+        const float* p = partials + o * slices * inner + j;
+        float total = p[0];
+        for (int64_t s = 1; s < slices; s++) total = reduce_combine(op, total, p[s * inner]);
+        reduce_store(out + i, reduce_finish(op, total, n), accumulate);
+    }
+}

@@ -48,6 +48,8 @@ public final class DualPass implements AutoCloseable, LayerOps<Dual> {
                 : ForwardPass.bf16Training(backend, tape, forms);
         this.tangents = forms == null ? new ForwardPass(backend, precision, null)
                 : ForwardPass.bf16Training(backend, null, forms);
+        // ẏ = ẋ·Wᵀ right after y = x·Wᵀ + b: the primal's bf16 copy of W serves both (closed after the tangents).
+        tangents.borrowWeightCopiesFrom(primal);
         this.be = backend;
         this.net = backend.network();
     }

@@ -132,6 +132,11 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
         return new ForwardPass(be, precision, otherTape, bf16, training);
     }
 
+    /** This pass's linears use the bf16 weight copies of {@code lender}'s (see LinearLayer#borrowWeightCopiesFrom). */
+    void borrowWeightCopiesFrom(ForwardPass lender) {
+        linears.borrowWeightCopiesFrom(lender.linears);
+    }
+
     /** Makes {@code t} (the caller's, e.g. kept from a sibling pass) a temporary of this pass. */
     void adopt(Tensor t) {
         live.add(t);

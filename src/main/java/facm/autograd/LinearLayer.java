@@ -1,7 +1,6 @@
 package facm.autograd;
 
 import facm.tensor.Backend;
-import facm.tensor.BinaryOp;
 import facm.tensor.DType;
 import facm.tensor.GemmPrecision;
 import facm.tensor.ReduceOp;
@@ -32,12 +31,24 @@ final class LinearLayer implements AutoCloseable {
     private final GemmPrecision precision;
     private final Tape tape;
     private final Map<Tensor, Tensor> bf16Weights = new IdentityHashMap<>();
+    /** Another pass's linears whose bf16 weight copies this one uses instead of casting its own, or null. */
+    private LinearLayer weightLender;
 
     LinearLayer(ForwardPass pass) {
         this.pass = pass;
         this.be = pass.backend();
         this.precision = pass.precision();
         this.tape = pass.tape();
+    }
+
+    /**
+     * Takes the bf16 weight copies of {@code lender} (a pass that lives at least as long as this one and runs its
+     * linears first, as the primal pass of a {@link DualPass} does for its tangent pass) where it has one, instead of
+     * casting the same weight again: the same bits, one cast per weight less. Only for uses that this pass's tape
+     * does not save (the lender owns the copy and frees it).
+     */
+    void borrowWeightCopiesFrom(LinearLayer lender) {
+        this.weightLender = lender;
     }
 
     /** {@link ForwardPass#linear}. */
@@ -61,10 +72,13 @@ final class LinearLayer implements AutoCloseable {
         Tensor w2 = gemmWeight(weight, outF, in, needDx);
         Tensor x2 = gemmInput(x, rows, in, needDw);
         Tensor out2 = out.reshape(rows, outF);
-        be.gemm(x2, false, w2, true, out2, 1f, 0f, precision);
         if (bias != null) {
-            // f32 out: the separate add, not the fused epilogue, whose kernel choice may round differently
-            be.binary(BinaryOp.ADD, out2, bias, out2);
+            // Backend.linear: the product, then the f32 bias add (the CPU, FP32/TF32); on CUDA a BF16 product takes
+            // the bias in cuBLASLt's epilogue instead of a separate pass over out (same fp32 sum, possibly another
+            // accumulation order, within the tolerances of CudaBf16ActivationsTest).
+            be.linear(x2, w2, bias, out2, precision);
+        } else {
+            be.gemm(x2, false, w2, true, out2, 1f, 0f, precision);
         }
         if (x.dtype() != DType.BF16 && x2.dtype() == DType.BF16 && !needDw) {
             x2.close(); // the cast of x was only needed for this product
@@ -115,9 +129,13 @@ final class LinearLayer implements AutoCloseable {
                                 int in, int outF) {
         Tensor gOut = tape.grad(out).reshape(rows, outF);
         Tensor gOp = gOut;
+        Tensor gb = tape.paramGrad(bias);
         if (precision == GemmPrecision.BF16) {
             gOp = be.empty("grad " + out.name() + " bf16", DType.BF16, rows, outF);
-            be.convert(gOut, gOp);
+        }
+        // The bf16 operand and the bias gradient in one read of dY where the backend can (the CUDA one can).
+        if (gOp != gOut || gb != null) {
+            be.linearBiasGradient(gOut, gOp != gOut ? gOp : null, gb);
         }
         try {
             if (tape.requiresGrad(x)) {
@@ -134,13 +152,6 @@ final class LinearLayer implements AutoCloseable {
             if (gw != null) {
                 be.gemm(gOp, true, x2, false, gw.reshape(outF, in), 1f, 1f, precision);
             }
-            Tensor gb = tape.paramGrad(bias);
-            if (gb != null) {
-                try (Tensor sum = be.empty("grad " + out.name() + " bias", DType.F32, outF)) {
-                    be.reduce(ReduceOp.SUM, gOut, 0, sum);
-                    be.axpby(1f, gb, 1f, sum, gb);
-                }
-            }
         } finally {
             if (gOp != gOut) {
                 gOp.close();
@@ -152,6 +163,10 @@ final class LinearLayer implements AutoCloseable {
     private Tensor gemmWeight(Tensor weight, int outF, int in, boolean neededByBackward) {
         if (precision != GemmPrecision.BF16) {
             return weight.rank() == 2 ? weight : weight.reshape(outF, in);
+        }
+        Tensor borrowed = neededByBackward || weightLender == null ? null : weightLender.bf16Weights.get(weight);
+        if (borrowed != null && !borrowed.isClosed()) {
+            return borrowed;
         }
         Tensor cast = bf16Weights.get(weight);
         if (cast == null) {

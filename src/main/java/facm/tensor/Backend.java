@@ -192,6 +192,24 @@ public interface Backend extends AutoCloseable {
         }
     }
 
+    /**
+     * The bias gradient of a linear layer from its output gradient gOut [rows, cols] (F32): gBias [cols] += Σ_rows
+     * gOut, and, when gOutBf16 [rows, cols] is not null, gOutBf16 = bf16(gOut), the operand of the backward's bf16
+     * GEMMs (gBias may be null then). This default is the reference: convert, reduce SUM over axis 0, axpby; a
+     * backend may do all of it in one read of gOut with the same bits.
+     */
+    default void linearBiasGradient(Tensor gOut, Tensor gOutBf16, Tensor gBias) {
+        if (gOutBf16 != null) {
+            convert(gOut, gOutBf16);
+        }
+        if (gBias != null) {
+            try (Tensor sum = empty("bias gradient of " + gOut.name(), DType.F32, gOut.dim(-1))) {
+                reduce(ReduceOp.SUM, gOut, 0, sum);
+                axpby(1f, gBias, 1f, sum, gBias);
+            }
+        }
+    }
+
     default Tensor convert(Tensor x, DType to) {
         Tensor out = empty(to, x.shape());
         convert(x, out);

@@ -204,6 +204,14 @@ public final class CudaBackend implements Backend {
         reductionOps.softmax(x, out);
     }
 
+    /** One read of gOut for the bf16 operand and the bias gradient (ReductionKernels.sumRows); else the default. */
+    @Override
+    public void linearBiasGradient(Tensor gOut, Tensor gOutBf16, Tensor gBias) {
+        if (gBias == null || !reductionOps.linearBiasGradient(gOut, gOutBf16, gBias)) {
+            Backend.super.linearBiasGradient(gOut, gOutBf16, gBias);
+        }
+    }
+
     // ---------------------------------------------------------------- matrix products
 
     @Override

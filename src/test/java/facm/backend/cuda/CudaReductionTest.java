@@ -19,7 +19,9 @@ import static facm.backend.cuda.GpuCpuPair.values;
  * <p>Tolerances: MAX is exact. SUM and MEAN accumulate in fp32: each thread adds at most n/32 values in order (for n
  * of 32 or more), then at most 32 partial sums are combined (a tree, or 32 in order for a strided axis), so
  * |error| <= (n/32 + 33) · 2^-24 · Σ|x| over the reduced slice; the test allows 1e-6 · (n/32 + 40) · Σ|x| (a wrong
- * element or a missed term is off by far more). Softmax: the float
+ * element or a missed term is off by far more). A strided axis split into row slices (reduce_sliced_f32) stays inside
+ * that bound: a chain of at most 32 additions a thread, 7 across the thread rows and slices − 1 across the slices
+ * (ReductionSliceShapeTest checks the shapes). Softmax: the float
  * x - max and expf give each term a relative error of about |x - max| · 2^-24 + 2 ulp, the fp32 sum and divide a few
  * ulp more; inputs here have |x - max| < 60, so a relative 1e-5 bounds it.
  */
@@ -78,6 +80,17 @@ class CudaReductionTest extends GpuCpuPairTestBase {
         checkReduce(new int[] {3, 5000}, 1);         // 256 threads per row
         checkReduce(new int[] {2, 100003}, 1);       // 1024 threads per row
         checkReduce(new int[] {100003, 3}, 0);       // long strided axis, few outputs
+    }
+
+    @Test
+    void reduceBiasGradientShapedColumns() {
+        checkReduce(new int[] {8192, 1152}, 0);      // db of proj / w3 at XL/1 batch 32: 32 row slices
+        checkReduce(new int[] {2048, 6144}, 0);      // db of w12 (fewer rows, the CPU reference is slow)
+        checkReduce(new int[] {8192, 32}, 0);        // db of the final layer: one column tile, 128 slices
+        checkReduce(new int[] {32, 6912}, 0);        // db of an adaLN modulation: one slice, written directly
+        checkReduce(new int[] {3, 2049, 40}, 1);     // several outer indices with several slices each
+        checkReduce(new int[] {5, 300001, 2}, 1);    // past 128 slices: longer slices
+        checkReduce(new int[] {70000, 2, 3}, 1);     // outer · slices past the grid: reduce_strided_f32
     }
 
     @Test
