@@ -109,66 +109,91 @@ QK_NORM_ROPE_FWD(qk_norm_rope_fwd_bf16_f32out, uint16_t, float)
 QK_NORM_ROPE_FWD(qk_norm_rope_fwd_bf16out, float, uint16_t)
 
 
-// ------------------------------------------------------------------------------------------- forward, chunk lanes
-// The forms the launcher takes when dh % 8 == 0 (dh ≤ 256), B·T·3·H < 2^31 and every pointer is 16-byte aligned
-// (LightningDiT: dh 64, 72, 128); the warp-per-head kernels above stay for other shapes. A lane per 8-channel chunk:
-// the dh/8 chunks of a head vector sit on consecutive lanes of one warp, 32 / (dh/8) head vectors per warp (3 at
-// dh 72 with 5 lanes idle, 4 at dh 64, 2 at dh 128), taken in qkv's order (token-major: the q heads, the k heads, the v
-// heads), so a warp reads one contiguous stretch with 16-byte loads. Σx² is each chunk's fma chain and then the head's
-// chunks added in order through shuffles (rope_sumsq_chunked's order, so the same bits as the warp-per-head kernels
-// and the JVP's primal); no shared memory, no barrier, so warps overlap freely.
-// Why: a one-token-per-block form with shared-memory sums and two barriers per token was latency-bound at 2 blocks per
-// SM (XL/1 b256: 565 µs, 40 % of the memory floor); the one-warp-per-head form before it used 2–3 lanes of 32 in its
-// last pair iteration and was instruction-bound at 4.6× the floor.
+// ------------------------------------------------------------------------------------------- forward, token blocks
+// The forms the launcher takes when dh % 8 == 0, 3·H·dh/8 ≤ 1024 and every pointer is 16-byte aligned (LightningDiT:
+// dh 64, 72, 128). The warp-per-head kernels above stay for other shapes. Why: one warp per 72-value head runs 4
+// predicated pair iterations with 2–3 lanes of 32 busy in the last, a 64-bit div/mod per warp and 2 × 5 shuffles —
+// instruction-bound at 4.6× the memory floor (XL/1 b16, bench/README.md "Kernel floors").
+//
+// Here one block owns one token (b, t) at a time: its 3·H·dh values are 3·H·dh/8 chunks of 8 consecutive channels,
+// chunk i of the token → thread i (so the token's row is read with coalesced 16-byte loads, one uint4 of bf16 or two
+// float4 of fp32). Chunk i is channels 8c..8c+7 of head vector hv = i / (dh/8) (q heads, then k, then v), c = i mod
+// dh/8. qk-norm: each chunk writes its partial Σx² to shared memory, and every thread of a head adds the head's dh/8
+// partials in chunk order (fixed order: deterministic). Everything per thread that does not depend on the token (the
+// divisions, the norm weights) is computed once; the block strides over t (grid (ceil, B): no division per token).
+// Index math is 32-bit except the final element offsets (the launcher checks B·T·H < 2^31, B ≤ 65535).
+//
+// Per 8 bf16 elements of q/k (sm_90 SASS, counted roughly): 1 LDG.128 + 8 unpack + 8 FFMA (Σx²) + STS + 2 BAR +
+// dh/8 LDS/FADD (9 at dh 72) + ~30 for ρ (IEEE division and sqrt, as the CPU-matching formula) + 16 FMUL (x·ρ·w) +
+// 4 LDG.128 (cos, sin: L1 hits) + 16 FMUL/FFMA (rotation) + 8 × ~6 (bf16 rounding as facm.tensor.Bf16) + STG.128 +
+// ~10 address ≈ 150, i.e. ~19 per element (v chunks ~9). XL/1 b16: 14.2 M elements ≈ 8 M warp instructions ≈ 9 µs at
+// 4 × 132 issue slots × 1.75 GHz, below the 13.5 µs memory floor; the old kernel issued about 5× that.
+// ptxas (nvcc 13.0, -Xptxas -v): 48 registers on sm_90 (47–48 on sm_80), 0 bytes stack, no spills, 1 barrier. With
+// __launch_bounds__(1024) alone ptxas capped at 32 registers and spilled 16 bytes, hence the explicit (1024, 1). XL:
+// 448 threads × 48 registers → 3 blocks (1344 threads, 21 KB of 16-byte loads in flight) per SM.
+
+// Launch: grid (gx ≤ T, B), blockDim.x = 3·H·dh/8 rounded up to a multiple of 32 (≤ 1024), dynamic shared memory
+// 2·H·(dh/8) floats. Arguments and results as qk_norm_rope_fwd_body, bit for bit: the same per-element operations
+// (x·ρ·w, then the fma rotation) and Σx² in the same chunk order (rope_sumsq_chunked).
 template <typename IN, typename OUT>
-__device__ __forceinline__ void qk_norm_rope_fwd_chunks_body(
+__device__ __forceinline__ void qk_norm_rope_fwd_tok_body(
         const IN* __restrict__ qkv, const float* __restrict__ qw, const float* __restrict__ kw,
         const float* __restrict__ cosT, const float* __restrict__ sinT, OUT* __restrict__ q, OUT* __restrict__ k,
         OUT* __restrict__ v, float* __restrict__ rstd, int B, int T, int H, int dh, float eps) {
-    const int lane = threadIdx.x & 31;
+    extern __shared__ float ropePartials[];  // [2·H][dh/8]: Σx² of each q and k chunk of the current token
     const int chunks = dh / ROPE_CHUNK;
-    const int perWarp = 32 / chunks;
-    const int slot = lane / chunks;  // head vector within the warp's group; perWarp or more: an idle lane
-    const int c = lane - slot * chunks;
-    const int base = (slot < perWarp ? slot : 0) * chunks;  // the head's first lane (idle lanes read a valid one)
-    const int headsPerToken = 3 * H;
-    const int total = B * T * headsPerToken;
-    const int warpsPerBlock = blockDim.x >> 5;
-    const int warpsInGrid = gridDim.x * warpsPerBlock;
-    // g is uniform over the warp, so every lane reaches every shuffle.
-    for (int g = blockIdx.x * warpsPerBlock + (threadIdx.x >> 5); g < (total + perWarp - 1) / perWarp;
-         g += warpsInGrid) {
-        const int hvGlobal = g * perWarp + slot;
-        const bool active = slot < perWarp && hvGlobal < total;
-        const int bt = active ? hvGlobal / headsPerToken : 0;
-        const int hv = active ? hvGlobal - bt * headsPerToken : 0;
-        const int part = hv / H;  // 0 q, 1 k, 2 v
-        const int h = hv - part * H;
+    const int tokenElems = 3 * H * dh;
+    const int i = threadIdx.x;
+    const bool active = i < 3 * H * chunks;
+    const int hv = i / chunks;  // head vector within the token
+    const int c = i - hv * chunks;
+    const int part = hv / H;    // 0 q, 1 k, 2 v (≥ 3 for the idle tail threads)
+    const int h = hv - part * H;
+    const float* weight = part == 0 ? qw : (part == 1 ? kw : nullptr);
+    const bool norm = active && weight != nullptr;
+    const bool rotate = active && part < 2 && cosT != nullptr;
+    const bool anyNorm = qw != nullptr || kw != nullptr;  // uniform over the block: decides the barriers
+    OUT* out = part == 0 ? q : (part == 1 ? k : v);
+    const int b = blockIdx.y;
+    // The chunks of the next two tokens are loaded before this token's barriers (software pipelining: loads do not
+    // move across __syncthreads on their own, and with 2–3 blocks per SM one token per block in flight is too little
+    // to stream at the memory rate).
+    const int G = gridDim.x;
+    const IN* mine = qkv + (int64_t)b * T * tokenElems + i * ROPE_CHUNK;
+    float next1[ROPE_CHUNK], next2[ROPE_CHUNK];
+    if (active && blockIdx.x < T) rope_load8(mine + (int64_t)blockIdx.x * tokenElems, next1);
+    if (active && blockIdx.x + G < T) rope_load8(mine + (int64_t)(blockIdx.x + G) * tokenElems, next2);
+    for (int t = blockIdx.x; t < T; t += G) {
+        const int bt = b * T + t;
         float x[ROPE_CHUNK];
-        if (active) {
-            rope_load8(qkv + (int64_t)hvGlobal * dh + c * ROPE_CHUNK, x);
-        } else {
 #pragma unroll
-            for (int j = 0; j < ROPE_CHUNK; j++) x[j] = 0.0f;
+        for (int j = 0; j < ROPE_CHUNK; j++) {
+            x[j] = next1[j];
+            next1[j] = next2[j];
         }
-        float part8 = 0.0f;
+        if (active && t + 2 * G < T) rope_load8(mine + (int64_t)(t + 2 * G) * tokenElems, next2);
+        if (anyNorm) {
+            if (active && part < 2) {
+                float ss = 0.0f;  // rope_sumsq_chunked's order: the chunk's fma chain, then the chunks in order
 #pragma unroll
-        for (int j = 0; j < ROPE_CHUNK; j++) part8 = fmaf(x[j], x[j], part8);
-        float ss = 0.0f;
-        for (int j = 0; j < chunks; j++) ss += __shfl_sync(FULL_WARP_MASK, part8, base + j);
+                for (int j = 0; j < ROPE_CHUNK; j++) ss = fmaf(x[j], x[j], ss);
+                ropePartials[hv * chunks + c] = ss;
+            }
+            __syncthreads();
+            if (norm) {
+                float ss = 0.0f;
+                for (int j = 0; j < chunks; j++) ss += ropePartials[hv * chunks + j];
+                const float rho = 1.0f / sqrtf(ss / (float)dh + eps);
+                if (rstd != nullptr && c == 0) rstd[((int64_t)bt * 2 + part) * H + h] = rho;
+                float w[ROPE_CHUNK];  // reloaded per token (L1 hits): 8 fewer live registers, more blocks per SM
+                rope_load8(weight + c * ROPE_CHUNK, w);
+#pragma unroll
+                for (int j = 0; j < ROPE_CHUNK; j++) x[j] = x[j] * rho * w[j];
+            }
+            __syncthreads();  // the partials are rewritten for the next token
+        }
         if (!active) continue;
-        const int t = bt % T;
-        const int b = bt / T;
-        const float* weight = part == 0 ? qw : (part == 1 ? kw : nullptr);
-        if (weight != nullptr) {
-            const float rho = 1.0f / sqrtf(ss / (float)dh + eps);
-            if (rstd != nullptr && c == 0) rstd[((int64_t)bt * 2 + part) * H + h] = rho;
-            float w[ROPE_CHUNK];
-            rope_load8(weight + c * ROPE_CHUNK, w);
-#pragma unroll
-            for (int j = 0; j < ROPE_CHUNK; j++) x[j] = x[j] * rho * w[j];
-        }
-        if (part < 2 && cosT != nullptr) {
+        if (rotate) {
             // Pair p = channels (2p, 2p+1) uses the table entry at 2p: .x and .z of each float4.
             const float* cosRow = cosT + t * dh + c * ROPE_CHUNK;
             const float* sinRow = sinT + t * dh + c * ROPE_CHUNK;
@@ -185,21 +210,20 @@ __device__ __forceinline__ void qk_norm_rope_fwd_chunks_body(
                 x[2 * p + 1] = fmaf(e1, cs[p], e0 * sn[p]);
             }
         }
-        OUT* out = part == 0 ? q : (part == 1 ? k : v);
-        rope_store8(out + ((int64_t)(b * H + h) * T + t) * dh + c * ROPE_CHUNK, x);
+        const int outRow = (b * H + h) * T + t;  // [B,H,T,dh] row, < B·H·T < 2^31
+        rope_store8(out + (int64_t)outRow * dh + c * ROPE_CHUNK, x);
     }
 }
 
-// Launch: 256 threads a block, a 1-D grid of at most 65 535 blocks striding over the warps' groups of head vectors.
-#define QK_NORM_ROPE_FWD_CHUNKS(NAME, IN, OUT)                                                                     \
-    extern "C" __global__ void __launch_bounds__(256) NAME(                                                        \
+#define QK_NORM_ROPE_FWD_TOK(NAME, IN, OUT)                                                                        \
+    extern "C" __global__ void __launch_bounds__(1024, 1) NAME(                                                    \
             const IN* __restrict__ qkv, const float* __restrict__ qw, const float* __restrict__ kw,                \
             const float* __restrict__ cosT, const float* __restrict__ sinT, OUT* __restrict__ q,                   \
             OUT* __restrict__ k, OUT* __restrict__ v, float* __restrict__ rstd, int B, int T, int H, int dh,       \
             float eps) {                                                                                           \
-        qk_norm_rope_fwd_chunks_body<IN, OUT>(qkv, qw, kw, cosT, sinT, q, k, v, rstd, B, T, H, dh, eps);           \
+        qk_norm_rope_fwd_tok_body<IN, OUT>(qkv, qw, kw, cosT, sinT, q, k, v, rstd, B, T, H, dh, eps);              \
     }
-QK_NORM_ROPE_FWD_CHUNKS(qk_norm_rope_fwd_chunks, float, float)
-QK_NORM_ROPE_FWD_CHUNKS(qk_norm_rope_fwd_chunks_bf16, uint16_t, uint16_t)
-QK_NORM_ROPE_FWD_CHUNKS(qk_norm_rope_fwd_chunks_bf16_f32out, uint16_t, float)
-QK_NORM_ROPE_FWD_CHUNKS(qk_norm_rope_fwd_chunks_bf16out, float, uint16_t)
+QK_NORM_ROPE_FWD_TOK(qk_norm_rope_fwd_tok, float, float)
+QK_NORM_ROPE_FWD_TOK(qk_norm_rope_fwd_tok_bf16, uint16_t, uint16_t)
+QK_NORM_ROPE_FWD_TOK(qk_norm_rope_fwd_tok_bf16_f32out, uint16_t, float)
+QK_NORM_ROPE_FWD_TOK(qk_norm_rope_fwd_tok_bf16out, float, uint16_t)

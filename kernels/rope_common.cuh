@@ -23,7 +23,7 @@ __device__ __forceinline__ void rope_store_pair(uint16_t* row, int p, float2 v) 
     reinterpret_cast<uint32_t*>(row)[p] = bf16_pack2(v.x, v.y);
 }
 
-// Σx² of a head vector in chunk order, the one order every qk-norm kernel here uses (the chunk-lane forward, the
+// Σx² of a head vector in chunk order, the one order every qk-norm kernel here uses (the token-block forward, the
 // warp-per-head forward and the JVP's primal), so that they give ρ, and hence q and k, with the same bits (the tests
 // compare the JVP's primal with the forward at 0 ulp): chunk c = elements 8c .. 8c+7 (the last one may be shorter),
 // its partial an fma chain from 0 over its elements in order, Σ = partial_0 + partial_1 + … added in chunk order.

@@ -142,7 +142,7 @@ extern "C" __global__ void __launch_bounds__(256) qk_norm_rope_bwd(
 
 // Token-block backward, the form the launcher takes under the forward's token-block conditions (dh % 8 == 0, the
 // chunks fit one block, 16-byte aligned rows): one block per token (b, t) at a time, a thread per 8-channel chunk of
-// the token's 3·H·dh gradient values (chunk i ↔ head vector hv = i / (dh/8), one block per token), 16-byte
+// the token's 3·H·dh gradient values (chunk i ↔ head vector hv = i / (dh/8), as in qk_norm_rope_fwd_tok_body), 16-byte
 // loads and stores. The same per-element formulas as qk_norm_rope_head_bwd; Σ g·n of a head vector is the chunks'
 // fma chains added in chunk order through shared memory, and the weight gradient's per-thread running sums (its 8
 // channels over its tokens) are added over the heads in order into partials[block, 2, dh] (block = y·gridDim.x + x),
@@ -369,7 +369,7 @@ QK_NORM_ROPE_JVP(qk_norm_rope_jvp_bf16out, uint16_t)
 
 
 // Token-block JVP (the forward's token-block conditions; at most 512 threads): one block per token at a time, a thread
-// per 8-channel chunk. The primal has the forward's bits (Σx² in chunk order, the same
+// per 8-channel chunk, as qk_norm_rope_fwd_tok_body. The primal has the forward's bits (Σx² in chunk order, the same
 // per-element formulas); Σx·ẋ is added the same way. The tangent formulas are qk_norm_rope_head_jvp's. Dynamic shared
 // memory: 4·H·(dh/8) floats.
 template <typename OUT>

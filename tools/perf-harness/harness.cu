@@ -1,7 +1,7 @@
 // Standalone check and timing of the branch's memory-bound forward kernels against the ones they replace, without
 // Java, at the XL/1 shapes (T256, H16, dh72, D1152) for batch 16 and 256:
-//   qk_norm_rope_fwd_chunks_bf16     vs qk_norm_rope_fwd_bf16     (bf16 qkv → bf16 q, k, v: the tape-less bf16 forward)
-//   qk_norm_rope_fwd_chunks_bf16out  vs qk_norm_rope_fwd_bf16out  (f32 qkv → bf16 q, k, v and rstd: a training pass)
+//   qk_norm_rope_fwd_tok_bf16     vs qk_norm_rope_fwd_bf16     (bf16 qkv → bf16 q, k, v: the tape-less bf16 forward)
+//   qk_norm_rope_fwd_tok_bf16out  vs qk_norm_rope_fwd_bf16out  (f32 qkv → bf16 q, k, v and rstd: a training pass)
 //   gated_residual_rmsnorm_fwd_bf16_bf16 vs gated_residual_fwd_bf16a_vec4 + rmsnorm_fwd_vec4_bf16out (tape-less bf16)
 //   gated_residual_rmsnorm_fwd_f32_f32   vs gated_residual_fwd_vec4 + rmsnorm_fwd_vec4 (with rstd; tape-less f32)
 // Each kernel runs on random non-zero inputs into outputs poisoned with NaN (0xFF bytes) and is compared with a float64
@@ -222,14 +222,16 @@ struct RopeInputs {
     void *qkvDev, *qw_, *kw_, *cos_, *sin_;
 };
 
-// The chunk-lane launch of CudaAttention.qkNormRope, and its warp-per-head fallback.
+// The token-block launch of CudaAttention.qkNormRope, and its warp-per-head fallback.
 template <typename IN, typename OUT>
 static void launchRopeTok(RopeKernel<IN, OUT> k, const RopeInputs& in, OUT* q, OUT* kk, OUT* v, float* rstd, int B) {
-    const int perWarp = 32 / (DH / 8);
-    const long long warps = ((long long)B * T * 3 * H + perWarp - 1) / perWarp;
-    const int grid = (int)std::min((warps + 7) / 8, 65535LL);
-    k<<<grid, 256>>>((const IN*)in.qkvDev, (const float*)in.qw_, (const float*)in.kw_, (const float*)in.cos_,
-                     (const float*)in.sin_, q, kk, v, rstd, B, T, H, DH, EPS);
+    const int chunks = 3 * H * (DH / 8);
+    const int threads = (chunks + 31) / 32 * 32;
+    const int gridX = std::min(T, std::max(1, (1056 + B - 1) / B));
+    const int shared = 2 * H * (DH / 8) * (int)sizeof(float);
+    k<<<dim3(gridX, B), threads, shared>>>((const IN*)in.qkvDev, (const float*)in.qw_, (const float*)in.kw_,
+                                           (const float*)in.cos_, (const float*)in.sin_, q, kk, v, rstd, B, T, H, DH,
+                                           EPS);
     CHECK_LAUNCH();
 }
 
@@ -313,7 +315,7 @@ static void ropeForm(int B, const RopeInputs& in, RopeKernel<IN, OUT> tok, const
                  err[0][2].relToOther());
         if (which == 0) {
             check += old;
-            // The chunk-lane kernel must give the warp kernel's bits (same Σx² order; the JVP's primal has them too).
+            // The token-block kernel must give the warp kernel's bits (same Σx² order; the JVP's primal has them too).
             bool same = true;
             for (int o = 0; o < (withRstd ? 4 : 3); o++) {
                 same = same && got[0][o].bytes == got[1][o].bytes;
@@ -358,9 +360,9 @@ static void ropeShapes(int B) {
     f32In.qkvDev = upload(qkvF32.data(), elems * 4);
     qkvF32.clear();
     qkvF32.shrink_to_fit();
-    ropeForm<uint16_t, uint16_t>(B, bf16In, qk_norm_rope_fwd_chunks_bf16, "qk_norm_rope_fwd_chunks_bf16",
+    ropeForm<uint16_t, uint16_t>(B, bf16In, qk_norm_rope_fwd_tok_bf16, "qk_norm_rope_fwd_tok_bf16",
                                  qk_norm_rope_fwd_bf16, "  old qk_norm_rope_fwd_bf16", false);
-    ropeForm<float, uint16_t>(B, f32In, qk_norm_rope_fwd_chunks_bf16out, "qk_norm_rope_fwd_chunks_bf16out (rstd)",
+    ropeForm<float, uint16_t>(B, f32In, qk_norm_rope_fwd_tok_bf16out, "qk_norm_rope_fwd_tok_bf16out (rstd)",
                               qk_norm_rope_fwd_bf16out, "  old qk_norm_rope_fwd_bf16out (rstd)", true);
     for (RopeInputs* in : {&bf16In, &f32In}) {
         for (void* p : {in->qkvDev, in->qw_, in->kw_, in->cos_, in->sin_}) CHECK(cudaFree(p));

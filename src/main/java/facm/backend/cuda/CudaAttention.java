@@ -30,17 +30,20 @@ final class CudaAttention {
     private static final int ATTENTION_ROWS = 64;
     private static final int ATTENTION_THREADS = 128;
     /**
-     * qk_norm_rope_fwd (the fallback for shapes the chunk-lane kernels do not take): one warp per (b, t, h), 8 warps
+     * qk_norm_rope_fwd (the fallback for shapes the token-block kernels do not take): one warp per (b, t, h), 8 warps
      * a block; head vectors up to 256 (ROPE_MAX_PAIRS_PER_LANE).
      */
     private static final int ROPE_BLOCK = 256;
     private static final int ROPE_MAX_HEAD_DIM = 256;
     /**
-     * qk_norm_rope_fwd_chunks*: a lane per 8-channel chunk, a head vector's chunks on consecutive lanes of one warp;
-     * taken when dh % 8 == 0, B·T·3·H < 2^31 and every pointer is 16-byte aligned (ROPE_BLOCK threads a block).
+     * qk_norm_rope_fwd_tok*: one block per token, a thread per 8-channel chunk of the token's 3·H·dh values
+     * (ROPE_CHUNK); taken when dh % 8 == 0, the chunks fit one block and every pointer is 16-byte aligned.
      */
-    private static final int ROPE_CHUNK = 8;
-    private static final int MAX_GRID_X = 65_535;
+    private static final int ROPE_TOKEN_CHUNK = 8;
+    private static final int ROPE_TOKEN_MAX_THREADS = 1024;
+    /** Blocks a token-block launch aims at (the blocks stride over tokens): ~8 per SM of an H100/H200. */
+    private static final int ROPE_TOKEN_TARGET_BLOCKS = 1056;
+    private static final int MAX_GRID_Y = 65_535;
 
     /** The bf16 tensor-core kernels (kernels/attention_tc*.cu), taken when q, k, v are BF16. */
     private final CudaTensorCoreAttention tensorCore;
@@ -51,10 +54,10 @@ final class CudaAttention {
     private final Kernel qkNormRopeBf16;
     private final Kernel qkNormRopeBf16F32Out;
     private final Kernel qkNormRopeF32Bf16Out;
-    private final Kernel qkNormRopeChunks;
-    private final Kernel qkNormRopeChunksBf16;
-    private final Kernel qkNormRopeChunksBf16F32Out;
-    private final Kernel qkNormRopeChunksF32Bf16Out;
+    private final Kernel qkNormRopeTok;
+    private final Kernel qkNormRopeTokBf16;
+    private final Kernel qkNormRopeTokBf16F32Out;
+    private final Kernel qkNormRopeTokF32Bf16Out;
     private final Map<Integer, Kernel> attentionByHeadDim = new LinkedHashMap<>();
 
     CudaAttention(CudaNetworkChecks check, KernelLibrary lib, CudaStream stream) {
@@ -65,10 +68,10 @@ final class CudaAttention {
         qkNormRopeBf16 = lib.kernel("qk_norm_rope_fwd_bf16", rope);
         qkNormRopeBf16F32Out = lib.kernel("qk_norm_rope_fwd_bf16_f32out", rope);
         qkNormRopeF32Bf16Out = lib.kernel("qk_norm_rope_fwd_bf16out", rope);
-        qkNormRopeChunks = lib.kernel("qk_norm_rope_fwd_chunks", rope);
-        qkNormRopeChunksBf16 = lib.kernel("qk_norm_rope_fwd_chunks_bf16", rope);
-        qkNormRopeChunksBf16F32Out = lib.kernel("qk_norm_rope_fwd_chunks_bf16_f32out", rope);
-        qkNormRopeChunksF32Bf16Out = lib.kernel("qk_norm_rope_fwd_chunks_bf16out", rope);
+        qkNormRopeTok = lib.kernel("qk_norm_rope_fwd_tok", rope);
+        qkNormRopeTokBf16 = lib.kernel("qk_norm_rope_fwd_tok_bf16", rope);
+        qkNormRopeTokBf16F32Out = lib.kernel("qk_norm_rope_fwd_tok_bf16_f32out", rope);
+        qkNormRopeTokF32Bf16Out = lib.kernel("qk_norm_rope_fwd_tok_bf16out", rope);
         for (int dh : SUPPORTED_HEAD_DIMS) {
             attentionByHeadDim.put(dh, lib.kernel("attention_fwd_f32_dh" + dh, PTR, PTR, PTR, PTR, PTR, I32, I32, F32));
         }
@@ -106,18 +109,20 @@ final class CudaAttention {
         }
         boolean bf16In = a.qkv().dtype() == DType.BF16;
         boolean bf16Out = a.q().dtype() == DType.BF16;
-        boolean chunkLanes = a.dh() % ROPE_CHUNK == 0 && a.dh() <= ROPE_MAX_HEAD_DIM
-                && headVectors * 3 < Integer.MAX_VALUE && aligned16(a.qkv(), a.q(), a.k(), a.v(), a.qWeight(), a.kWeight(), a.cos(), a.sin());
+        int chunks = 3 * heads * (a.dh() / ROPE_TOKEN_CHUNK);
+        boolean tokenBlocks = a.dh() % ROPE_TOKEN_CHUNK == 0 && chunks <= ROPE_TOKEN_MAX_THREADS
+                && a.batch() <= MAX_GRID_Y && headVectors < Integer.MAX_VALUE
+                && aligned16(a.qkv(), a.q(), a.k(), a.v(), a.qWeight(), a.kWeight(), a.cos(), a.sin());
         Object[] args = {a.qkv().address(), addressOrNull(a.qWeight()), addressOrNull(a.kWeight()),
                 addressOrNull(a.cos()), addressOrNull(a.sin()), a.q().address(), a.k().address(), a.v().address(),
                 addressOrNull(a.rstd()), a.batch(), a.tokens(), heads, a.dh(), eps};
-        if (chunkLanes) {
-            Kernel kernel = bf16Out ? (bf16In ? qkNormRopeChunksBf16 : qkNormRopeChunksF32Bf16Out)
-                    : (bf16In ? qkNormRopeChunksBf16F32Out : qkNormRopeChunks);
-            int perWarp = 32 / (a.dh() / ROPE_CHUNK);
-            long warps = (headVectors * 3 + perWarp - 1) / perWarp;
-            int grid = (int) Math.min((warps + ROPE_BLOCK / 32 - 1) / (ROPE_BLOCK / 32), MAX_GRID_X);
-            kernel.launch(stream, grid, 1, 1, ROPE_BLOCK, 1, 1, 0, args);
+        if (tokenBlocks) {
+            Kernel kernel = bf16Out ? (bf16In ? qkNormRopeTokBf16 : qkNormRopeTokF32Bf16Out)
+                    : (bf16In ? qkNormRopeTokBf16F32Out : qkNormRopeTok);
+            int threads = (chunks + 31) / 32 * 32;
+            int gridX = Math.min(a.tokens(), Math.max(1, (ROPE_TOKEN_TARGET_BLOCKS + a.batch() - 1) / a.batch()));
+            int sharedBytes = 2 * heads * (a.dh() / ROPE_TOKEN_CHUNK) * Float.BYTES; // Σx² of each q and k chunk
+            kernel.launch(stream, gridX, a.batch(), 1, threads, 1, 1, sharedBytes, args);
             return;
         }
         int warpsPerBlock = ROPE_BLOCK / 32;

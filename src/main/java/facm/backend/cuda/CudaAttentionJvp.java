@@ -118,7 +118,7 @@ final class CudaAttentionJvp {
         if (a.dh() % ROPE_TOKEN_CHUNK == 0 && tokenThreads <= ROPE_TOKEN_MAX_THREADS && a.batch() <= MAX_GRID_Y
                 && headVectors < Integer.MAX_VALUE && CudaNetworkChecks.aligned16(in, id, qd, kd, vd, a.q(), a.k(),
                 a.v(), a.qWeight(), a.kWeight(), a.cos(), a.sin())) {
-            // Token blocks: Σx² in the chunk order of the forward kernels, so the primal keeps their bits.
+            // Token blocks (the forward's conditions): the primal keeps the token-block forward's bits.
             int gx = Math.min(a.tokens(), Math.max(1, (ROPE_TOKEN_TARGET_BLOCKS + a.batch() - 1) / a.batch()));
             (bf16 ? qkNormRopeTokBf16Out : qkNormRopeTok).launch(stream, gx, a.batch(), 1, tokenThreads, 1, 1,
                     4 * heads * (a.dh() / ROPE_TOKEN_CHUNK) * Float.BYTES, in.address(), addressOrNull(id),
