@@ -4,7 +4,6 @@ import facm.model.ModelWeights;
 import facm.model.ParameterTable;
 import facm.tensor.Backend;
 import facm.tensor.Tensor;
-import facm.tensor.TrainingOps;
 
 /**
  * An exponential moving average of a model's trainable weights, kept as a complete {@link ModelWeights} (fixed tables
@@ -12,16 +11,13 @@ import facm.tensor.TrainingOps;
  * ema ← β_k·ema + (1 − β_k)·θ on every trainable tensor with {@link Backend#axpby}, β_k given by the subclass; β_k = 0
  * is an exact copy. The copy starts equal to θ.
  *
- * <p>One axpby launch per tensor and EMA; a fused multi-tensor kernel (all tensors, all EMAs, one pass over θ) is the
- * obvious next step once the launch count matters (XL/1: ~340 tensors × 2 EMAs per step).
+ * <p>{@link #update} is the per-tensor reference; {@link EmaSet} updates all tensors of a copy in one multi-tensor
+ * launch (TrainingOps.emaUpdateForeach), on the host path and on the device-step path, with the same bits.
  */
 public abstract class Ema implements AutoCloseable {
     private final String name;
     private final ModelWeights average;
     private long updates;
-    /** Device-update state ({@link #enableDeviceUpdate}): the update counter and the decay table; else null. */
-    private Tensor deviceUpdates;
-    private Tensor decays;
 
     /** A copy of {@code model}'s current weights. */
     protected Ema(String name, ModelWeights model) {
@@ -83,53 +79,6 @@ public abstract class Ema implements AutoCloseable {
         updates = k;
     }
 
-    /**
-     * Prepares {@link #updateOnDevice} for updates up to {@code lastUpdate}: a device copy of the update count and a
-     * table of β_k = {@link #decay}(k) for k = 1 … lastUpdate (index 0 unused). Calling it again re-uploads the count.
-     */
-    public final void enableDeviceUpdate(int lastUpdate) {
-        closeDeviceUpdate();
-        Backend be = average.backend();
-        double[] table = new double[Math.addExact(lastUpdate, 1)];
-        for (int k = 1; k <= lastUpdate; k++) {
-            table[k] = decay(k);
-        }
-        decays = Fp64Table.upload(be, "ema." + name + ".decays", table);
-        deviceUpdates = be.upload("ema." + name + ".updates", new int[] {Math.toIntExact(updates)}, 1);
-    }
-
-    /**
-     * {@link #update} with the decay from the device counter, skipped on the device when {@code control}'s skip flag
-     * is set (no host read). {@link #updates()} is stale until {@link #pullDeviceUpdates}.
-     */
-    public final void updateOnDevice(ModelWeights model, TrainingOps ops, Tensor control) {
-        if (deviceUpdates == null) {
-            throw new IllegalStateException("EMA " + name + ": updateOnDevice before enableDeviceUpdate");
-        }
-        for (ParameterTable.Entry e : average.table().entries()) {
-            if (e.kind() == ParameterTable.Kind.TRAINABLE) {
-                ops.emaUpdate(average.get(e.key()), model.get(e.key()), decays, deviceUpdates, control);
-            }
-        }
-        ops.advanceCounter(deviceUpdates, control);
-    }
-
-    /** Copies the device update count into {@link #updates()} (one synchronizing read). */
-    public final void pullDeviceUpdates() {
-        if (deviceUpdates != null) {
-            updates = deviceUpdates.backend().downloadInts(deviceUpdates)[0];
-        }
-    }
-
-    private void closeDeviceUpdate() {
-        if (deviceUpdates != null) {
-            deviceUpdates.close();
-            decays.close();
-            deviceUpdates = null;
-            decays = null;
-        }
-    }
-
     /** Restores a checkpoint's update count (the tensors are restored through {@link #weights()}). */
     public final void restoreUpdates(long savedUpdates) {
         if (savedUpdates < 0) {
@@ -140,7 +89,6 @@ public abstract class Ema implements AutoCloseable {
 
     @Override
     public final void close() {
-        closeDeviceUpdate();
         average.close();
     }
 }
