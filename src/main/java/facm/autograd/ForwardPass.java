@@ -1,7 +1,6 @@
 package facm.autograd;
 
 import facm.tensor.Backend;
-import facm.tensor.BinaryOp;
 import facm.tensor.DType;
 import facm.tensor.GemmPrecision;
 import facm.tensor.NetworkOps;
@@ -39,12 +38,12 @@ import java.util.function.UnaryOperator;
  */
 public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
     private final Backend be;
-    private final NetworkOps net;
     private final GemmPrecision precision;
     private final Tape tape;
     private final Set<Tensor> live = Collections.newSetFromMap(new IdentityHashMap<>());
     private final LinearLayer linears;
     private final NetworkLayers layers;
+    private final ElementwiseLayers elementwise;
     private final Bf16Forms bf16;
     private final Bf16Training training;
     private final PassDTypes dtypes;
@@ -97,7 +96,6 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
 
     private ForwardPass(Backend backend, GemmPrecision precision, Tape tape, Bf16Forms bf16, Bf16Training training) {
         this.be = backend;
-        this.net = backend.network();
         this.precision = precision;
         this.tape = tape;
         this.bf16 = bf16;
@@ -105,6 +103,7 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
         this.dtypes = new PassDTypes(bf16, training);
         this.linears = new LinearLayer(this);
         this.layers = new NetworkLayers(this);
+        this.elementwise = new ElementwiseLayers(this);
     }
 
     /** A tape-less BF16 pass with bf16 activations between GEMM-bound ops (see the class comment). */
@@ -258,37 +257,13 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
     }
 
     Tensor silu(String name, Tensor x, java.util.function.Consumer<Tensor> compute) {
-        Tensor out = alloc(name, DType.F32, x.shape());
-        compute.accept(out);
-        if (recording(x)) {
-            saveForBackward(x);
-            tape.record("silu " + name, () -> {
-                Tensor g = tape.takeGrad(out);
-                net.siluBackward(x, g, g);
-                tape.adoptGrad(x, g);
-            }, out);
-        }
-        return out;
+        return elementwise.silu(name, x, compute);
     }
 
     /** a + b, same shapes (a broadcast b must not need a gradient); gradients pass through unchanged. */
     @Override
     public Tensor add(String name, Tensor a, Tensor b) {
-        boolean rec = recording(a, b);
-        if (rec && tape.requiresGrad(b) && !a.sameShape(b)) {
-            throw new UnsupportedOperationException("add " + name + ": no gradient for the broadcast operand "
-                    + b.describe());
-        }
-        Tensor out = alloc(name, DType.F32, a.shape());
-        be.binary(BinaryOp.ADD, a, b, out);
-        if (rec) {
-            tape.record("add " + name, () -> {
-                Tensor g = tape.takeGrad(out);
-                tape.accumulateGrad(b, g);
-                tape.adoptGrad(a, g);
-            }, out);
-        }
-        return out;
+        return elementwise.add(name, a, b);
     }
 
     /**
@@ -297,11 +272,7 @@ public final class ForwardPass implements AutoCloseable, LayerOps<Tensor> {
      */
     @Override
     public void addConstantInPlace(Tensor a, Tensor b) {
-        if (tape != null && (tape.requiresGrad(b) || tape.owns(a))) {
-            throw new IllegalStateException("addConstantInPlace: " + b.describe() + " needs a gradient or "
-                    + a.describe() + " is saved for a backward");
-        }
-        be.binary(BinaryOp.ADD, a, b, a);
+        elementwise.addConstantInPlace(a, b);
     }
 
     // ---------------------------------------------------------------- network layers (NetworkOps)

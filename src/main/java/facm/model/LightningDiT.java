@@ -126,7 +126,7 @@ public final class LightningDiT {
     }
 
     /**
-     * Whether tape-less passes run the blocks chained ({@link #chainedBlocks}: the next modulation computed first,
+     * Whether tape-less passes run the blocks chained ({@link ChainedBlocks}: the next modulation computed first,
      * every gate_m residual fused with the next norm; default on) or as the {@link #block} loop that passes with a
      * tape run. The same values either way; off is the reference the tests compare the chaining with.
      */
@@ -245,49 +245,21 @@ public final class LightningDiT {
         V h = embedPatches(pass, x);
         V sc = conditioning(pass, t, y, r);
         if (chainBlocks && pass instanceof ForwardPass fp && fp.tape() == null && c.depth() > 0) {
-            V out = chainedBlocks(pass, h, sc, outShape);
+            V out = ChainedBlocks.run(this, pass, h, sc, outShape);
             pass.release(sc);
             return out;
         }
         for (int i = 0; i < c.depth(); i++) {
             h = checkpointBlocks && pass instanceof ForwardPass fp && fp.tape() != null
-                    ? checkpointedBlock(fp, i, h, sc) : block(pass, i, h, sc);
+                    ? CheckpointedBlocks.run(this, fp, i, h, sc) : block(pass, i, h, sc);
         }
         V out = finalLayer(pass, h, sc, outShape);
         pass.release(h, sc);
         return out;
     }
 
-    /**
-     * The blocks and the final layer of a tape-less pass, with each block's last gated residual fused with the norm
-     * that follows it (the next block's norm1, or the final layer's norm): the next modulation is computed first, so
-     * h is read once per residual-plus-norm. Same values as the {@link #block} loop; passes with a tape keep that loop
-     * (their backward order stays as it was). Consumes h.
-     */
-    private <V> V chainedBlocks(LayerOps<V> pass, V h, V sc, int[] outShape) {
-        float eps = ModelConfig.NORM_EPS;
-        V mod = blockModulation(pass, 0, sc);
-        V a = pass.rmsNormModulate("blocks.0.norm1", h, w.get("blocks.0.norm1.weight"), eps, mod, 0, 1);
-        for (int i = 0; i < c.depth(); i++) {
-            Branches<V> br = branches(pass, i, h, a, mod);
-            boolean last = i + 1 == c.depth();
-            V next = last ? finalModulation(pass, sc) : blockModulation(pass, i + 1, sc);
-            String norm = last ? "final_layer.norm" : "blocks." + (i + 1) + ".norm1";
-            Tensor weight = w.get(last ? "final_layer.norm_final.weight" : norm + ".weight");
-            LayerOps.ResidualNorm<V> rn = pass.gatedResidualRmsNormModulate(norm, br.h(), br.mlp(), mod, 5, weight,
-                    eps, next, 0, 1);
-            pass.release(br.mlp(), mod);
-            h = rn.h();
-            a = rn.normed();
-            mod = next;
-        }
-        V out = finalOutput(pass, a, outShape);
-        pass.release(mod, h);
-        return out;
-    }
-
     /** The residual stream after block i's attention branch, and the MLP branch's output (not yet added). */
-    private record Branches<V>(V h, V mlp) {
+    record Branches<V>(V h, V mlp) {
     }
 
     /** §3.2 steps 1–2: patch embedding plus the fixed absolute positions → h {@code [B,T,D]}. */
@@ -345,7 +317,7 @@ public final class LightningDiT {
     }
 
     /** Block i's adaLN modulation {@code [B, 6·D]} from SiLU(c). */
-    private <V> V blockModulation(LayerOps<V> pass, int i, V sc) {
+    <V> V blockModulation(LayerOps<V> pass, int i, V sc) {
         String p = "blocks." + i + ".";
         return pass.linear(p + "mod", sc, w.get(p + "adaLN_modulation.1.weight"), w.get(p + "adaLN_modulation.1.bias"));
     }
@@ -355,7 +327,7 @@ public final class LightningDiT {
      * norm2), then the MLP branch, returned unadded (the caller adds it through gate_m, possibly fused with the next
      * norm). Consumes h.
      */
-    private <V> Branches<V> branches(LayerOps<V> pass, int i, V h, V a, V mod) {
+    <V> Branches<V> branches(LayerOps<V> pass, int i, V h, V a, V mod) {
         String p = "blocks." + i + ".";
         float eps = ModelConfig.NORM_EPS;
         V qkv = pass.linear(p + "qkv", a, w.get(p + "attn.qkv.weight"), w.get(p + "attn.qkv.bias"));
@@ -380,20 +352,6 @@ public final class LightningDiT {
         return new Branches<>(rn.h(), m);
     }
 
-    /** {@link #block} i under {@link CheckpointedBlock} (V is Tensor on a ForwardPass). */
-    @SuppressWarnings("unchecked")
-    private <V> V checkpointedBlock(ForwardPass pass, int i, V h, V sc) {
-        String prefix = "blocks." + i + ".";
-        java.util.List<Tensor> params = new java.util.ArrayList<>();
-        w.asMap().forEach((k, v) -> {
-            if (k.startsWith(prefix)) {
-                params.add(v);
-            }
-        });
-        return (V) CheckpointedBlock.run(pass, prefix + "block", (Tensor) h, (Tensor) sc, params,
-                (p, hIn, cond) -> block(p, i, hIn, cond));
-    }
-
     /** §3.2 steps 7–8: adaLN [shift, scale], RMSNorm, output linear and unpatchify to {@code outShape}. */
     public <V> V finalLayer(LayerOps<V> pass, V h, V sc, int[] outShape) {
         V mf = finalModulation(pass, sc);
@@ -405,13 +363,13 @@ public final class LightningDiT {
     }
 
     /** The final layer's adaLN modulation [shift, scale] {@code [B, 2·D]}. */
-    private <V> V finalModulation(LayerOps<V> pass, V sc) {
+    <V> V finalModulation(LayerOps<V> pass, V sc) {
         return pass.linear("final_layer.mod", sc, w.get("final_layer.adaLN_modulation.1.weight"),
                 w.get("final_layer.adaLN_modulation.1.bias"));
     }
 
     /** Output linear of the final norm's output {@code nf} (consumed) and unpatchify to {@code outShape}. */
-    private <V> V finalOutput(LayerOps<V> pass, V nf, int[] outShape) {
+    <V> V finalOutput(LayerOps<V> pass, V nf, int[] outShape) {
         V o = pass.linear("final_layer.linear", nf, w.get("final_layer.linear.weight"),
                 w.get("final_layer.linear.bias"));
         pass.release(nf);

@@ -71,6 +71,7 @@ public interface TrainingOps {
     // (low word first; the tensor dtypes have no F64): see facm.training.Fp64Table. The defaults are the reference:
     // they read the scalars back and call the host forms above, so every backend (and test double) has them; the CUDA
     // backend replaces them by kernels that read the scalars on the device and are bit-identical to the defaults.
+    // The defaults' bodies are in HostStepControl.
 
     /** Floats in a control tensor: [CLIP] the gradient factor, [SKIP] 1 when the step must not be applied, else 0. */
     int CONTROL_SIZE = 2;
@@ -83,17 +84,7 @@ public interface TrainingOps {
      * maxNorm &gt; 0, else 1 (torch's clip_grad_norm_); skip = 1 when the loss or the norm is not finite.
      */
     default void stepControl(Tensor sumSquares, Tensor loss, float maxNorm, Tensor control) {
-        Backend be = control.backend();
-        double norm = Math.sqrt(be.download(sumSquares)[0]);
-        float lossValue = be.download(loss)[0];
-        boolean skip = !Float.isFinite(lossValue) || !Double.isFinite(norm);
-        float clip = maxNorm > 0 ? (float) Math.min(1.0, maxNorm / (norm + 1e-6)) : 1f;
-        Tensor values = be.upload("control", new float[] {clip, skip ? 1f : 0f}, control.shape());
-        try {
-            be.copy(values, control);
-        } finally {
-            values.close();
-        }
+        HostStepControl.stepControl(sumSquares, loss, maxNorm, control);
     }
 
     /**
@@ -104,23 +95,8 @@ public interface TrainingOps {
      */
     default void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
                        float weightDecay, Tensor biasCorrections, Tensor counter, Tensor control) {
-        Backend be = control.backend();
-        float[] c = be.download(control);
-        if (c[CONTROL_SKIP] != 0f) {
-            return;
-        }
-        int step = Math.addExact(be.downloadInts(counter)[0], 1);
-        int[] words = be.downloadInts(biasCorrections);
-        if (2L * (2L * step + 1) + 1 >= words.length) {
-            throw new IllegalArgumentException("adamw: step " + step + " is past the bias-correction table "
-                    + biasCorrections.describe());
-        }
-        double bc1 = fp64At(words, 2 * step), bc2 = fp64At(words, 2 * step + 1);
-        if (bc1 != 1.0 - Math.pow(beta1, step) || bc2 != 1.0 - Math.pow(beta2, step)) {
-            throw new IllegalArgumentException("adamw: the bias-correction table " + biasCorrections.describe()
-                    + " was not made for beta1 " + beta1 + ", beta2 " + beta2 + " (step " + step + ")");
-        }
-        adamw(param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step, c[CONTROL_CLIP]);
+        HostStepControl.adamw(this, param, grad, m, v, lr, beta1, beta2, eps, weightDecay, biasCorrections, counter,
+                control);
     }
 
     /**
@@ -129,53 +105,24 @@ public interface TrainingOps {
      * exactly as {@link Backend#axpby} with those two floats.
      */
     default void emaUpdate(Tensor average, Tensor theta, Tensor decays, Tensor counter, Tensor control) {
-        Backend be = control.backend();
-        if (be.download(control)[CONTROL_SKIP] != 0f) {
-            return;
-        }
-        int k = Math.addExact(be.downloadInts(counter)[0], 1);
-        int[] words = be.downloadInts(decays);
-        if (2L * k + 1 >= words.length) {
-            throw new IllegalArgumentException("emaUpdate: update " + k + " is past the decay table "
-                    + decays.describe());
-        }
-        double beta = fp64At(words, k);
-        if (beta == 0) {
-            be.copy(theta, average);
-        } else {
-            be.axpby((float) beta, average, (float) (1.0 - beta), theta, average);
-        }
+        HostStepControl.emaUpdate(average, theta, decays, counter, control);
     }
 
     /** counter[0] += 1 unless control[SKIP] is set (an applied step; skipped steps do not count, as in PyTorch). */
     default void advanceCounter(Tensor counter, Tensor control) {
-        Backend be = control.backend();
-        if (be.download(control)[CONTROL_SKIP] != 0f) {
-            return;
-        }
-        int[] c = be.downloadInts(counter);
-        c[0] = Math.addExact(c[0], 1);
-        Tensor next = be.upload("counter", c, counter.shape());
-        try {
-            be.copy(next, counter);
-        } finally {
-            next.close();
-        }
+        HostStepControl.advanceCounter(counter, control);
     }
 
     // ------------------------------------------------------------------ foreach (multi-tensor) forms
     // One call per optimizer phase over lists of tensors (element i of every list belongs together). Each is defined
-    // as its per-tensor op applied to the tensors in list order, which the defaults do; the CUDA backend overrides
-    // them with one launch per phase (facm.backend.cuda.CudaForeach), bit-identical to those per-tensor calls.
+    // as its per-tensor op applied to the tensors in list order, which the defaults do (ForeachLoops); the CUDA
+    // backend overrides them with one launch per phase (facm.backend.cuda.CudaForeach), bit-identical to those
+    // per-tensor calls.
 
     /** {@link #adamw(Tensor, Tensor, Tensor, Tensor, float, float, float, float, float, int, float)} per tensor. */
     default void adamwForeach(List<Tensor> params, List<Tensor> grads, List<Tensor> ms, List<Tensor> vs, float lr,
                               float beta1, float beta2, float eps, float weightDecay, int step, float gradScale) {
-        int n = sameLength("adamwForeach", params, grads, ms, vs);
-        for (int i = 0; i < n; i++) {
-            adamw(params.get(i), grads.get(i), ms.get(i), vs.get(i), lr, beta1, beta2, eps, weightDecay, step,
-                    gradScale);
-        }
+        ForeachLoops.adamw(this, params, grads, ms, vs, lr, beta1, beta2, eps, weightDecay, step, gradScale);
     }
 
     /** The device-step {@link #adamw(Tensor, Tensor, Tensor, Tensor, float, float, float, float, float, Tensor,
@@ -183,11 +130,8 @@ public interface TrainingOps {
     default void adamwForeach(List<Tensor> params, List<Tensor> grads, List<Tensor> ms, List<Tensor> vs, float lr,
                               float beta1, float beta2, float eps, float weightDecay, Tensor biasCorrections,
                               Tensor counter, Tensor control) {
-        int n = sameLength("adamwForeach", params, grads, ms, vs);
-        for (int i = 0; i < n; i++) {
-            adamw(params.get(i), grads.get(i), ms.get(i), vs.get(i), lr, beta1, beta2, eps, weightDecay,
-                    biasCorrections, counter, control);
-        }
+        ForeachLoops.adamw(this, params, grads, ms, vs, lr, beta1, beta2, eps, weightDecay, biasCorrections, counter,
+                control);
     }
 
     /**
@@ -195,49 +139,23 @@ public interface TrainingOps {
      * {@link Backend#axpby}((float) decay, average, (float) (1 − decay), θ, average).
      */
     default void emaUpdateForeach(List<Tensor> averages, List<Tensor> thetas, double decay) {
-        int n = sameLength("emaUpdateForeach", averages, thetas);
-        for (int i = 0; i < n; i++) {
-            Tensor avg = averages.get(i), theta = thetas.get(i);
-            if (decay == 0) {
-                avg.backend().copy(theta, avg);
-            } else {
-                avg.backend().axpby((float) decay, avg, (float) (1.0 - decay), theta, avg);
-            }
-        }
+        ForeachLoops.emaUpdate(averages, thetas, decay);
     }
 
     /** The device-step {@link #emaUpdate} per tensor pair (the counter is not advanced). */
     default void emaUpdateForeach(List<Tensor> averages, List<Tensor> thetas, Tensor decays, Tensor counter,
                                   Tensor control) {
-        int n = sameLength("emaUpdateForeach", averages, thetas);
-        for (int i = 0; i < n; i++) {
-            emaUpdate(averages.get(i), thetas.get(i), decays, counter, control);
-        }
+        ForeachLoops.emaUpdate(this, averages, thetas, decays, counter, control);
     }
 
     /** {@link #sumOfSquares} per tensor, in list order, into one accumulator. */
     default void sumOfSquaresForeach(List<Tensor> xs, Tensor acc) {
-        for (Tensor x : xs) {
-            sumOfSquares(x, acc);
-        }
+        ForeachLoops.sumOfSquares(this, xs, acc);
     }
 
     /** Every tensor (F32) filled with 0 ({@link Backend#fill}). */
     default void zeroForeach(List<Tensor> tensors) {
-        for (Tensor t : tensors) {
-            t.backend().fill(t, 0f);
-        }
-    }
-
-    /** The common length of lists that go together, or an error naming the op and the lengths. */
-    private static int sameLength(String op, List<?>... lists) {
-        for (List<?> l : lists) {
-            if (l.size() != lists[0].size()) {
-                throw new IllegalArgumentException(op + ": tensor lists of different lengths "
-                        + java.util.Arrays.stream(lists).map(List::size).toList());
-            }
-        }
-        return lists[0].size();
+        ForeachLoops.zero(tensors);
     }
 
     // ------------------------------------------------------------------ device-resident per-step inputs
