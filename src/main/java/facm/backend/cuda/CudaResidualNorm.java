@@ -26,7 +26,7 @@ final class CudaResidualNorm {
     private static final int BLOCK = 256;
     /** RESNORM_CACHE float4 per lane in kernels/residual_norm.cu. */
     private static final int MAX_D = 32 * 16 * 4;
-    /** RESNORM_CACHE_SMALL: the _c9 kernels (fewer registers, 3 blocks per SM; same bits) take D up to this. */
+    /** RESNORM_CACHE_SMALL: the _c9 kernels (fewer registers, 4 blocks per SM; same bits) take D up to this. */
     private static final int MAX_D_SMALL = 32 * 9 * 4;
 
     private final CudaNetworkChecks check;
