@@ -94,20 +94,27 @@ public final class ConsistencySampler implements AutoCloseable {
         for (int k = 0; k < steps; k++) {
             double tk = (double) k / steps;
             float[] d = forward.evaluate(x, z.shape(), tk, 1.0, y);
-            for (int i = 0; i < x.length; i++) {
-                xhat[i] = x[i] + (1.0 - tk) * d[i];
+            if (k == steps - 1) {
+                HostState.forEachChunk(x.length, (from, to) -> {
+                    for (int i = from; i < to; i++) {
+                        xhat[i] = x[i] + (1.0 - tk) * d[i];
+                    }
+                });
+                break;
             }
-            if (k < steps - 1) {
-                double tn = (double) (k + 1) / steps;
-                float[] eps = renoise.apply(k);
-                if (eps.length != x.length) {
-                    throw new IllegalArgumentException("re-noise for step " + k + " has " + eps.length
-                            + " values, the state has " + x.length + " (batch " + b + ")");
-                }
-                for (int i = 0; i < x.length; i++) {
+            double tn = (double) (k + 1) / steps;
+            float[] eps = renoise.apply(k);
+            if (eps.length != x.length) {
+                throw new IllegalArgumentException("re-noise for step " + k + " has " + eps.length
+                        + " values, the state has " + x.length + " (batch " + b + ")");
+            }
+            // x̂ and the re-noised state in one elementwise pass (the same two float64 expressions per element).
+            HostState.forEachChunk(x.length, (from, to) -> {
+                for (int i = from; i < to; i++) {
+                    xhat[i] = x[i] + (1.0 - tk) * d[i];
                     x[i] = tn * xhat[i] + (1.0 - tn) * eps[i];
                 }
-            }
+            });
         }
         return be.upload("samples", HostState.toFloat(xhat), z.shape());
     }

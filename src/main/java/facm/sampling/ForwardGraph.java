@@ -96,9 +96,11 @@ final class ForwardGraph implements AutoCloseable {
             throw new IllegalArgumentException(name + ": state of " + state.length + " values for " + x.describe());
         }
         MemorySegment s = staging().segment();
-        for (int i = 0; i < state.length; i++) {
-            s.setAtIndex(ValueLayout.JAVA_FLOAT, i, (float) state[i]);
-        }
+        HostState.forEachChunk(state.length, (from, to) -> {
+            for (int i = from; i < to; i++) {
+                s.setAtIndex(ValueLayout.JAVA_FLOAT, i, (float) state[i]);
+            }
+        });
         staging.copyToDeviceAsync(x.buffer(), x.bytes(), stream());
     }
 
