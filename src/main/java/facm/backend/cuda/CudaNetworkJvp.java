@@ -35,8 +35,7 @@ import static facm.cuda.KernelArg.PTR;
 final class CudaNetworkJvp {
     private static final int ELEMENTWISE_BLOCK = 256;
     private static final int NORM_BLOCK = 256;
-    /** Largest D of the float4 JVP kernels: 16 float4 per lane (as the vec4 forward); _c9: 9 per lane. */
-    private static final int NORM_VEC4_MAX_D = 32 * 16 * 4;
+    /** Largest D of the float4 JVP's _c9 kernels (9 float4 per lane); _c16 take the vec4 forward's limit. */
     private static final int NORM_VEC4_SMALL_D = 32 * 9 * 4;
 
     private final CudaNetworkChecks check;
@@ -181,7 +180,7 @@ final class CudaNetworkJvp {
         int grid = (int) Math.min((rows + NORM_BLOCK / 32 - 1) / (NORM_BLOCK / 32), CudaNetworkOps.MAX_GRID);
         boolean bf16 = o.dtype() == DType.BF16;
         // The register-cached kernels under the vec4 forward's conditions, so the primal keeps that forward's bits.
-        boolean vec4 = d % 4 == 0 && d <= NORM_VEC4_MAX_D && CudaNetworkChecks.aligned16(in, xd, w, m, md)
+        boolean vec4 = d % 4 == 0 && d <= CudaResidualNorm.NORM_VEC4_MAX_D && CudaNetworkChecks.aligned16(in, xd, w, m, md)
                 && CudaNetworkChecks.aligned(bf16 ? 8 : 16, o, od);
         Kernel kernel = !vec4 ? (bf16 ? rmsNormBf16Out : rmsNorm)
                 : d <= NORM_VEC4_SMALL_D ? (bf16 ? rmsNormVec4SmallBf16Out : rmsNormVec4Small)

@@ -3,25 +3,23 @@ package facm.backend.cuda;
 import facm.cuda.CudaStream;
 import facm.cuda.DeviceArena;
 import facm.cuda.Kernel;
-import facm.cuda.KernelArg;
 import facm.cuda.KernelLibrary;
 import facm.tensor.DType;
 import facm.tensor.NetworkChecks;
 import facm.tensor.NetworkOps;
 import facm.tensor.Tensor;
 
-import static facm.backend.cuda.CudaNetworkChecks.addressOrNull;
 import static facm.backend.cuda.CudaNetworkChecks.aligned16;
 import static facm.tensor.Shapes.requireNoSharing;
-import static facm.cuda.KernelArg.F32;
 import static facm.cuda.KernelArg.F64;
 import static facm.cuda.KernelArg.I32;
 import static facm.cuda.KernelArg.I64;
 import static facm.cuda.KernelArg.PTR;
 
 /**
- * The LightningDiT layers (facm-spec.md §3, contract {@link NetworkOps}) on the GPU: launchers for kernels/embed.cu,
- * rmsnorm.cu, adaln.cu and swiglu.cu here, kernels/rope.cu and attention.cu in {@link CudaAttention}; the backward
+ * The LightningDiT layers (facm-spec.md §3, contract {@link NetworkOps}) on the GPU: launchers for kernels/embed.cu
+ * and swiglu.cu here, the norms and the gated residual (rmsnorm.cu, adaln.cu, residual_norm.cu) in
+ * {@link CudaResidualNorm}, kernels/rope.cu and attention.cu in {@link CudaAttention}; the backward
  * passes in {@link CudaLayerBackward}, {@link CudaNormBackward} and {@link CudaAttentionBackward}. Every op checks
  * its arguments like the CPU reference (same rules and messages), then queues its kernels on the device's main stream
  * and returns: no host synchronization, and no allocation except the scratch buffers of the backward passes, which
@@ -38,10 +36,6 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
     /** Cap on blocks for grid-stride kernels: enough to fill any current GPU many times over. */
     static final int MAX_GRID = 65_535 * 8;
     private static final int ELEMENTWISE_BLOCK = 256;
-    /** rmsnorm_fwd* run one warp per row in blocks of 8 warps. */
-    private static final int NORM_BLOCK = 256;
-    /** Largest D for rmsnorm_fwd_vec4 (RMSNORM_CACHE float4 per lane in kernels/rmsnorm.cu). */
-    private static final int NORM_VEC4_MAX_D = 32 * 16 * 4;
 
     /** Module names of kernels/attention_tc*.cu: all three present means bf16 attention in every direction. */
     private static final java.util.List<String> TENSOR_CORE_ATTENTION_MODULES =
@@ -51,7 +45,8 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
     private final boolean tensorCoreAttention;
     private final CudaStream stream;
     private final CudaAttention attention;
-    private final CudaResidualNorm residualNorm;
+    /** RMSNorm-modulate, the gated residual and the two fused (kernels/rmsnorm.cu, adaln.cu, residual_norm.cu). */
+    private final CudaResidualNorm norms;
     private final CudaLayerBackward layerBackward;
     private final CudaNormBackward normBackward;
     private final CudaAttentionBackward attentionBackward;
@@ -61,14 +56,6 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
     private final Kernel unpatchify;
     private final Kernel timestep;
     private final Kernel embedding;
-    private final Kernel rmsNorm;
-    private final Kernel rmsNormVec4;
-    private final Kernel rmsNormBf16Out;
-    private final Kernel rmsNormVec4Bf16Out;
-    private final Kernel gated;
-    private final Kernel gatedVec4;
-    private final Kernel gatedBf16A;
-    private final Kernel gatedVec4Bf16A;
     private final Kernel swiglu;
     private final Kernel swigluVec4;
     private final Kernel swigluBf16;
@@ -84,7 +71,7 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
         this.stream = backend.cudaDevice().stream();
         this.tensorCoreAttention = lib.buildInfo().modules().containsAll(TENSOR_CORE_ATTENTION_MODULES);
         this.attention = new CudaAttention(check, lib, stream);
-        this.residualNorm = new CudaResidualNorm(check, lib, stream);
+        this.norms = new CudaResidualNorm(check, lib, stream);
         PartialSums sums = new PartialSums(lib, stream);
         DeviceArena arena = backend.cudaDevice().arena();
         this.layerBackward = new CudaLayerBackward(check, lib, stream);
@@ -97,17 +84,6 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
         unpatchify = lib.kernel("unpatchify_fwd", PTR, PTR, I32, I32, I32, I32, I32);
         timestep = lib.kernel("timestep_embedding_fwd", PTR, PTR, I32, I32, F64);
         embedding = lib.kernel("embedding_fwd", PTR, PTR, PTR, I32, I32, I32);
-        // A kernel and its vectorized twin share one signature.
-        KernelArg[] norm = {PTR, PTR, PTR, PTR, PTR, I64, I32, I32, I64, I32, I32, F32};
-        rmsNorm = lib.kernel("rmsnorm_fwd", norm);
-        rmsNormVec4 = lib.kernel("rmsnorm_fwd_vec4", norm);
-        rmsNormBf16Out = lib.kernel("rmsnorm_fwd_bf16out", norm);
-        rmsNormVec4Bf16Out = lib.kernel("rmsnorm_fwd_vec4_bf16out", norm);
-        KernelArg[] gate = {PTR, PTR, PTR, I64, I32, I32, I64, I32};
-        gated = lib.kernel("gated_residual_fwd", gate);
-        gatedVec4 = lib.kernel("gated_residual_fwd_vec4", gate);
-        gatedBf16A = lib.kernel("gated_residual_fwd_bf16a", gate);
-        gatedVec4Bf16A = lib.kernel("gated_residual_fwd_bf16a_vec4", gate);
         swiglu = lib.kernel("swiglu_fwd", PTR, PTR, I64, I32);
         swigluVec4 = lib.kernel("swiglu_fwd_vec4", PTR, PTR, I64, I32);
         swigluBf16 = lib.kernel("swiglu_fwd_bf16", PTR, PTR, I64, I32);
@@ -173,63 +149,22 @@ public final class CudaNetworkOps implements NetworkOps, AutoCloseable {
 
     // ---------------------------------------------------------------- norms and modulation
 
-    /** out F32, or BF16 (each fp32 value rounded once: the operand of the next bf16 GEMM); x, weight, mod F32. */
     @Override
     public void rmsNormModulate(Tensor x, Tensor weight, float eps, Tensor mod, int shiftChunk, int scaleChunk,
                                 Tensor out, Tensor rstd) {
-        String op = "rmsNormModulate";
-        CudaTensor in = check.f32(op, "x", x);
-        CudaTensor w = check.f32(op, "weight", weight);
-        CudaTensor o = check.floating(op, "out", out);
-        CudaTensor m = mod == null ? null : check.f32(op, "mod", mod);
-        CudaTensor r = rstd == null ? null : check.f32(op, "rstd", rstd);
-        NetworkChecks.rmsNormDTypes(op, in, o);
-        NetworkChecks.rmsNormModulate(op, in, w, eps, m, shiftChunk, scaleChunk, o, r);
-        int d = in.dim(-1);
-        long rows = in.numel() / d;
-        int tokens = m == null ? 1 : in.dim(1);
-        if (rows == 0 || tokens == 0) {
-            return;
-        }
-        boolean bf16 = o.dtype() == DType.BF16;
-        boolean vec4 = d % 4 == 0 && d <= NORM_VEC4_MAX_D && aligned16(in, w, m)
-                && CudaNetworkChecks.aligned(bf16 ? 8 : 16, o);
-        Kernel kernel = bf16 ? (vec4 ? rmsNormVec4Bf16Out : rmsNormBf16Out) : (vec4 ? rmsNormVec4 : rmsNorm);
-        long modStride = m == null ? 0 : m.dim(1);
-        int grid = (int) Math.min((rows + NORM_BLOCK / 32 - 1) / (NORM_BLOCK / 32), MAX_GRID);
-        kernel.launch(stream, grid, 1, 1, NORM_BLOCK, 1, 1, 0, in.address(), w.address(), addressOrNull(m),
-                o.address(), addressOrNull(r), rows, d, tokens, modStride, shiftChunk * d, scaleChunk * d, eps);
+        norms.rmsNormModulate(x, weight, eps, mod, shiftChunk, scaleChunk, out, rstd);
     }
 
-    /** h F32 += gate ⊙ a with a F32 or BF16 (widened exactly; the bf16 output of a GEMM). */
     @Override
     public void gatedResidual(Tensor h, Tensor a, Tensor mod, int gateChunk) {
-        String op = "gatedResidual";
-        CudaTensor hs = check.f32(op, "h", h);
-        CudaTensor as = check.floating(op, "a", a);
-        CudaTensor m = check.f32(op, "mod", mod);
-        NetworkChecks.gatedResidualDTypes(op, hs, as);
-        NetworkChecks.gatedResidual(op, hs, as, m, gateChunk);
-        int d = hs.dim(2);
-        long rows = (long) hs.dim(0) * hs.dim(1);
-        if (rows == 0) {
-            return;
-        }
-        boolean bf16 = as.dtype() == DType.BF16;
-        boolean vec4 = d % 4 == 0 && aligned16(hs, m) && CudaNetworkChecks.aligned(bf16 ? 8 : 16, as);
-        Kernel kernel = bf16 ? (vec4 ? gatedVec4Bf16A : gatedBf16A) : (vec4 ? gatedVec4 : gated);
-        kernel.launch(stream, (int) Math.min(rows, MAX_GRID), 1, 1, rowBlock(vec4 ? d / 4 : d), 1, 1, 0,
-                hs.address(), as.address(), m.address(), rows, d, hs.dim(1), (long) m.dim(1), gateChunk * d);
+        norms.gatedResidual(h, a, mod, gateChunk);
     }
 
-    /** One pass (kernels/residual_norm.cu) where the shape allows, else the two ops; the same bits either way. */
     @Override
     public void gatedResidualRmsNormModulate(Tensor h, Tensor a, Tensor mod, int gateChunk, Tensor weight, float eps,
                                              Tensor mod2, int shiftChunk, int scaleChunk, Tensor out, Tensor rstd) {
-        if (!residualNorm.tryFused(h, a, mod, gateChunk, weight, eps, mod2, shiftChunk, scaleChunk, out, rstd)) {
-            gatedResidual(h, a, mod, gateChunk);
-            rmsNormModulate(h, weight, eps, mod2, shiftChunk, scaleChunk, out, rstd);
-        }
+        norms.gatedResidualRmsNormModulate(h, a, mod, gateChunk, weight, eps, mod2, shiftChunk, scaleChunk, out,
+                rstd);
     }
 
     // ---------------------------------------------------------------- attention (kernels/rope.cu, attention.cu)
