@@ -13,8 +13,7 @@
 // grid-strided over the warps. mod2 == nullptr: plain RMSNorm of the updated h. Launcher:
 // facm.backend.cuda.CudaResidualNorm (D % 4 == 0, D ≤ 2048, h, mod, mod2, w 16-byte aligned, a and out 16 (fp32) or 8
 // (bf16) bytes aligned, out apart from h and a; otherwise it runs the two ops).
-#include "common.cuh"
-#include "bf16_pack.cuh"
+#include "rmsnorm_common.cuh"
 
 #define RESNORM_CACHE 16
 #define RESNORM_CACHE_SMALL 9
@@ -30,18 +29,6 @@ __device__ __forceinline__ float4 resnorm_load4(const uint16_t* a, int c) {
     const float2 lo = bf16_unpack2(packed.x), hi = bf16_unpack2(packed.y);
     return make_float4(lo.x, lo.y, hi.x, hi.y);
 }
-__device__ __forceinline__ void resnorm_store4(float* out, int c, float4 o) { reinterpret_cast<float4*>(out)[c] = o; }
-__device__ __forceinline__ void resnorm_store4(uint16_t* out, int c, float4 o) {
-    reinterpret_cast<uint2*>(out)[c] = make_uint2(bf16_pack2(o.x, o.y), bf16_pack2(o.z, o.w));
-}
-
-// The formula of rmsnorm_modulate in rmsnorm.cu (keep the two identical: the bit-identity above depends on it).
-__device__ __forceinline__ float resnorm_modulate(float x, float rho, float w, const float* shift, const float* scale,
-                                                  int d) {
-    const float y = x * rho * w;
-    return shift == nullptr ? y : y * (1.0f + scale[d]) + shift[d];
-}
-
 // A = float or uint16_t (bf16 branch output, widened exactly); OUT = float or uint16_t (bf16, rounded once).
 // a may be h (each element is read before the same lane writes it), so h and a are not __restrict__.
 template <int CACHE, typename A, typename OUT>
@@ -105,14 +92,7 @@ __device__ __forceinline__ void resnorm_fwd_body(
         for (int i = 0; i < CACHE; i++) {
             const int c = lane + 32 * i;
             if (c < D4) {
-                const float4 wv = w4[c];
-                const int d = 4 * c;
-                float4 o;
-                o.x = resnorm_modulate(v[i].x, rho, wv.x, shift, scale, d);
-                o.y = resnorm_modulate(v[i].y, rho, wv.y, shift, scale, d + 1);
-                o.z = resnorm_modulate(v[i].z, rho, wv.z, shift, scale, d + 2);
-                o.w = resnorm_modulate(v[i].w, rho, wv.w, shift, scale, d + 3);
-                resnorm_store4(orow, c, o);
+                rmsnorm_store4(orow, c, rmsnorm_modulate4(v[i], rho, w4[c], shift, scale, c));
             }
         }
     }

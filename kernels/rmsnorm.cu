@@ -9,30 +9,11 @@
 // written, by the same warp). Launchers: facm.backend.cuda.CudaNetworkOps (forward), CudaNormBackward (backward).
 // The backward kernels and partials_sum_accumulate, the fixed-order finishing sum that every deterministic
 // parameter-gradient reduction uses, follow the forward.
-#include "common.cuh"
-#include "bf16_pack.cuh"
+#include "rmsnorm_common.cuh"
 
 // Largest D the register-cached kernel takes: each lane keeps RMSNORM_CACHE float4 of the row, so the row is read from
 // memory once. 16 float4 per lane = 64 registers, D up to 2048 (XL: 1152, 1p6B: 1792).
 #define RMSNORM_CACHE 16
-
-// Modulated value for one element: (x·ρ)·w·(1 + scale) + shift, or (x·ρ)·w without modulation.
-__device__ __forceinline__ float rmsnorm_modulate(float x, float rho, float w, const float* shift, const float* scale,
-                                                  int d) {
-    const float y = x * rho * w;
-    return shift == nullptr ? y : y * (1.0f + scale[d]) + shift[d];
-}
-
-// The output element type of the forward: fp32, or bf16 (the fp32 value rounded once, for a bf16 GEMM operand).
-// store4 writes 4 consecutive outputs at element 4·c: one float4 (16 bytes) or 4 bf16 (8 bytes, uint2).
-__device__ __forceinline__ void rmsnorm_store4(float* out, int64_t c, float4 o) {
-    reinterpret_cast<float4*>(out)[c] = o;
-}
-__device__ __forceinline__ void rmsnorm_store4(uint16_t* out, int64_t c, float4 o) {
-    reinterpret_cast<uint2*>(out)[c] = make_uint2(bf16_pack2(o.x, o.y), bf16_pack2(o.z, o.w));
-}
-__device__ __forceinline__ void rmsnorm_store1(float* out, int64_t i, float v) { out[i] = v; }
-__device__ __forceinline__ void rmsnorm_store1(uint16_t* out, int64_t i, float v) { out[i] = bf16_from_float(v); }
 
 // D % 4 == 0, D ≤ 128·RMSNORM_CACHE, and x, w, mod 16-byte aligned, out 16 (fp32) or 8 (bf16) bytes aligned (the
 // launcher checks all of these and falls back to the scalar kernel otherwise). OUT = float or uint16_t (bf16): out
@@ -75,14 +56,7 @@ __device__ __forceinline__ void rmsnorm_fwd_vec4_body(
         for (int i = 0; i < RMSNORM_CACHE; i++) {
             const int c = lane + 32 * i;
             if (c < D4) {
-                const float4 wv = w4[c];
-                const int d = 4 * c;
-                float4 o;
-                o.x = rmsnorm_modulate(v[i].x, rho, wv.x, shift, scale, d);
-                o.y = rmsnorm_modulate(v[i].y, rho, wv.y, shift, scale, d + 1);
-                o.z = rmsnorm_modulate(v[i].z, rho, wv.z, shift, scale, d + 2);
-                o.w = rmsnorm_modulate(v[i].w, rho, wv.w, shift, scale, d + 3);
-                rmsnorm_store4(orow, c, o);
+                rmsnorm_store4(orow, c, rmsnorm_modulate4(v[i], rho, w4[c], shift, scale, c));
             }
         }
     }
@@ -300,6 +274,20 @@ extern "C" __global__ void __launch_bounds__(32 * RMSNORM_PART_ROWS) partials_su
 // xDot and modDot may be nullptr (zero tangents). One warp per row like the forward; out may alias x and outDot xDot
 // (fp32 only). OUT = float, or uint16_t (bf16): out and outDot are the same fp32 values, each rounded once, the GEMM
 // operands of the next linear and of its tangent (rmsnorm_jvp_bf16out; no separate cast pass).
+// The tangent of one modulated output: w ⊙ ṅ ⊙ (1 + scale) + n ⊙ w ⊙ scaleDot + shiftDot with n = x·ρ and
+// ṅ = ρ·(ẋ − x·corr), corr = ρ²·mean_D(x ⊙ ẋ) (without mod: w ⊙ ṅ; without modDot: no scaleDot/shiftDot terms).
+__device__ __forceinline__ float rmsnorm_tangent(float x, float xDot, float w, float rho, float corr,
+                                                 const float* shift, const float* scale, const float* shiftDot,
+                                                 const float* scaleDot, int d) {
+    const float nDot = rho * fmaf(-x, corr, xDot);
+    float t = w * nDot;
+    if (shift != nullptr) {
+        t *= 1.0f + scale[d];
+        if (scaleDot != nullptr) t = fmaf(x * rho * w, scaleDot[d], t + shiftDot[d]);
+    }
+    return t;
+}
+
 template <typename OUT>
 __device__ __forceinline__ void rmsnorm_jvp_body(
         const float* x, const float* xDot, const float* __restrict__ w, const float* __restrict__ mod,
@@ -341,14 +329,8 @@ __device__ __forceinline__ void rmsnorm_jvp_body(
             const float xv = xr[d];
             const float wv = w[d];
             const float xdv = xd != nullptr ? xd[d] : 0.0f;
-            const float nDot = rho * fmaf(-xv, corr, xdv);
-            float t = wv * nDot;
-            if (shift != nullptr) {
-                t *= 1.0f + scale[d];
-                if (scaleDot != nullptr) t = fmaf(xv * rho * wv, scaleDot[d], t + shiftDot[d]);
-            }
             rmsnorm_store1(orow, d, rmsnorm_modulate(xv, rho, wv, shift, scale, d));
-            rmsnorm_store1(odrow, d, t);
+            rmsnorm_store1(odrow, d, rmsnorm_tangent(xv, xdv, wv, rho, corr, shift, scale, shiftDot, scaleDot, d));
         }
     }
 }
@@ -417,24 +399,13 @@ __device__ __forceinline__ void rmsnorm_jvp_vec4_body(
             const int c = lane + 32 * i;
             if (c < D4) {
                 const float4 wv = w4[c];
-                const float xs[4] = {v[i].x, v[i].y, v[i].z, v[i].w};
-                const float xds[4] = {vd[i].x, vd[i].y, vd[i].z, vd[i].w};
-                const float ws[4] = {wv.x, wv.y, wv.z, wv.w};
-                float o[4], od[4];
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int d = 4 * c + e;
-                    const float nDot = rho * fmaf(-xs[e], corr, xds[e]);
-                    float t = ws[e] * nDot;
-                    if (shift != nullptr) {
-                        t *= 1.0f + scale[d];
-                        if (scaleDot != nullptr) t = fmaf(xs[e] * rho * ws[e], scaleDot[d], t + shiftDot[d]);
-                    }
-                    o[e] = rmsnorm_modulate(xs[e], rho, ws[e], shift, scale, d);
-                    od[e] = t;
-                }
-                rmsnorm_store4(orow, c, make_float4(o[0], o[1], o[2], o[3]));
-                rmsnorm_store4(odrow, c, make_float4(od[0], od[1], od[2], od[3]));
+                const int d = 4 * c;
+                rmsnorm_store4(orow, c, rmsnorm_modulate4(v[i], rho, wv, shift, scale, c));
+                rmsnorm_store4(odrow, c, make_float4(
+                        rmsnorm_tangent(v[i].x, vd[i].x, wv.x, rho, corr, shift, scale, shiftDot, scaleDot, d),
+                        rmsnorm_tangent(v[i].y, vd[i].y, wv.y, rho, corr, shift, scale, shiftDot, scaleDot, d + 1),
+                        rmsnorm_tangent(v[i].z, vd[i].z, wv.z, rho, corr, shift, scale, shiftDot, scaleDot, d + 2),
+                        rmsnorm_tangent(v[i].w, vd[i].w, wv.w, rho, corr, shift, scale, shiftDot, scaleDot, d + 3)));
             }
         }
     }

@@ -139,20 +139,6 @@ QK_NORM_ROPE_FWD(qk_norm_rope_fwd_bf16out, float, uint16_t)
 #define ROPE_TOK_EARLY_TABLES 1
 #endif
 
-// The cos and sin of the 4 channel pairs of chunk c at token t: pair p = channels (2p, 2p+1) uses the table entry at
-// 2p, i.e. .x and .z of each float4.
-__device__ __forceinline__ void rope_table4(const float* __restrict__ cosT, const float* __restrict__ sinT, int t,
-                                            int dh, int c, float* cs, float* sn) {
-    const float* cosRow = cosT + t * dh + c * ROPE_CHUNK;
-    const float* sinRow = sinT + t * dh + c * ROPE_CHUNK;
-    const float4 c0 = reinterpret_cast<const float4*>(cosRow)[0];
-    const float4 c1 = reinterpret_cast<const float4*>(cosRow)[1];
-    const float4 s0 = reinterpret_cast<const float4*>(sinRow)[0];
-    const float4 s1 = reinterpret_cast<const float4*>(sinRow)[1];
-    cs[0] = c0.x; cs[1] = c0.z; cs[2] = c1.x; cs[3] = c1.z;
-    sn[0] = s0.x; sn[1] = s0.z; sn[2] = s1.x; sn[3] = s1.z;
-}
-
 // Launch: grid (gx ≤ T, B), blockDim.x = 3·H·dh/8 rounded up to a multiple of 32 (≤ 1024), dynamic shared memory
 // 2·H·(dh/8) floats. Arguments and results as qk_norm_rope_fwd_body, bit for bit: the same per-element operations
 // (x·ρ·w, then the fma rotation) and Σx² in the same chunk order (rope_sumsq_chunked).

@@ -69,3 +69,17 @@ __device__ __forceinline__ void rope_store8(uint16_t* p, const float* x) {
     *reinterpret_cast<uint4*>(p) = make_uint4(bf16_pack2(x[0], x[1]), bf16_pack2(x[2], x[3]), bf16_pack2(x[4], x[5]),
                                               bf16_pack2(x[6], x[7]));
 }
+
+// The cos and sin of the 4 channel pairs of chunk c at token t: pair p = channels (2p, 2p+1) uses the table entry at
+// 2p, i.e. .x and .z of each float4.
+__device__ __forceinline__ void rope_table4(const float* __restrict__ cosT, const float* __restrict__ sinT, int t,
+                                            int dh, int c, float* cs, float* sn) {
+    const float* cosRow = cosT + t * dh + c * ROPE_CHUNK;
+    const float* sinRow = sinT + t * dh + c * ROPE_CHUNK;
+    const float4 c0 = reinterpret_cast<const float4*>(cosRow)[0];
+    const float4 c1 = reinterpret_cast<const float4*>(cosRow)[1];
+    const float4 s0 = reinterpret_cast<const float4*>(sinRow)[0];
+    const float4 s1 = reinterpret_cast<const float4*>(sinRow)[1];
+    cs[0] = c0.x; cs[1] = c0.z; cs[2] = c1.x; cs[3] = c1.z;
+    sn[0] = s0.x; sn[1] = s0.z; sn[2] = s1.x; sn[3] = s1.z;
+}

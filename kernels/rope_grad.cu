@@ -179,14 +179,8 @@ extern "C" __global__ void __launch_bounds__(512, 2) qk_norm_rope_bwd_tok(
         float g[ROPE_CHUNK];
         if (active) rope_load8(gsrc + ((int64_t)(b * H + h) * T + t) * dh + c * ROPE_CHUNK, g);
         if (rotate) {  // RoPE transposed, pair p = channels (2p, 2p+1) with the table entry at 2p
-            const float* cosRow = cosT + t * dh + c * ROPE_CHUNK;
-            const float* sinRow = sinT + t * dh + c * ROPE_CHUNK;
-            const float4 c0 = reinterpret_cast<const float4*>(cosRow)[0];
-            const float4 c1 = reinterpret_cast<const float4*>(cosRow)[1];
-            const float4 s0 = reinterpret_cast<const float4*>(sinRow)[0];
-            const float4 s1 = reinterpret_cast<const float4*>(sinRow)[1];
-            const float cs[4] = {c0.x, c0.z, c1.x, c1.z};
-            const float sn[4] = {s0.x, s0.z, s1.x, s1.z};
+            float cs[4], sn[4];
+            rope_table4(cosT, sinT, t, dh, c, cs, sn);
 #pragma unroll
             for (int p = 0; p < 4; p++) {
                 const float g0 = g[2 * p], g1 = g[2 * p + 1];
@@ -441,14 +435,8 @@ __device__ __forceinline__ void qk_norm_rope_jvp_tok_body(
         }
         if (!active) continue;
         if (rotate) {
-            const float* cosRow = cosT + t * dh + c * ROPE_CHUNK;
-            const float* sinRow = sinT + t * dh + c * ROPE_CHUNK;
-            const float4 c0 = reinterpret_cast<const float4*>(cosRow)[0];
-            const float4 c1 = reinterpret_cast<const float4*>(cosRow)[1];
-            const float4 s0 = reinterpret_cast<const float4*>(sinRow)[0];
-            const float4 s1 = reinterpret_cast<const float4*>(sinRow)[1];
-            const float cs[4] = {c0.x, c0.z, c1.x, c1.z};
-            const float sn[4] = {s0.x, s0.z, s1.x, s1.z};
+            float cs[4], sn[4];
+            rope_table4(cosT, sinT, t, dh, c, cs, sn);
 #pragma unroll
             for (int p = 0; p < 4; p++) {
                 const float e0 = x[2 * p], e1 = x[2 * p + 1];

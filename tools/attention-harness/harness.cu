@@ -10,6 +10,8 @@
 #include "../../kernels/attention_tc_jvp.cu"
 #include "attention_tc_fwd_v1.cuh"
 
+#include "../harness_host.h"
+
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -18,38 +20,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <vector>
-
-#define CHECK(call)                                                                                  \
-    do {                                                                                             \
-        cudaError_t err_ = (call);                                                                   \
-        if (err_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call, cudaGetErrorName(err_)); \
-            exit(2);                                                                                 \
-        }                                                                                            \
-    } while (0)
-
-static uint16_t toBf16(float f) {
-    uint32_t bits;
-    memcpy(&bits, &f, 4);
-    uint32_t rounding = 0x7FFFu + ((bits >> 16) & 1u);
-    return (uint16_t)((bits + rounding) >> 16);
-}
-
-static float fromBf16(uint16_t b) {
-    uint32_t bits = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-static uint64_t rngState = 0x9E3779B97F4A7C15ull;
-static float uniform(float lo, float hi) {  // xorshift64*, deterministic
-    rngState ^= rngState >> 12;
-    rngState ^= rngState << 25;
-    rngState ^= rngState >> 27;
-    const double u = (double)((rngState * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
-    return (float)(lo + (hi - lo) * u);
-}
 
 // Random bf16 values (never exactly zero), their float values beside.
 static void randomBf16(size_t n, float lo, float hi, std::vector<uint16_t>& bits, std::vector<float>& vals) {

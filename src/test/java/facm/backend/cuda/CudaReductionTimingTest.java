@@ -1,8 +1,6 @@
 package facm.backend.cuda;
 
-import facm.cuda.Cuda;
 import facm.cuda.CudaDevice;
-import facm.cuda.CudaEvent;
 import facm.cuda.CudaTestSupport;
 import facm.tensor.DType;
 import facm.tensor.ReduceOp;
@@ -25,20 +23,7 @@ class CudaReductionTimingTest {
     private static final int REPEATS = 20;
 
     private static double micros(CudaDevice device, Runnable launch) {
-        launch.run();
-        device.synchronize();
-        boolean syncCheck = Cuda.syncCheck();
-        Cuda.setSyncCheck(false);
-        try (CudaEvent start = CudaEvent.create(device); CudaEvent end = CudaEvent.create(device)) {
-            start.record(device.stream());
-            for (int i = 0; i < REPEATS; i++) {
-                launch.run();
-            }
-            end.record(device.stream());
-            return 1000.0 * end.elapsedMillisSince(start) / REPEATS;
-        } finally {
-            Cuda.setSyncCheck(syncCheck);
-        }
+        return 1000.0 * GpuTiming.millis(device, REPEATS, launch);
     }
 
     @Test

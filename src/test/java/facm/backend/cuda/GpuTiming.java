@@ -6,8 +6,7 @@ import facm.cuda.CudaEvent;
 
 /**
  * Milliseconds per run of some queued GPU work, from CUDA events around {@code repeats} runs after one warm-up run,
- * with the per-launch sync check off while timing (it would serialize the launches). For the timing report tests;
- * CudaBackwardTimingTest and CudaNetworkTimingTest carry their own copies of this loop.
+ * with the per-launch sync check off while timing (it would serialize the launches). For the timing report tests.
  */
 final class GpuTiming {
     private GpuTiming() {
